@@ -1,0 +1,124 @@
+"""The ``bench`` command: validate, list and run suites.
+
+User errors print one line (file, key, what is allowed) and exit 2; a traceback means a
+bug in bench, never in the user's input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench.errors import UserError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bench", description="Benchmark LLM optimization techniques.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    v = sub.add_parser("validate", help="check a suite and report the first problem")
+    v.add_argument("suite", type=Path)
+
+    ls = sub.add_parser("list", help="list the cases a suite expands to")
+    ls.add_argument("suite", type=Path)
+    ls.add_argument("--filter", metavar="GLOB", help="only case ids matching this glob")
+    ls.add_argument("--shard", metavar="K/N", help="only the K-th of N shards (1-based)")
+
+    r = sub.add_parser("run", help="run a suite; each case in a fresh process")
+    r.add_argument("suite", type=Path)
+    r.add_argument(
+        "--results",
+        type=Path,
+        default=Path("results"),
+        metavar="DIR",
+        help="results root (default: results)",
+    )
+    r.add_argument(
+        "--filter", metavar="GLOB", help="only case ids matching this glob, e.g. '*/forward-*/*'"
+    )
+    r.add_argument(
+        "--shard", metavar="K/N", help="only the K-th of N shards (1-based), for parallel CI jobs"
+    )
+    r.add_argument(
+        "--resume", metavar="RUN_ID", help="finish an earlier run: only cases without an ok result"
+    )
+    r.add_argument(
+        "--inline",
+        action="store_true",
+        help="run cases in this process (debugging; no isolation, no timeout)",
+    )
+    r.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="per-process timeout, overriding the suite's run.timeout_s",
+    )
+
+    sub.add_parser("names", help="list the registered models, workloads and techniques")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args, argv)
+    except UserError as e:
+        print(f"bench: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
+    from bench.suite import load_suite
+
+    if args.command == "names":
+        from bench.suite import known_names
+
+        for kind, names in known_names().items():
+            print(f"{kind}s: {', '.join(names)}")
+        return 0
+    suite = load_suite(args.suite)
+    if args.command == "validate":
+        print(f"{args.suite}: ok, {len(suite.cases)} cases x {suite.run.repeats} repeats")
+        return 0
+    if args.command == "list":
+        from bench.session import select_cases
+
+        for case in select_cases(suite.cases, args.filter, args.shard):
+            print(f"{case.id}  [{case.hash}]")
+        return 0
+    return _run(args, suite, argv)
+
+
+def _run(args: argparse.Namespace, suite, argv: list[str]) -> int:
+    from bench.session import Interrupted, RunOptions, exit_code, make_console, run_suite
+    from bench.summary import print_summary, summarize_results
+
+    if args.timeout is not None and args.timeout <= 0:
+        raise UserError(f"--timeout {args.timeout:g}: must be a positive number of seconds")
+    console = make_console()
+    opts = RunOptions(
+        results=args.results,
+        filter=args.filter,
+        shard=args.shard,
+        resume=args.resume,
+        inline=args.inline,
+        timeout=args.timeout,
+        argv=["bench", *argv],
+    )
+    try:
+        outcome = run_suite(suite, opts, console)
+    except Interrupted as e:
+        console.print(
+            f"interrupted: finished cases are in {e.run_dir}; continue with "
+            f"`bench run {args.suite} --resume {e.run_id}`"
+        )
+        return 130
+    print_summary(summarize_results(outcome.results), console)
+    console.print(f"results: {outcome.run_dir}")
+    return exit_code(outcome.results)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

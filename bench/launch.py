@@ -1,0 +1,171 @@
+"""Where a case runs: in a fresh child process (default) or inline (debugging).
+
+Children are forked from a fork server that has torch and bench imported already, so
+isolation costs a fork rather than an interpreter start and a torch import. The parent
+blocks on the child's pipe and exit with a timeout (``multiprocessing.connection.wait``):
+it never polls in a loop, which would steal a core from the case being measured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import signal
+import time
+from multiprocessing.connection import wait
+from pathlib import Path
+from typing import Any, Protocol
+
+from bench import runner
+from bench.result import CaseResult
+from bench.suite import Case
+
+LOG_TAIL_CHARS = 4000
+
+
+class Launcher(Protocol):
+    def run(
+        self, case: Case, repeat: int, run_id: str | None, log: Path | None, timeout: float
+    ) -> dict[str, Any]:
+        """Run one case; return its result as JSON-ready data. Never raises for the case."""
+        ...
+
+    def abort(self) -> None:
+        """Stop whatever is running now (Ctrl-C)."""
+        ...
+
+
+class InlineLauncher:
+    """Runs in this process: tracebacks and debuggers work, but a crash ends the run and
+    the timeout is not enforced."""
+
+    def run(self, case, repeat, run_id, log, timeout) -> dict[str, Any]:
+        return runner.execute(case, repeat, run_id).to_json()
+
+    def abort(self) -> None:
+        pass
+
+
+class ProcessLauncher:
+    def __init__(self) -> None:
+        self._ctx = mp.get_context("forkserver")
+        self._ctx.set_forkserver_preload(["bench._child"])
+        self._proc: Any = None
+
+    def run(self, case, repeat, run_id, log, timeout) -> dict[str, Any]:
+        from bench import _child
+
+        if log is not None:
+            log.parent.mkdir(parents=True, exist_ok=True)
+        oom_before = cgroup_oom_kills()
+        started, t0 = runner.now_iso(), time.perf_counter()
+        recv, send = self._ctx.Pipe(duplex=False)
+        proc = self._ctx.Process(
+            target=_child.main,
+            args=(case.to_json(), repeat, run_id, str(log) if log else None, send),
+            name=f"bench-case-{case.hash}",
+        )
+        self._proc = proc
+        proc.start()
+        send.close()
+        payload, timed_out = self._wait(proc, recv, timeout)
+        self._proc = None
+        recv.close()
+        if payload is not None:
+            return payload
+        if timed_out:
+            status, error = (
+                "timeout",
+                f"timed out after {timeout:g} s (start-up included); child killed",
+            )
+        else:
+            status, error = self._classify_exit(proc.exitcode, oom_before)
+        result = CaseResult(
+            case=case.to_json(),
+            case_id=case.id,
+            case_hash=case.hash,
+            repeat=repeat,
+            status=status,  # type: ignore[arg-type]
+            started=started,
+            ended=runner.now_iso(),
+            wall_s=time.perf_counter() - t0,
+            error=error,
+            traceback=_tail(log),
+            run_id=run_id,
+        )
+        return result.to_json()
+
+    def _wait(self, proc, recv, timeout: float) -> tuple[dict[str, Any] | None, bool]:
+        deadline = time.monotonic() + timeout
+        payload = None
+        waiting = [recv, proc.sentinel]
+        while proc.sentinel in waiting:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                proc.kill()
+                proc.join()
+                return payload, payload is None
+            for ready in wait(waiting, timeout=remaining):
+                if ready is recv:
+                    with contextlib.suppress(EOFError):  # EOF: child died without sending
+                        payload = recv.recv()
+                    waiting.remove(recv)
+                else:
+                    waiting.remove(proc.sentinel)
+        proc.join()
+        if payload is None and recv.poll():
+            with contextlib.suppress(EOFError):
+                payload = recv.recv()
+        return payload, False
+
+    @staticmethod
+    def _classify_exit(code: int | None, oom_before: int | None) -> tuple[str, str]:
+        if code is not None and code < 0:
+            sig = signal.Signals(-code).name
+            after = cgroup_oom_kills()
+            if (
+                sig == "SIGKILL"
+                and oom_before is not None
+                and after is not None
+                and after > oom_before
+            ):
+                return (
+                    "oom",
+                    "killed by the kernel's OOM killer (cgroup memory.events oom_kill rose)",
+                )
+            return "killed", f"child killed by {sig}"
+        return "failed", f"child exited with code {code} before reporting a result"
+
+    def abort(self) -> None:
+        proc = self._proc
+        if proc is not None and proc.is_alive():
+            proc.kill()
+            proc.join()
+
+
+def cgroup_oom_kills() -> int | None:
+    """This cgroup's count of OOM kills (cgroup v2), to tell an OOM kill from another SIGKILL."""
+    try:
+        rel = Path("/proc/self/cgroup").read_text().strip().split("\n")[0].split(":", 2)[2]
+        events = Path("/sys/fs/cgroup") / rel.lstrip("/") / "memory.events"
+        for line in events.read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+    except (OSError, IndexError, ValueError):
+        pass
+    return None
+
+
+def _tail(log: Path | None) -> str | None:
+    if log is None:
+        return None
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return None
+    return text[-LOG_TAIL_CHARS:] or None
+
+
+def make_launcher(inline: bool) -> Launcher:
+    return InlineLauncher() if inline else ProcessLauncher()

@@ -1,0 +1,123 @@
+"""A byte-level GPT decoder (nanoGPT-shaped) with a preallocated KV cache.
+
+Small enough to train on a laptop CPU, shaped like the models people deploy: pre-norm
+blocks, fused QKV projection, scaled-dot-product attention, tied embeddings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    block_size: int = 256  # longest sequence (prompt + generated), in tokens
+    vocab_size: int = 256  # one token per byte: no tokenizer to ship or download
+    n_layer: int = 4  # transformer blocks
+    n_head: int = 4  # attention heads; n_embd must divide evenly among them
+    n_embd: int = 128  # residual stream width
+    bias: bool = False  # biases in Linear/LayerNorm; off as in modern decoders
+
+
+class LayerCache:
+    """Keys and values of one layer for every position, filled as decoding advances."""
+
+    def __init__(self, batch: int, cfg: GPTConfig, device, dtype):
+        shape = (batch, cfg.n_head, cfg.block_size, cfg.n_embd // cfg.n_head)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+
+    def forward(self, x: torch.Tensor, cache: LayerCache | None, pos: int) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        mask = None
+        causal = T > 1
+        if cache is not None:
+            cache.k[:, :, pos : pos + T] = k
+            cache.v[:, :, pos : pos + T] = v
+            k, v = cache.k[:, :, : pos + T], cache.v[:, :, : pos + T]
+            if pos > 0 and T > 1:
+                # A chunk after a prefix: query i sits at absolute position pos + i.
+                rows = torch.arange(pos, pos + T, device=x.device)[:, None]
+                mask = rows >= torch.arange(pos + T, device=x.device)[None, :]
+                causal = False
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=causal and mask is None
+        )
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
+        self.proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(F.gelu(self.fc(x)))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: torch.Tensor, cache: LayerCache | None, pos: int) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache, pos)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        if cfg.n_embd % cfg.n_head:
+            raise ValueError(f"n_embd={cfg.n_embd} is not divisible by n_head={cfg.n_head}")
+        self.config = cfg
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight  # tied, as in GPT-2
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear | nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+
+    def new_cache(self, batch: int) -> list[LayerCache]:
+        p = self.wte.weight
+        return [LayerCache(batch, self.config, p.device, p.dtype) for _ in self.blocks]
+
+    def forward(
+        self, idx: torch.Tensor, cache: list[LayerCache] | None = None, pos: int = 0
+    ) -> torch.Tensor:
+        T = idx.shape[1]
+        if pos + T > self.config.block_size:
+            raise ValueError(
+                f"sequence of {pos + T} tokens exceeds block_size {self.config.block_size}"
+            )
+        positions = torch.arange(pos, pos + T, device=idx.device)
+        x = self.wte(idx) + self.wpe(positions)
+        for i, block in enumerate(self.blocks):
+            x = block(x, None if cache is None else cache[i], pos)
+        return self.lm_head(self.ln_f(x))

@@ -1,0 +1,30 @@
+"""pytest plugin (entry point ``pytest11``): markers for benchmark-aware test suites.
+
+Performance gates and fixtures arrive with the gates work; for now the plugin registers
+the ``gpu`` marker and skips such tests on machines without a CUDA device.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "gpu: needs a CUDA GPU; skipped without one")
+
+
+def _has_cuda() -> bool:
+    try:
+        from bench.env import gpu_info
+    except ImportError:  # pragma: no cover
+        return False
+    return bool(gpu_info().get("available"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    gpu_items = [i for i in items if i.get_closest_marker("gpu")]
+    if not gpu_items or _has_cuda():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (NVML found none)")
+    for item in gpu_items:
+        item.add_marker(skip)

@@ -1,0 +1,125 @@
+"""Name -> implementation registries for models, workloads and techniques.
+
+A suite refers to everything by name; the name is only ever looked up here, never
+imported or evaluated. Built-ins register when first needed; other packages join
+through the ``bench.plugins`` entry-point group (each entry names a module whose
+``@register_*`` decorators run on import).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+BUILTIN_MODULES = (
+    "bench.models",
+    "bench.workloads.forward",
+    "bench.workloads.generate",
+    "bench.workloads.selftest",
+    "bench.techniques.baseline",
+    "bench.techniques.prune",
+)
+PLUGIN_GROUP = "bench.plugins"
+
+
+class Params(BaseModel):
+    """Base of every parameter schema: unknown keys are errors, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoParams(Params):
+    pass
+
+
+@dataclass(frozen=True)
+class Entry:
+    kind: str
+    name: str
+    params: type[Params]
+    fn: Callable[..., Any]
+    label: Callable[[Any], str] | None = None
+    doc: str = ""
+    # Extra facts a kind needs (e.g. a workload's headline metric and its direction).
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def make_label(self, params: Params) -> str:
+        if self.label is not None:
+            return self.label(params)
+        values = [str(v) for v in params.model_dump().values() if v is not None]
+        return "-".join([self.name, *values])
+
+
+class Registry:
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, Entry] = {}
+
+    def register(
+        self,
+        name: str,
+        *,
+        params: type[Params] = NoParams,
+        label: Callable[[Any], str] | None = None,
+        **meta: Any,
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self.add(Entry(self.kind, name, params, fn, label, (fn.__doc__ or "").strip(), meta))
+            return fn
+
+        return decorator
+
+    def add(self, entry: Entry) -> None:
+        existing = self._entries.get(entry.name)
+        if existing is not None and existing.fn is not entry.fn:
+            raise ValueError(f"{self.kind} {entry.name!r} is registered twice")
+        self._entries[entry.name] = entry
+
+    def get(self, name: str) -> Entry:
+        load_plugins()
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise KeyError(unknown_name_message(self.kind, name, self.names())) from None
+
+    def names(self) -> list[str]:
+        load_plugins()
+        return sorted(self._entries)
+
+    def __contains__(self, name: str) -> bool:
+        load_plugins()
+        return name in self._entries
+
+
+def unknown_name_message(kind: str, name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown {kind} {name!r}{hint}; known: {', '.join(known)}"
+
+
+models = Registry("model")
+workloads = Registry("workload")
+techniques = Registry("technique")
+
+register_model = models.register
+register_workload = workloads.register
+register_technique = techniques.register
+
+_loaded = False
+
+
+def load_plugins() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)
+    for ep in entry_points(group=PLUGIN_GROUP):
+        ep.load()

@@ -1,0 +1,137 @@
+"""Run one case: build the model, apply techniques in order, run the workload.
+
+``execute`` never raises: whatever happens inside becomes a CaseResult with a status,
+so a launcher can write it and move on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+import traceback
+from typing import Any
+
+from bench import registry
+from bench.context import CaseContext
+from bench.errors import UnsupportedHere
+from bench.result import CaseResult, Metric
+from bench.suite import Case
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+def execute(case: Case, repeat: int = 0, run_id: str | None = None) -> CaseResult:
+    started, t0 = now_iso(), time.perf_counter()
+    result = CaseResult(
+        case=case.to_json(),
+        case_id=case.id,
+        case_hash=case.hash,
+        repeat=repeat,
+        status="ok",
+        started=started,
+        ended=started,
+        wall_s=0.0,
+        run_id=run_id,
+    )
+    try:
+        _run(case, result)
+    except UnsupportedHere as e:
+        result.status, result.error = "skipped", str(e)
+    except BaseException as e:
+        result.status = "oom" if _is_oom(e) else "failed"
+        result.error = f"{type(e).__name__}: {e}"
+        result.traceback = traceback.format_exc()
+        result.metrics = []
+    result.ended = now_iso()
+    result.wall_s = time.perf_counter() - t0
+    return result
+
+
+def _run(case: Case, result: CaseResult) -> None:
+    import torch
+
+    run = case.run
+    if run["device"] == "cuda" and not torch.cuda.is_available():
+        raise UnsupportedHere("device 'cuda' requested but no CUDA device is available")
+    if run["threads"] is not None:
+        torch.set_num_threads(run["threads"])
+    torch.manual_seed(run["seed"])
+    ctx = CaseContext(run["device"], run["dtype"], run["seed"], run["warmup"], run["iterations"])
+
+    t = time.perf_counter()
+    entry = registry.models.get(case.model.name)
+    model = entry.fn(entry.params.model_validate(case.model.params), ctx)
+    model = model.to(device=ctx.device, dtype=ctx.torch_dtype).eval()
+    ctx.sync()
+    build_s = time.perf_counter() - t
+
+    steps: list[dict[str, Any]] = []
+    for step in case.techniques:
+        tech = registry.techniques.get(step.name)
+        t = time.perf_counter()
+        model, info = tech.fn(model, tech.params.model_validate(step.params), ctx)
+        ctx.sync()
+        steps.append(
+            {"name": step.name, "label": step.label, "seconds": time.perf_counter() - t, **info}
+        )
+
+    wl = registry.workloads.get(case.workload.name)
+    out = wl.fn(model, wl.params.model_validate(case.workload.params), ctx)
+
+    result.metrics = [
+        Metric("build_time", build_s, "s", "perf_counter"),
+        *model_size_metrics(model),
+        *out.metrics,
+    ]
+    result.samples = out.samples
+    result.info = {
+        "techniques": steps,
+        "torch_threads": torch.get_num_threads(),
+        "pid": os.getpid(),
+        **out.info,
+    }
+
+
+def model_size_metrics(model) -> list[Metric]:
+    """Parameter count, fraction of non-zero parameters, bytes of the state dict.
+
+    Tensors shared between names (tied embeddings) are counted once.
+    """
+    import torch
+
+    params = {id(p): p for p in model.parameters()}.values()
+    total = sum(p.numel() for p in params)
+    nonzero = sum(int(torch.count_nonzero(p.detach())) for p in params)
+    storages = {}
+    for t in model.state_dict().values():
+        if isinstance(t, torch.Tensor):
+            storages[(t.untyped_storage().data_ptr(), t.dtype)] = t.untyped_storage().nbytes()
+    return [
+        Metric("params_total", float(total), "count", "count"),
+        Metric(
+            "params_nonzero_fraction",
+            nonzero / total if total else float("nan"),
+            "1",
+            "count_nonzero",
+        ),
+        Metric("state_dict_bytes", float(sum(storages.values())), "bytes", "tensor_storage_nbytes"),
+    ]
+
+
+def _is_oom(e: BaseException) -> bool:
+    if isinstance(e, MemoryError):
+        return True
+    try:
+        import torch
+
+        if isinstance(e, torch.OutOfMemoryError):
+            return True
+    except ImportError:
+        pass
+    text = str(e).lower()
+    return isinstance(e, RuntimeError) and (
+        "can't allocate memory" in text or "out of memory" in text
+    )

@@ -1,0 +1,171 @@
+"""Results on disk: one folder per run, one JSON file per case and repeat, written
+atomically; and the way back into a pandas DataFrame."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import re
+import secrets
+import tempfile
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "manifest.json"
+CASES = "cases"
+LOGS = "logs"
+
+COLUMNS = [
+    "run_id", "suite", "case_id", "case_hash", "repeat", "status", "model", "workload",
+    "techniques", "parameters", "metric", "value", "unit", "method", "error",
+]  # fmt: skip
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` so that ``path`` holds either the old file or the whole new one.
+
+    Temp file in the same folder, fsync, rename over, fsync the folder: a kill or power
+    loss at any point never leaves half a file under the real name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = json.dumps(_finite(obj), indent=1, allow_nan=False, default=str).encode()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _finite(obj: Any) -> Any:
+    """NaN and infinities become null: strict JSON, and "not measured" is never a number."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def new_run_id(suite_name: str) -> str:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{suite_name}-{secrets.token_hex(2)}"
+
+
+def case_file_stem(case_id: str, repeat: int) -> str:
+    safe = re.sub(r"[^A-Za-z0-9_.+-]", "_", case_id.replace("/", "__"))
+    return f"{safe}.r{repeat}"
+
+
+def case_path(run_dir: Path, case_id: str, repeat: int) -> Path:
+    return run_dir / CASES / f"{case_file_stem(case_id, repeat)}.json"
+
+
+def log_path(run_dir: Path, case_id: str, repeat: int) -> Path:
+    return run_dir / LOGS / f"{case_file_stem(case_id, repeat)}.log"
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    with open(path, "rb") as f:
+        return json.loads(f.read())
+
+
+def finished_ok(run_dir: Path) -> set[tuple[str, int]]:
+    """(case_id, repeat) pairs that already have an ``ok`` result in this run."""
+    done = set()
+    for path in sorted((run_dir / CASES).glob("*.json")):
+        try:
+            r = read_json(path)
+        except (OSError, ValueError):
+            continue
+        if r.get("status") == "ok":
+            done.add((r["case_id"], int(r["repeat"])))
+    return done
+
+
+# --- loading into pandas -------------------------------------------------------------
+
+
+def _result_files(paths: Iterable[str | Path]) -> list[Path]:
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_file():
+            files.append(p)
+        elif (p / CASES).is_dir():
+            files.extend(sorted((p / CASES).glob("*.json")))
+        elif p.is_dir():
+            files.extend(sorted(p.glob(f"*/{CASES}/*.json")))
+        else:
+            warnings.warn(f"{p}: no such results file or folder; skipped", stacklevel=3)
+    return files
+
+
+def load_results(*paths: str | Path) -> Any:
+    """Read result files, run folders or a results root into a long DataFrame.
+
+    One row per case x repeat x metric. A case without metrics (failed, skipped, ...)
+    still gets one row, with its status and error and an empty metric, so it is never
+    silently dropped. Unreadable or truncated files are reported with a warning and skipped.
+    """
+    import pandas as pd
+
+    rows: list[dict[str, Any]] = []
+    for path in _result_files(paths or ("results",)):
+        try:
+            r = read_json(path)
+            case = r["case"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            warnings.warn(
+                f"{path}: unreadable result file ({type(e).__name__}: {e}); skipped", stacklevel=2
+            )
+            continue
+        base = {
+            "run_id": r.get("run_id"),
+            "suite": case.get("suite"),
+            "case_id": r["case_id"],
+            "case_hash": r.get("case_hash"),
+            "repeat": r.get("repeat", 0),
+            "status": r.get("status"),
+            "model": case["model"]["label"],
+            "workload": case["workload"]["label"],
+            "techniques": "+".join(t["label"] for t in case["techniques"]),
+            "parameters": json.dumps(
+                {
+                    "model": case["model"]["params"],
+                    "workload": case["workload"]["params"],
+                    "techniques": [t["params"] for t in case["techniques"]],
+                },
+                sort_keys=True,
+            ),
+            "error": r.get("error"),
+        }
+        metrics = r.get("metrics") or []
+        if not metrics:
+            rows.append({**base, "metric": None, "value": math.nan, "unit": None, "method": None})
+        for m in metrics:
+            value = m.get("value")
+            rows.append(
+                {
+                    **base,
+                    "metric": m["name"],
+                    "value": math.nan if value is None else float(value),
+                    "unit": m.get("unit"),
+                    "method": m.get("method"),
+                }
+            )
+    return pd.DataFrame(rows, columns=COLUMNS)

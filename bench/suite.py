@@ -1,0 +1,401 @@
+"""Suites: TOML files naming models, workloads and techniques, expanded into cases.
+
+A suite is data. Names are looked up in the registries (bench.registry); list values
+become matrix axes; every mistake a user can make is reported as a UserError naming
+the file, the key path and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import itertools
+import json
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bench import registry
+from bench.errors import UserError
+from bench.registry import Entry, Params, Registry
+
+BASELINE = "baseline"
+
+
+class RunSettings(Params):
+    """How every case of the suite is run; the ``[run]`` table."""
+
+    device: Literal["cpu", "cuda"] = "cpu"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    seed: int = Field(0, ge=0)
+    warmup: int = Field(2, ge=0, le=10_000)  # calls per process whose timings are discarded
+    iterations: int = Field(10, ge=1, le=1_000_000)  # measured calls per process
+    repeats: int = Field(1, ge=1, le=1000)  # fresh processes per case
+    timeout_s: float = Field(600.0, gt=0)  # per process, start-up included
+    threads: int | None = Field(
+        None, ge=1, le=1024
+    )  # torch intra-op threads; None: torch's default
+
+
+class MatrixRules(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    exclude: list[dict[str, Any]] = []
+    include: list[dict[str, Any]] = []
+
+
+class SuiteFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)
+    description: str = ""
+    run: RunSettings = RunSettings()
+    models: list[dict[str, Any]] = Field(min_length=1)
+    workloads: list[dict[str, Any]] = Field(min_length=1)
+    techniques: list[dict[str, Any]] = Field(default_factory=lambda: [{"name": BASELINE}])
+    matrix: MatrixRules = MatrixRules()
+
+
+@dataclass(frozen=True)
+class Component:
+    """One model, workload or technique step with its validated parameters."""
+
+    name: str
+    params: dict[str, Any]
+    label: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "params": self.params, "label": self.label}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Component:
+        return cls(d["name"], dict(d["params"]), d["label"])
+
+
+@dataclass(frozen=True)
+class Case:
+    suite: str
+    model: Component
+    workload: Component
+    techniques: tuple[Component, ...]
+    run: dict[str, Any]
+    id: str = field(init=False)
+    hash: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        chain = "+".join(t.label for t in self.techniques) or BASELINE
+        object.__setattr__(self, "id", f"{self.model.label}/{self.workload.label}/{chain}")
+        measured = {
+            k: v
+            for k, v in self.to_json().items()
+            if k in ("model", "workload", "techniques", "run")
+        }
+        digest = hashlib.sha256(json.dumps(measured, sort_keys=True).encode()).hexdigest()
+        object.__setattr__(self, "hash", digest[:12])
+
+    @property
+    def group(self) -> str:
+        """Cases in one group differ only in techniques and share one baseline."""
+        return f"{self.model.label}/{self.workload.label}"
+
+    @property
+    def is_baseline(self) -> bool:
+        return all(t.name == BASELINE for t in self.techniques)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "suite": self.suite,
+            "id": getattr(self, "id", None),
+            "hash": getattr(self, "hash", None),
+            "model": self.model.to_json(),
+            "workload": self.workload.to_json(),
+            "techniques": [t.to_json() for t in self.techniques],
+            "run": self.run,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Case:
+        return cls(
+            d["suite"],
+            Component.from_json(d["model"]),
+            Component.from_json(d["workload"]),
+            tuple(Component.from_json(t) for t in d["techniques"]),
+            dict(d["run"]),
+        )
+
+
+@dataclass(frozen=True)
+class Suite:
+    path: str
+    name: str
+    description: str
+    text: str
+    sha256: str
+    run: RunSettings
+    cases: tuple[Case, ...]
+
+
+# --- loading -------------------------------------------------------------------------
+
+
+def load_suite(path: str | Path) -> Suite:
+    path = Path(path)
+    where = str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError("no such suite file", where=where) from None
+    except OSError as e:
+        raise UserError(f"cannot read suite file: {e.strerror}", where=where) from None
+    return parse_suite(raw.decode("utf-8", errors="replace"), where=where)
+
+
+def parse_suite(text: str, *, where: str = "<suite>") -> Suite:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"invalid TOML: {e}", where=where) from None
+    try:
+        spec = SuiteFile.model_validate(data)
+    except ValidationError as e:
+        raise _pydantic_error(e, where, "", SuiteFile) from None
+    expander = _Expander(where)
+    models = [expander.entries(registry.models, "models", i, d) for i, d in enumerate(spec.models)]
+    workloads = [
+        expander.entries(registry.workloads, "workloads", i, d)
+        for i, d in enumerate(spec.workloads)
+    ]
+    chains = [expander.chains(f"techniques[{i}]", d) for i, d in enumerate(spec.techniques)]
+    run = spec.run.model_dump()
+
+    def product(ms, ws, cs, origin: str) -> Iterator[tuple[str, Case]]:
+        for m, w, c in itertools.product(ms, ws, cs):
+            yield origin, Case(spec.name, m, w, tuple(c), run)
+
+    candidates = list(product(_flat(models), _flat(workloads), _flat(chains), "the matrix"))
+    technique_names = {t.name for _, case in candidates for t in case.techniques}
+    for i, rule in enumerate(spec.matrix.exclude):
+        _check_selector(rule, where, f"matrix.exclude[{i}]", technique_names)
+        candidates = [(o, c) for o, c in candidates if not _matches(rule, c)]
+    for i, inc in enumerate(spec.matrix.include):
+        key = f"matrix.include[{i}]"
+        ms, ws, cs = expander.include(key, inc)
+        candidates.extend(product(ms, ws, cs, key))
+
+    if not candidates:
+        raise UserError("the matrix is empty: every case was excluded", where=where, key="matrix")
+    seen: dict[str, str] = {}
+    for origin, case in candidates:
+        if case.id in seen:
+            raise UserError(
+                f"duplicate case {case.id!r} (from {seen[case.id]} and {origin}); "
+                "entries must differ in name or parameters",
+                where=where,
+            )
+        seen[case.id] = origin
+    return Suite(
+        path=where,
+        name=spec.name,
+        description=spec.description,
+        text=text,
+        sha256=hashlib.sha256(text.encode()).hexdigest(),
+        run=spec.run,
+        cases=tuple(c for _, c in candidates),
+    )
+
+
+def _flat(groups: list[list]) -> list:
+    return [x for g in groups for x in g]
+
+
+class _Expander:
+    def __init__(self, where: str):
+        self.where = where
+
+    def entries(self, reg: Registry, section: str, index: int, data: Any) -> list[Component]:
+        key = f"{section}[{index}]"
+        if not isinstance(data, dict):
+            raise UserError(f"expected a table, got {data!r}", where=self.where, key=key)
+        name = data.get("name")
+        if not isinstance(name, str):
+            raise UserError(
+                f"missing 'name'; known {reg.kind}s: {', '.join(reg.names())}",
+                where=self.where,
+                key=key,
+            )
+        try:
+            entry = reg.get(name)
+        except KeyError as e:
+            raise UserError(e.args[0], where=self.where, key=f"{key}.name") from None
+        params = {k: v for k, v in data.items() if k != "name"}
+        axes = {k: v for k, v in params.items() if isinstance(v, list)}
+        for k, v in axes.items():
+            if not v:
+                raise UserError(
+                    "an empty list leaves no values to run", where=self.where, key=f"{key}.{k}"
+                )
+        out = []
+        for combo in itertools.product(*axes.values()):
+            values = {**params, **dict(zip(axes, combo, strict=True))}
+            try:
+                p = entry.params.model_validate(values)
+            except ValidationError as e:
+                raise _pydantic_error(e, self.where, key, entry.params, axes) from None
+            out.append(Component(entry.name, p.model_dump(), entry.make_label(p)))
+        return out
+
+    def chains(self, key: str, data: dict[str, Any]) -> list[list[Component]]:
+        if "chain" not in data:
+            return [[c] for c in self._step(key, data)]
+        extra = set(data) - {"chain"}
+        if extra:
+            raise UserError(
+                f"a chain entry takes only 'chain', not {sorted(extra)}", where=self.where, key=key
+            )
+        steps = data["chain"]
+        if not isinstance(steps, list) or not steps:
+            raise UserError(
+                "'chain' must be a non-empty list of technique tables", where=self.where, key=key
+            )
+        per_step = [self._step(f"{key}.chain[{j}]", s) for j, s in enumerate(steps)]
+        return [list(combo) for combo in itertools.product(*per_step)]
+
+    def _step(self, key: str, data: Any) -> list[Component]:
+        # Reuse entries() for one technique table, then fix up the key path it reports.
+        try:
+            return self.entries(registry.techniques, "", 0, data)
+        except UserError as e:
+            raise UserError(
+                e.message, where=self.where, key=(e.key or "").replace("[0]", key, 1)
+            ) from None
+
+    def include(self, key: str, data: dict[str, Any]):
+        allowed = {"model", "workload", "technique"}
+        unknown = set(data) - allowed
+        if unknown or not {"model", "workload"} <= set(data):
+            raise UserError(
+                "an include names 'model', 'workload' and optionally 'technique'; "
+                f"got {sorted(data)}",
+                where=self.where,
+                key=key,
+            )
+
+        def table(v: Any) -> Any:
+            return {"name": v} if isinstance(v, str) else v
+
+        def sub(path: str, v: Any, reg: Registry) -> list[Component]:
+            try:
+                return self.entries(reg, "", 0, table(v))
+            except UserError as e:
+                raise UserError(
+                    e.message, where=self.where, key=(e.key or "").replace("[0]", path, 1)
+                ) from None
+
+        ms = sub(f"{key}.model", data["model"], registry.models)
+        ws = sub(f"{key}.workload", data["workload"], registry.workloads)
+        tech = data.get("technique", BASELINE)
+        if isinstance(tech, list):
+            cs = self.chains(f"{key}.technique", {"chain": [table(t) for t in tech]})
+        else:
+            cs = [[c] for c in self._step(f"{key}.technique", table(tech))]
+        return ms, ws, cs
+
+
+# --- matrix rules --------------------------------------------------------------------
+
+
+def _check_selector(rule: dict[str, Any], where: str, key: str, technique_names: set[str]) -> None:
+    if not rule:
+        raise UserError("an empty rule would match every case", where=where, key=key)
+    known_heads = {"model", "workload", "technique", *technique_names}
+    for k in rule:
+        head = k.split(".", 1)[0]
+        if head not in known_heads:
+            close = difflib.get_close_matches(head, sorted(known_heads), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UserError(
+                f"unknown selector {k!r}{hint}; use model, workload, technique, "
+                "or <model|workload|technique-name>.<parameter>",
+                where=where,
+                key=f"{key}.{k}",
+            )
+
+
+def _matches(rule: dict[str, Any], case: Case) -> bool:
+    for k, want in rule.items():
+        head, _, param = k.partition(".")
+        if head in ("model", "workload"):
+            comp: Component = getattr(case, head)
+            got = comp.params.get(param) if param else None
+            if param and got != want:
+                return False
+            if not param and want not in (comp.name, comp.label):
+                return False
+        elif head == "technique" and not param:
+            if not any(want in (t.name, t.label) for t in case.techniques):
+                return False
+        else:
+            steps = [t for t in case.techniques if t.name == head]
+            if not steps or not any(t.params.get(param) == want for t in steps):
+                return False
+    return True
+
+
+# --- error messages ------------------------------------------------------------------
+
+
+def _pydantic_error(
+    e: ValidationError,
+    where: str,
+    prefix: str,
+    schema: type[BaseModel],
+    axes: dict[str, list] | None = None,
+) -> UserError:
+    err = e.errors(include_url=False)[0]
+    loc = [str(x) if isinstance(x, str) else f"[{x}]" for x in err["loc"]]
+    path = prefix
+    for part in loc:
+        path = f"{path}{part}" if part.startswith("[") else (f"{path}.{part}" if path else part)
+    field_name = err["loc"][0] if err["loc"] else None
+    if axes and field_name in axes and err["type"] != "extra_forbidden":
+        path = f"{path}[{_index_of(axes[field_name], err.get('input'))}]"
+    kind = err["type"]
+    allowed = sorted(schema.model_fields)
+    if kind == "extra_forbidden":
+        close = difflib.get_close_matches(str(field_name), allowed, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        listing = ", ".join(allowed) if allowed else "none"
+        return UserError(f"unknown key{hint}; allowed keys: {listing}", where=where, key=path)
+    if kind == "missing":
+        return UserError("required key is missing", where=where, key=path)
+    value = err.get("input")
+    what = "out of range" if kind in _RANGE_ERRORS else "not allowed"
+    return UserError(f"{value!r} is {what}: {err['msg']}", where=where, key=path)
+
+
+_RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
+
+
+def _index_of(values: list, value: Any) -> int:
+    for i, v in enumerate(values):
+        if v == value and type(v) is type(value):
+            return i
+    return values.index(value) if value in values else 0
+
+
+def known_names() -> dict[str, list[str]]:
+    return {r.kind: r.names() for r in (registry.models, registry.workloads, registry.techniques)}
+
+
+__all__ = [
+    "BASELINE",
+    "Case",
+    "Component",
+    "Entry",
+    "RunSettings",
+    "Suite",
+    "load_suite",
+    "parse_suite",
+]

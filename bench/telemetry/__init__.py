@@ -1,0 +1,1 @@
+"""Measurement windows: each one opened and closed around the code it measures."""

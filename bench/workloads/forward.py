@@ -1,0 +1,46 @@
+"""Forward pass (prefill) latency and throughput at a fixed batch and sequence length."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from bench.registry import Params, register_workload
+from bench.result import Metric, WorkloadOutput, summary_metrics
+from bench.stats import summarize
+from bench.telemetry.timer import time_calls
+from bench.workloads import random_tokens
+
+
+class ForwardParams(Params):
+    batch: int = Field(1, ge=1, le=65536)  # sequences per call
+    seq_len: int = Field(128, ge=1, le=1_048_576)  # tokens per sequence
+
+
+@register_workload(
+    "forward",
+    params=ForwardParams,
+    label=lambda p: f"forward-b{p.batch}-s{p.seq_len}",
+    headline="latency_median",
+    higher_is_better=False,
+)
+def run_forward(model, params: ForwardParams, ctx) -> WorkloadOutput:
+    """One forward pass over ``batch`` x ``seq_len`` random tokens, no KV cache."""
+    import torch
+
+    x = random_tokens(model, ctx, params.batch, params.seq_len)
+    with torch.inference_mode():
+        samples = time_calls(
+            lambda: model(x), warmup=ctx.warmup, iterations=ctx.iterations, sync=ctx.sync
+        )
+    s = summarize(samples.values)
+    tokens = params.batch * params.seq_len
+    metrics = [
+        *summary_metrics("latency", s, "s", samples.method),
+        Metric(
+            "throughput_tokens", tokens / s["median"], "tokens/s", "batch*seq_len/latency_median"
+        ),
+        Metric(
+            "throughput_samples", params.batch / s["median"], "samples/s", "batch/latency_median"
+        ),
+    ]
+    return WorkloadOutput(metrics, samples={"latency": samples.to_json()})

@@ -1,0 +1,57 @@
+"""A workload that checks the harness itself: each mode makes the child process end in a
+known way, so a user can see on their own machine that every failure is recorded and the
+run goes on (``suites/selftest.toml``)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Literal
+
+from pydantic import Field
+
+from bench.registry import Params, register_workload
+from bench.result import WorkloadOutput, summary_metrics
+from bench.stats import summarize
+from bench.telemetry.timer import time_calls
+
+
+class SelftestParams(Params):
+    mode: Literal["ok", "raise", "exit", "sleep", "sigkill", "alloc"] = "ok"
+    seconds: float = Field(0.0, ge=0, le=86_400)  # for "sleep": how long, before returning ok
+    exit_code: int = Field(3, ge=0, le=255)  # for "exit"
+
+
+def _alloc_too_much():
+    import torch
+
+    # Far beyond any machine: the allocator refuses at once instead of swapping.
+    return torch.empty(1 << 60, dtype=torch.uint8)
+
+
+@register_workload(
+    "selftest",
+    params=SelftestParams,
+    label=lambda p: f"selftest-{p.mode}",
+    headline="latency_median",
+    higher_is_better=False,
+)
+def run_selftest(model, params: SelftestParams, ctx) -> WorkloadOutput:
+    """ok: time a trivial call; raise: an exception; exit: os._exit; sleep: sleep then ok;
+    sigkill: the process kills itself; alloc: a real allocation the allocator refuses."""
+    if params.mode == "raise":
+        raise RuntimeError("selftest: raised on purpose")
+    if params.mode == "exit":
+        os._exit(params.exit_code)
+    if params.mode == "sigkill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if params.mode == "alloc":
+        _alloc_too_much()
+    if params.mode == "sleep":
+        time.sleep(params.seconds)
+    samples = time_calls(lambda: None, warmup=ctx.warmup, iterations=ctx.iterations, sync=ctx.sync)
+    return WorkloadOutput(
+        summary_metrics("latency", summarize(samples.values), "s", samples.method),
+        samples={"latency": samples.to_json()},
+    )
