@@ -362,9 +362,9 @@ def _pydantic_error(
     if axes and field_name in axes and err["type"] != "extra_forbidden":
         path = f"{path}[{_index_of(axes[field_name], err.get('input'))}]"
     kind = err["type"]
-    allowed = sorted(schema.model_fields)
     if kind == "extra_forbidden":
-        close = difflib.get_close_matches(str(field_name), allowed, n=1)
+        allowed = sorted(_schema_at(schema, err["loc"][:-1]).model_fields)
+        close = difflib.get_close_matches(str(err["loc"][-1]), allowed, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         listing = ", ".join(allowed) if allowed else "none"
         return UserError(f"unknown key{hint}; allowed keys: {listing}", where=where, key=path)
@@ -373,6 +373,17 @@ def _pydantic_error(
     value = err.get("input")
     what = "out of range" if kind in _RANGE_ERRORS else "not allowed"
     return UserError(f"{value!r} is {what}: {err['msg']}", where=where, key=path)
+
+
+def _schema_at(schema: type[BaseModel], loc: tuple) -> type[BaseModel]:
+    """The nested model that holds the key at ``loc`` (e.g. RunSettings for ``run.x``)."""
+    for part in loc:
+        info = schema.model_fields.get(part) if isinstance(part, str) else None
+        nested = info.annotation if info is not None else None
+        if not (isinstance(nested, type) and issubclass(nested, BaseModel)):
+            break
+        schema = nested
+    return schema
 
 
 _RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}

@@ -33,7 +33,10 @@ def _alloc_too_much():
 @register_workload(
     "selftest",
     params=SelftestParams,
-    label=lambda p: f"selftest-{p.mode}",
+    label=lambda p: (
+        f"selftest-{p.mode}"
+        + {"sleep": f"{p.seconds:g}s", "exit": str(p.exit_code)}.get(p.mode, "")
+    ),
     headline="latency_median",
     higher_is_better=False,
 )

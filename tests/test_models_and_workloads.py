@@ -1,0 +1,126 @@
+import pytest
+import torch
+
+from bench import registry
+from bench.context import CaseContext
+from bench.models import TinyGPTOverrides, tinygpt_config
+from bench.models.tinygpt import GPT
+from bench.runner import execute, model_size_metrics
+from bench.suite import parse_suite
+from bench.workloads.generate import greedy_generate
+from tests.conftest import TINY_MODEL
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    cfg = tinygpt_config("s", TinyGPTOverrides(n_layer=2, n_embd=32, n_head=2, block_size=64))
+    return GPT(cfg).eval()
+
+
+def ctx(**kw):
+    return CaseContext(
+        **{"device": "cpu", "dtype": "float32", "seed": 0, "warmup": 1, "iterations": 2, **kw}
+    )
+
+
+def test_named_sizes_have_the_documented_parameter_counts():
+    counts = {}
+    for size in ("s", "m"):
+        m = GPT(tinygpt_config(size, TinyGPTOverrides()))
+        counts[size] = sum(p.numel() for p in m.parameters())
+    assert 0.7e6 < counts["s"] < 1.0e6
+    assert 10e6 < counts["m"] < 12e6
+
+
+def test_kv_cache_decoding_matches_the_full_forward(model):
+    x = torch.randint(0, 256, (2, 20), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        full = model(x)
+        cache = model.new_cache(2)
+        parts = [model(x[:, :8], cache, 0), model(x[:, 8:13], cache, 8)]
+        parts += [model(x[:, i : i + 1], cache, i) for i in range(13, 20)]
+    torch.testing.assert_close(torch.cat(parts, dim=1), full, rtol=1e-4, atol=1e-5)
+
+
+def test_greedy_generate_matches_argmax_without_cache(model):
+    prompt = torch.randint(0, 256, (1, 5), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        out, ttft, steps = greedy_generate(model, prompt, 6, sync=lambda: None)
+        seq = prompt
+        for _ in range(6):
+            seq = torch.cat([seq, model(seq)[:, -1:].argmax(-1)], dim=1)
+    assert torch.equal(out, seq[:, 5:])
+    assert ttft > 0 and len(steps) == 5 and all(s > 0 for s in steps)
+
+
+@pytest.mark.parametrize("method", ["l1_unstructured", "random_unstructured"])
+@pytest.mark.parametrize("amount", [0.0, 0.5, 0.9])
+def test_prune_reaches_the_requested_sparsity(model, method, amount):
+    tech = registry.techniques.get("prune")
+    model, info = tech.fn(model, tech.params(method=method, amount=amount), ctx())
+    assert info["modules_touched"] == 8 and info["modules_candidates"] == 9
+    assert info["modules_skipped"] == {"lm_head": "weight tied to an embedding"}
+    for sparsity in info["sparsity_per_layer"].values():
+        assert sparsity == pytest.approx(amount, abs=1e-3)
+    # Permanent: no masks or hooks left to slow the forward pass.
+    assert not any(name.endswith("_mask") for name, _ in model.named_buffers())
+    assert not any(m._forward_pre_hooks for m in model.modules())
+
+
+def test_l1_prunes_the_smallest_weights(model):
+    lin = model.blocks[0].mlp.fc
+    before = lin.weight.detach().abs().clone()
+    tech = registry.techniques.get("prune")
+    tech.fn(model, tech.params(amount=0.5), ctx())
+    zeroed = lin.weight.detach() == 0
+    assert before[zeroed].max() <= before[~zeroed].min()
+
+
+def test_size_metrics_count_tied_weights_once(model):
+    m = {x.name: x for x in model_size_metrics(model)}
+    unique = sum(p.numel() for p in model.parameters())  # parameters() already dedups
+    assert m["params_total"].value == unique
+    assert m["state_dict_bytes"].value == unique * 4
+    assert m["params_nonzero_fraction"].value == pytest.approx(1.0, abs=1e-3)
+
+
+def suite_case(workload: str, device: str = "cpu"):
+    text = (
+        f'name = "t"\n[run]\nwarmup = 1\niterations = 3\ndevice = "{device}"\n'
+        + TINY_MODEL
+        + workload
+    )
+    return parse_suite(text).cases[0]
+
+
+def test_forward_case_reports_metrics_with_units_and_methods():
+    r = execute(suite_case('[[workloads]]\nname = "forward"\nbatch = 2\nseq_len = 16\n'))
+    assert r.status == "ok", r.traceback
+    m = {x.name: x for x in r.metrics}
+    assert m["latency_median"].unit == "s" and m["latency_median"].method == "perf_counter"
+    assert m["throughput_tokens"].value == pytest.approx(32 / m["latency_median"].value)
+    assert len(r.samples["latency"]["values"]) == 3 and len(r.samples["latency"]["warmup"]) == 1
+    assert all(x.unit and x.method for x in r.metrics)
+
+
+def test_generate_case_splits_prefill_and_decode():
+    r = execute(suite_case('[[workloads]]\nname = "generate"\nprompt_len = 4\nnew_tokens = 5\n'))
+    assert r.status == "ok", r.traceback
+    m = {x.name: x for x in r.metrics}
+    assert len(r.samples["decode_step"]["values"]) == 3 * 4  # iterations x (new_tokens - 1)
+    assert m["ttft_median"].value < m["latency_median"].value
+    assert m["throughput_tokens"].value == pytest.approx(5 / m["latency_median"].value)
+
+
+def test_generate_longer_than_the_model_fails_clearly():
+    r = execute(suite_case('[[workloads]]\nname = "generate"\nprompt_len = 60\nnew_tokens = 10\n'))
+    assert r.status == "failed"
+    assert r.error == "ValueError: prompt_len + new_tokens = 70 exceeds the model's block_size 64"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only path")
+def test_cuda_case_is_skipped_without_a_gpu():
+    r = execute(suite_case('[[workloads]]\nname = "forward"\n', device="cuda"))
+    assert r.status == "skipped"
+    assert r.error == "device 'cuda' requested but no CUDA device is available"
