@@ -4,6 +4,10 @@ Children are forked from a fork server that has torch and bench imported already
 isolation costs a fork rather than an interpreter start and a torch import. The parent
 blocks on the child's pipe and exit with a timeout (``multiprocessing.connection.wait``):
 it never polls in a loop, which would steal a core from the case being measured.
+
+As with every multiprocessing start method but plain fork, a child first imports the
+parent's ``__main__`` module: a script that calls ``run_suite`` itself must keep its
+work under ``if __name__ == "__main__":``. The ``bench`` command and pytest already do.
 """
 
 from __future__ import annotations

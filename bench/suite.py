@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bench import registry
 from bench.errors import UserError
-from bench.registry import Entry, Params, Registry
+from bench.registry import Params, Registry
 
 BASELINE = "baseline"
 
@@ -162,19 +162,29 @@ def parse_suite(text: str, *, where: str = "<suite>") -> Suite:
     except ValidationError as e:
         raise _pydantic_error(e, where, "", SuiteFile) from None
     expander = _Expander(where)
-    models = [expander.entries(registry.models, "models", i, d) for i, d in enumerate(spec.models)]
-    workloads = [
-        expander.entries(registry.workloads, "workloads", i, d)
-        for i, d in enumerate(spec.workloads)
+    # Each expanded value keeps the key of the entry it came from, for error messages.
+    models = [
+        (f"models[{i}]", m)
+        for i, d in enumerate(spec.models)
+        for m in expander.entries(registry.models, "models", i, d)
     ]
-    chains = [expander.chains(f"techniques[{i}]", d) for i, d in enumerate(spec.techniques)]
+    workloads = [
+        (f"workloads[{i}]", w)
+        for i, d in enumerate(spec.workloads)
+        for w in expander.entries(registry.workloads, "workloads", i, d)
+    ]
+    chains = [
+        (f"techniques[{i}]", c)
+        for i, d in enumerate(spec.techniques)
+        for c in expander.chains(f"techniques[{i}]", d)
+    ]
     run = spec.run.model_dump()
 
-    def product(ms, ws, cs, origin: str) -> Iterator[tuple[str, Case]]:
-        for m, w, c in itertools.product(ms, ws, cs):
-            yield origin, Case(spec.name, m, w, tuple(c), run)
+    def product(ms, ws, cs) -> Iterator[tuple[str, Case]]:
+        for (mk, m), (wk, w), (ck, c) in itertools.product(ms, ws, cs):
+            yield f"{mk}, {wk}, {ck}", Case(spec.name, m, w, tuple(c), run)
 
-    candidates = list(product(_flat(models), _flat(workloads), _flat(chains), "the matrix"))
+    candidates = list(product(models, workloads, chains))
     technique_names = {t.name for _, case in candidates for t in case.techniques}
     for i, rule in enumerate(spec.matrix.exclude):
         _check_selector(rule, where, f"matrix.exclude[{i}]", technique_names)
@@ -182,7 +192,7 @@ def parse_suite(text: str, *, where: str = "<suite>") -> Suite:
     for i, inc in enumerate(spec.matrix.include):
         key = f"matrix.include[{i}]"
         ms, ws, cs = expander.include(key, inc)
-        candidates.extend(product(ms, ws, cs, key))
+        candidates.extend(product(*([(key, x) for x in part] for part in (ms, ws, cs))))
 
     if not candidates:
         raise UserError("the matrix is empty: every case was excluded", where=where, key="matrix")
@@ -204,10 +214,6 @@ def parse_suite(text: str, *, where: str = "<suite>") -> Suite:
         run=spec.run,
         cases=tuple(c for _, c in candidates),
     )
-
-
-def _flat(groups: list[list]) -> list:
-    return [x for g in groups for x in g]
 
 
 class _Expander:
@@ -390,10 +396,8 @@ _RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_e
 
 
 def _index_of(values: list, value: Any) -> int:
-    for i, v in enumerate(values):
-        if v == value and type(v) is type(value):
-            return i
-    return values.index(value) if value in values else 0
+    """Where the offending value sits in its axis (type-exact, so 1 and True differ)."""
+    return next((i for i, v in enumerate(values) if v == value and type(v) is type(value)), 0)
 
 
 def known_names() -> dict[str, list[str]]:
@@ -404,7 +408,6 @@ __all__ = [
     "BASELINE",
     "Case",
     "Component",
-    "Entry",
     "RunSettings",
     "Suite",
     "load_suite",

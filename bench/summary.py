@@ -19,6 +19,7 @@ class Row:
     value: float | None  # median over ok repeats
     unit: str | None
     speedup: float | None  # >1 means better than the baseline case of the same group
+    spread: float | None = None  # (max - min) / median over ok repeats; None with one repeat
     note: str = ""
 
 
@@ -59,13 +60,15 @@ def summarize_results(results: list[dict[str, Any]]) -> list[Row]:
             else ", ".join(f"{n} {s}" for s, n in counts.items())
         )
         errors = [r["error"] for r in rs if r.get("error")]
+        median = statistics.median(values) if values else None
         rows[case_id] = Row(
             case_id,
             status,
             metric,
-            statistics.median(values) if values else None,
+            median,
             unit,
             None,
+            spread=(max(values) - min(values)) / median if len(values) > 1 and median else None,
             note=(errors[0].splitlines()[0][:120] if errors else ""),
         )
         group = f"{case['model']['label']}/{case['workload']['label']}"
@@ -88,7 +91,8 @@ def print_summary(rows: list[Row], console) -> None:
     for col, justify in (
         ("case", "left"),
         ("status", "left"),
-        ("headline", "right"),
+        ("headline (median of repeats)", "right"),
+        ("repeat spread", "right"),
         ("vs baseline", "right"),
         ("note", "left"),
     ):
@@ -96,8 +100,9 @@ def print_summary(rows: list[Row], console) -> None:
     for r in rows:
         value = "—" if r.value is None else f"{r.metric} {_fmt(r.value, r.unit)}"
         speed = "—" if r.speedup is None else f"{r.speedup:.2f}×"
+        spread = "—" if r.spread is None else f"{r.spread:.0%}"
         style = None if r.status == "ok" else "red"
-        table.add_row(r.case_id, r.status, value, speed, r.note, style=style)
+        table.add_row(r.case_id, r.status, value, spread, speed, r.note, style=style)
     console.print(table)
 
 

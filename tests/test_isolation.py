@@ -160,3 +160,28 @@ def test_resume_refuses_a_changed_suite_or_unknown_run(write_suite, tmp_path):
     with pytest.raises(UserError, match="--resume nope: no readable run"):
         run_suite(load_suite(path), RunOptions(results=tmp_path, resume="nope"))
     assert Path(outcome.run_dir).is_dir()
+
+
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(write_suite, tmp_path):
+    path = selftest_suite(write_suite, '"sleep"', seconds="[0.3, 30]")
+    results = tmp_path / "results"
+    cmd = [sys.executable, "-m", "bench.cli", "run", str(path), "--results", str(results)]
+    # Its own process group, as in a terminal: Ctrl-C reaches bench, the fork server and the case.
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert _wait_for(lambda: len(list(results.glob("*/cases/*.json"))) == 1, timeout=60)
+        time.sleep(0.5)  # the 30 s case is running now
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    (run_dir,) = results.iterdir()
+    assert f"--resume {run_dir.name}" in stderr
+    manifest = store.read_json(run_dir / "manifest.json")
+    assert manifest["status"] == "interrupted" and manifest["attempts"][0]["executed"] == 1
+    assert (
+        len(list((run_dir / "cases").glob("*.json"))) == 1
+    )  # the interrupted case is not recorded

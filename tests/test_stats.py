@@ -52,5 +52,6 @@ def test_summary_rows_compare_with_the_baseline_of_the_same_group():
     by_id = {r.case_id: r for r in rows}
     assert by_id["m/w/baseline"].speedup == 1.0
     assert by_id["m/w/prune"].value == pytest.approx(0.02) and by_id["m/w/prune"].speedup == 1.0
+    assert by_id["m/w/prune"].spread == pytest.approx(1.0) and by_id["m/w/baseline"].spread is None
     assert by_id["m/w/bad"].status == "failed" and by_id["m/w/bad"].speedup is None
     assert by_id["m/w/bad"].note == "boom"

@@ -1,6 +1,8 @@
 import textwrap
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bench.errors import UserError
 from bench.suite import Case, load_suite, parse_suite
@@ -167,8 +169,8 @@ BAD_SUITES = [
     ),
     pytest.param(
         BASE + "[[techniques]]\nname = 'baseline'\n[[techniques]]\nname = 'baseline'\n",
-        "s.toml: duplicate case 'tinygpt-s/forward-b1-s16/baseline' (from the matrix and the "
-        "matrix); entries must differ in name or parameters",
+        "s.toml: duplicate case 'tinygpt-s/forward-b1-s16/baseline' (from models[0], workloads[0], "
+        "techniques[0] and models[0], workloads[0], techniques[1]); entries must differ in name or parameters",
         id="duplicate",
     ),
     pytest.param(
@@ -236,3 +238,29 @@ def test_the_readme_suite_example_is_valid():
     assert "tinygpt-s-L2/forward-b8-s128/prune-l1-0.5" in ids
     assert "tinygpt-s/forward-b64-s128/baseline" in ids
     assert "tinygpt-s-L2/forward-b8-s128/prune-l1-0.9" not in ids  # excluded
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    batches=st.lists(st.integers(1, 64), min_size=1, max_size=4, unique=True),
+    amounts=st.lists(
+        st.floats(0, 1).map(lambda x: round(x, 3)), min_size=1, max_size=4, unique=True
+    ),
+    layers=st.lists(st.integers(1, 8), min_size=1, max_size=3, unique=True),
+)
+def test_matrix_size_is_the_product_of_the_axes(batches, amounts, layers):
+    text = f"""
+name = "h"
+[[models]]
+name = "tinygpt-s"
+n_layer = {layers}
+[[workloads]]
+name = "forward"
+batch = {batches}
+[[techniques]]
+name = "prune"
+amount = {amounts}
+"""
+    cases = parse_suite(text).cases
+    assert len(cases) == len(batches) * len(amounts) * len(layers)
+    assert len({c.id for c in cases}) == len(cases) == len({c.hash for c in cases})
