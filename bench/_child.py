@@ -11,6 +11,8 @@ import ctypes
 import os
 import signal
 
+import codecarbon  # noqa: F401  - CPU/RAM energy model, imported once for all cases
+import scipy.stats  # noqa: F401  - bootstrap intervals; ~1 s to import, paid once here
 import torch  # noqa: F401  - imported here so that forked children find it loaded
 
 from bench import registry, runner
@@ -61,7 +63,9 @@ def _die_with_parent() -> None:
         pass
 
 
-def main(case_json: dict, repeat: int, run_id: str | None, log_path: str | None, conn) -> None:
+def main(
+    case_json: dict, repeat: int, run_id: str | None, log_path: str | None, facts, conn
+) -> None:
     # Ctrl-C reaches the whole process group; the parent decides what happens to us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
@@ -71,7 +75,7 @@ def main(case_json: dict, repeat: int, run_id: str | None, log_path: str | None,
         os.dup2(fd, 2)
         os.close(fd)
     malloc = steady_malloc()
-    result = runner.execute(Case.from_json(case_json), repeat, run_id)
+    result = runner.execute(Case.from_json(case_json), repeat, run_id, facts)
     result.info["malloc"] = malloc
     conn.send(result.to_json())
     conn.close()

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.telemetry.timer import device_sync
+from bench.telemetry.memory import MemoryMonitor
+from bench.telemetry.timer import clock_for, device_sync
 
 
 @dataclass
@@ -14,12 +15,17 @@ class CaseContext:
     device: str
     dtype: str
     seed: int
-    warmup: int
+    warmup: int | str  # a count, or "auto": until the running median settles
     iterations: int
+    gpu: Any = None  # bench.telemetry.nvml.Gpu of this case's device, when NVML sees it
     sync: Callable[[], None] = field(init=False)
+    clock: Any = field(init=False)
+    memory: MemoryMonitor = field(init=False)
 
     def __post_init__(self) -> None:
         self.sync = device_sync(self.device)
+        self.clock = clock_for(self.device)
+        self.memory = MemoryMonitor(self.device, self.gpu)
 
     @property
     def torch_dtype(self) -> Any:

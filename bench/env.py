@@ -39,37 +39,15 @@ def cpu_model() -> str | None:
 
 
 def gpu_info() -> dict[str, Any]:
-    """GPU facts through NVML, without creating a CUDA context in this process."""
+    """GPU facts through NVML (clocks, power limit, driver), without creating a CUDA context."""
+    from bench.telemetry.nvml import Nvml, NvmlUnavailable
+
     try:
-        import pynvml
-    except ImportError:
-        return {"available": False, "reason": "pynvml not installed"}
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError as e:
-        return {"available": False, "reason": f"NVML unavailable: {e}"}
-    try:
-        gpus = []
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            h = pynvml.nvmlDeviceGetHandleByIndex(i)
-            name = pynvml.nvmlDeviceGetName(h)
-            gpus.append(
-                {
-                    "index": i,
-                    "name": name.decode() if isinstance(name, bytes) else name,
-                    "memory_total_bytes": pynvml.nvmlDeviceGetMemoryInfo(h).total,
-                }
-            )
-        driver = pynvml.nvmlSystemGetDriverVersion()
-        return {
-            "available": bool(gpus),
-            "driver": driver.decode() if isinstance(driver, bytes) else driver,
-            "devices": gpus,
-        }
-    except pynvml.NVMLError as e:
-        return {"available": False, "reason": f"NVML query failed: {e}"}
-    finally:
-        pynvml.nvmlShutdown()
+        with Nvml() as nvml:
+            gpus = [nvml.gpu(i).facts() for i in range(nvml.count())]
+            return {"available": bool(gpus), "driver": nvml.driver(), "devices": gpus}
+    except NvmlUnavailable as e:
+        return {"available": False, "reason": str(e)}
 
 
 def fingerprint(cwd: str | Path | None = None) -> dict[str, Any]:

@@ -29,7 +29,13 @@ LOG_TAIL_CHARS = 4000
 
 class Launcher(Protocol):
     def run(
-        self, case: Case, repeat: int, run_id: str | None, log: Path | None, timeout: float
+        self,
+        case: Case,
+        repeat: int,
+        run_id: str | None,
+        log: Path | None,
+        timeout: float,
+        facts: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Run one case; return its result as JSON-ready data. Never raises for the case."""
         ...
@@ -43,8 +49,8 @@ class InlineLauncher:
     """Runs in this process: tracebacks and debuggers work, but a crash ends the run and
     the timeout is not enforced."""
 
-    def run(self, case, repeat, run_id, log, timeout) -> dict[str, Any]:
-        return runner.execute(case, repeat, run_id).to_json()
+    def run(self, case, repeat, run_id, log, timeout, facts=None) -> dict[str, Any]:
+        return runner.execute(case, repeat, run_id, facts).to_json()
 
     def abort(self) -> None:
         pass
@@ -56,7 +62,7 @@ class ProcessLauncher:
         self._ctx.set_forkserver_preload(["bench._child"])
         self._proc: Any = None
 
-    def run(self, case, repeat, run_id, log, timeout) -> dict[str, Any]:
+    def run(self, case, repeat, run_id, log, timeout, facts=None) -> dict[str, Any]:
         from bench import _child
 
         if log is not None:
@@ -66,7 +72,7 @@ class ProcessLauncher:
         recv, send = self._ctx.Pipe(duplex=False)
         proc = self._ctx.Process(
             target=_child.main,
-            args=(case.to_json(), repeat, run_id, str(log) if log else None, send),
+            args=(case.to_json(), repeat, run_id, str(log) if log else None, facts, send),
             name=f"bench-case-{case.hash}",
         )
         self._proc = proc

@@ -22,14 +22,26 @@ class Metric:
         return asdict(self)
 
 
+SUMMARY_KEYS = ("median", "median_ci_low", "median_ci_high", "mean", "p10", "p90", "p99", "iqr")
+
+
 def summary_metrics(prefix: str, summary: dict[str, float], unit: str, method: str) -> list[Metric]:
-    """The standard set of figures for one timed series (``summary`` from stats.summarize)."""
-    out = [
-        Metric(f"{prefix}_{k}", summary[k], unit, method)
-        for k in ("median", "mean", "p10", "p90", "iqr")
-    ]
+    """The standard figures of one timed series (``summary`` from stats.summarize).
+
+    ``median_ci_*`` bound the median's 95% bootstrap interval over in-process samples.
+    """
+    out = [Metric(f"{prefix}_{k}", summary[k], unit, method) for k in SUMMARY_KEYS]
     out.append(Metric(f"{prefix}_cv", summary["cv"], "1", method))
     return out
+
+
+@dataclass
+class EnergyWork:
+    """One unit of a workload's work, for the energy window to loop: ``call`` does it,
+    ``units`` says how much it is (e.g. {"tokens": 256, "samples": 8})."""
+
+    call: Any
+    units: dict[str, float]
 
 
 @dataclass
@@ -39,6 +51,7 @@ class WorkloadOutput:
     metrics: list[Metric]
     samples: dict[str, dict[str, Any]] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    energy: EnergyWork | None = None  # None: this workload's energy is not meaningful
 
 
 @dataclass

@@ -10,6 +10,8 @@ import datetime as dt
 import os
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from bench import registry
@@ -17,13 +19,19 @@ from bench.context import CaseContext
 from bench.errors import UnsupportedHere
 from bench.result import CaseResult, Metric
 from bench.suite import Case
+from bench.telemetry.energy import cpu_meter, measure_energy
+from bench.telemetry.nvml import Nvml, NvmlUnavailable
+from bench.telemetry.sampler import Sampler
 
 
 def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
-def execute(case: Case, repeat: int = 0, run_id: str | None = None) -> CaseResult:
+def execute(
+    case: Case, repeat: int = 0, run_id: str | None = None, facts: dict[str, Any] | None = None
+) -> CaseResult:
+    """Run ``case``; ``facts`` are what the run measured for all cases (idle power)."""
     started, t0 = now_iso(), time.perf_counter()
     result = CaseResult(
         case=case.to_json(),
@@ -37,7 +45,7 @@ def execute(case: Case, repeat: int = 0, run_id: str | None = None) -> CaseResul
         run_id=run_id,
     )
     try:
-        _run(case, result)
+        _run(case, result, facts or {})
     except UnsupportedHere as e:
         result.status, result.error = "skipped", str(e)
     except BaseException as e:
@@ -50,7 +58,7 @@ def execute(case: Case, repeat: int = 0, run_id: str | None = None) -> CaseResul
     return result
 
 
-def _run(case: Case, result: CaseResult) -> None:
+def _run(case: Case, result: CaseResult, facts: dict[str, Any]) -> None:
     import torch
 
     run = case.run
@@ -59,40 +67,113 @@ def _run(case: Case, result: CaseResult) -> None:
     if run["threads"] is not None:
         torch.set_num_threads(run["threads"])
     torch.manual_seed(run["seed"])
-    ctx = CaseContext(run["device"], run["dtype"], run["seed"], run["warmup"], run["iterations"])
-
-    t = time.perf_counter()
-    entry = registry.models.get(case.model.name)
-    model = entry.fn(entry.params.model_validate(case.model.params), ctx)
-    model = model.to(device=ctx.device, dtype=ctx.torch_dtype).eval()
-    ctx.sync()
-    build_s = time.perf_counter() - t
-
-    steps: list[dict[str, Any]] = []
-    for step in case.techniques:
-        tech = registry.techniques.get(step.name)
-        t = time.perf_counter()
-        model, info = tech.fn(model, tech.params.model_validate(step.params), ctx)
-        ctx.sync()
-        steps.append(
-            {"name": step.name, "label": step.label, "seconds": time.perf_counter() - t, **info}
+    absent: dict[str, str] = {}
+    with open_gpu(run["device"], absent) as gpu:
+        ctx = CaseContext(
+            run["device"], run["dtype"], run["seed"], run["warmup"], run["iterations"], gpu=gpu
         )
+        sampler = Sampler(gpu, run["sample_hz"]).start() if gpu is not None else None
+        try:
+            _measure(case, result, ctx, sampler, facts, absent)
+        finally:
+            if sampler is not None:
+                sampler.stop()
+                result.samples["gpu_sampler"] = sampler.to_json()
+    result.info["absent"] = absent
+
+
+def _measure(case, result, ctx, sampler, facts, absent) -> None:
+    import torch
+
+    run = case.run
+    with ctx.memory.phase("load", ctx.sync):
+        t = time.perf_counter()
+        entry = registry.models.get(case.model.name)
+        model = entry.fn(entry.params.model_validate(case.model.params), ctx)
+        model = model.to(device=ctx.device, dtype=ctx.torch_dtype).eval()
+        ctx.sync()
+        build_s = time.perf_counter() - t
+        steps: list[dict[str, Any]] = []
+        for step in case.techniques:
+            tech = registry.techniques.get(step.name)
+            t = time.perf_counter()
+            model, info = tech.fn(model, tech.params.model_validate(step.params), ctx)
+            ctx.sync()
+            seconds = time.perf_counter() - t
+            steps.append({"name": step.name, "label": step.label, "seconds": seconds, **info})
 
     wl = registry.workloads.get(case.workload.name)
     out = wl.fn(model, wl.params.model_validate(case.workload.params), ctx)
+
+    energy_metrics: list[Metric] = []
+    if not run["energy"]:
+        absent["energy"] = "turned off in the suite (run.energy = false)"
+    elif out.energy is None:
+        absent["energy"] = f"workload {case.workload.name!r} does no work to attribute energy to"
+    else:
+        cpu, why = cpu_meter(run["country"])
+        if why:
+            absent["energy_rapl"] = f"{why}; CPU and RAM energy are modelled by codecarbon"
+        win = measure_energy(
+            out.energy.call,
+            units=out.energy.units,
+            sync=ctx.sync,
+            min_s=run["energy_min_s"],
+            gpu=ctx.gpu,
+            sampler=sampler,
+            cpu=cpu,
+            idle=facts.get("idle_power"),
+            country=run["country"],
+            device_domain="gpu" if ctx.device.startswith("cuda") else "cpu",
+        )
+        energy_metrics = win.metrics
+        absent.update(win.info.pop("absent", {}))
+        result.info["energy_window"] = {"calls": win.calls, "seconds": win.seconds, **win.info}
+        if ctx.device.startswith("cuda") and "idle_power" not in facts:
+            absent["energy_over_idle"] = "no idle baseline was measured for this run"
 
     result.metrics = [
         Metric("build_time", build_s, "s", "perf_counter"),
         *model_size_metrics(model),
         *out.metrics,
+        *ctx.memory.metrics,
+        *energy_metrics,
     ]
-    result.samples = out.samples
-    result.info = {
-        "techniques": steps,
-        "torch_threads": torch.get_num_threads(),
-        "pid": os.getpid(),
-        **out.info,
-    }
+    result.samples.update(out.samples)
+    result.info.update(
+        {
+            "techniques": steps,
+            "torch_threads": torch.get_num_threads(),
+            "pid": os.getpid(),
+            **out.info,
+        }
+    )
+
+
+@contextmanager
+def open_gpu(device: str, absent: dict[str, str]) -> Iterator[Any]:
+    """This case's GPU through NVML, or None (with the reason noted) on CPU or without NVML."""
+    if not device.startswith("cuda"):
+        absent["gpu_telemetry"] = "CPU case: no GPU sampler, GPU memory or GPU energy"
+        yield None
+        return
+    import torch
+
+    try:
+        nvml = Nvml()
+    except NvmlUnavailable as e:
+        absent["gpu_telemetry"] = str(e)
+        yield None
+        return
+    try:
+        # NVML indexes GPUs as the driver does; with CUDA_VISIBLE_DEVICES unset this
+        # is torch's index too.
+        yield nvml.gpu(torch.cuda.current_device())
+    except NvmlUnavailable as e:
+        absent["gpu_telemetry"] = str(e)
+        yield None
+    finally:
+        nvml.close()
 
 
 def model_size_metrics(model) -> list[Metric]:

@@ -126,10 +126,18 @@ def run_suite(suite: Suite, opts: RunOptions, console=None) -> RunOutcome:
         f"run [bold]{run_id}[/] → {run_dir}  ({len(todo)} to run, {len(done)} already done)"
     )
 
+    if todo and "idle_power" not in manifest:
+        manifest["idle_power"] = measure_idle(suite, cases, console)
+        store.write_json_atomic(run_dir / store.MANIFEST, manifest)
+    idle = manifest["idle_power"].get("domains")
+    facts = {"idle_power": idle} if idle else {}
+
     launcher = make_launcher(opts.inline)
     executed = 0
     try:
-        for case, repeat, result in _progress(todo, console, launcher, run_id, run_dir, timeout):
+        for case, repeat, result in _progress(
+            todo, console, launcher, run_id, run_dir, timeout, facts
+        ):
             store.write_json_atomic(store.case_path(run_dir, case.id, repeat), result)
             executed += 1
             _print_line(console, result, repeats)
@@ -153,7 +161,35 @@ def run_suite(suite: Suite, opts: RunOptions, console=None) -> RunOutcome:
     return RunOutcome(run_id, run_dir, results, executed)
 
 
-def _progress(todo, console, launcher, run_id, run_dir, timeout):
+def measure_idle(suite: Suite, cases: list[Case], console) -> dict[str, Any]:
+    """Idle power of the GPUs the run uses (NVML, no CUDA context) and of RAPL's domains,
+    measured once before the first case; the reason when there is nothing to measure."""
+    from bench.telemetry.energy import idle_power, rapl_zones
+    from bench.telemetry.nvml import Nvml, NvmlUnavailable
+
+    seconds = suite.run.idle_s
+    if seconds <= 0 or not suite.run.energy:
+        return {"reason": "turned off in the suite (run.idle_s = 0 or run.energy = false)"}
+    wants_gpu = any(c.run["device"] == "cuda" for c in cases)
+    zones, rapl_why = rapl_zones()
+    try:
+        nvml = Nvml() if wants_gpu else None
+    except NvmlUnavailable as e:
+        nvml, gpu_why = None, str(e)
+    else:
+        gpu_why = None if wants_gpu else "no CUDA case in this run"
+    if nvml is None and not zones:
+        return {"reason": f"nothing to measure: GPU: {gpu_why}; CPU: {rapl_why}"}
+    try:
+        gpus = [nvml.gpu(i) for i in range(nvml.count())] if nvml else []
+        console.print(f"measuring idle power for {seconds:g} s …")
+        return {"domains": idle_power(gpus, seconds, suite.run.sample_hz)}
+    finally:
+        if nvml:
+            nvml.close()
+
+
+def _progress(todo, console, launcher, run_id, run_dir, timeout, facts):
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -178,7 +214,7 @@ def _progress(todo, console, launcher, run_id, run_dir, timeout):
         for case, repeat in todo:
             bar.update(task, description=case.id)
             log = store.log_path(run_dir, case.id, repeat)
-            result = launcher.run(case, repeat, run_id, log, timeout)
+            result = launcher.run(case, repeat, run_id, log, timeout, facts)
             bar.advance(task)
             yield case, repeat, result
 

@@ -15,7 +15,7 @@ import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -32,13 +32,19 @@ class RunSettings(Params):
     device: Literal["cpu", "cuda"] = "cpu"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     seed: int = Field(0, ge=0)
-    warmup: int = Field(2, ge=0, le=10_000)  # calls per process whose timings are discarded
+    # Calls per process whose timings are discarded: a count, or "auto" (until the median
+    # of the last 5 calls is within 2% of the 5 before; at most 200).
+    warmup: Annotated[int, Field(ge=0, le=10_000)] | Literal["auto"] = 2
     iterations: int = Field(10, ge=1, le=1_000_000)  # measured calls per process
     repeats: int = Field(1, ge=1, le=1000)  # fresh processes per case
     timeout_s: float = Field(600.0, gt=0)  # per process, start-up included
-    threads: int | None = Field(
-        None, ge=1, le=1024
-    )  # torch intra-op threads; None: torch's default
+    # torch intra-op threads; None: torch's default.
+    threads: int | None = Field(None, ge=1, le=1024)
+    energy: bool = True  # measure energy in a window of its own after the timed calls
+    energy_min_s: float = Field(2.0, ge=1.0, le=3600)  # the window loops the work this long
+    idle_s: float = Field(3.0, ge=0, le=600)  # idle power measured before the run; 0: skip
+    sample_hz: float = Field(10.0, gt=0, le=1000)  # GPU sampler rate
+    country: str = Field("USA", pattern=r"^[A-Z]{3}$")  # ISO 3166 alpha-3, for CO2 intensity
 
 
 class MatrixRules(BaseModel):
@@ -359,7 +365,14 @@ def _pydantic_error(
     schema: type[BaseModel],
     axes: dict[str, list] | None = None,
 ) -> UserError:
-    err = e.errors(include_url=False)[0]
+    errors = e.errors(include_url=False)
+    for er in errors:
+        # Union members show up in loc as tags like "constrained-int"; keys are identifiers.
+        er["loc"] = tuple(x for x in er["loc"] if not isinstance(x, str) or x.isidentifier())
+    err = errors[0]
+    same_key = [er for er in errors if er["loc"] == err["loc"] and er["type"] != "extra_forbidden"]
+    if len(same_key) > 1:  # a value that fits no member of a union: say what each wants
+        err = {**err, "msg": "; or ".join(dict.fromkeys(er["msg"] for er in same_key))}
     loc = [str(x) if isinstance(x, str) else f"[{x}]" for x in err["loc"]]
     path = prefix
     for part in loc:

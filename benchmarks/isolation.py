@@ -24,6 +24,7 @@ from bench.launch import InlineLauncher, ProcessLauncher
 from bench.models import TinyGPTOverrides, tinygpt_config
 from bench.models.tinygpt import GPT
 from bench.suite import parse_suite
+from bench.telemetry.timer import PerfCounterClock
 from bench.workloads.generate import greedy_generate
 
 THREADS = 2
@@ -91,7 +92,8 @@ def plain_loop(case, warmup: int, iterations: int) -> float:
             call = lambda: model(x)  # noqa: E731
         else:
             p = torch.randint(0, 256, (w["batch"], w["prompt_len"]), generator=gen)
-            call = lambda: greedy_generate(model, p, w["new_tokens"], lambda: None)  # noqa: E731
+            clock = PerfCounterClock()
+            call = lambda: greedy_generate(model, p, w["new_tokens"], clock)  # noqa: E731
         for i in range(warmup + iterations):
             t0 = time.perf_counter()
             call()

@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 import torch
 
@@ -7,6 +9,7 @@ from bench.models import TinyGPTOverrides, tinygpt_config
 from bench.models.tinygpt import GPT
 from bench.runner import execute, model_size_metrics
 from bench.suite import parse_suite
+from bench.telemetry.timer import PerfCounterClock
 from bench.workloads.generate import greedy_generate
 from tests.conftest import TINY_MODEL
 
@@ -46,12 +49,12 @@ def test_kv_cache_decoding_matches_the_full_forward(model):
 def test_greedy_generate_matches_argmax_without_cache(model):
     prompt = torch.randint(0, 256, (1, 5), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
-        out, ttft, steps = greedy_generate(model, prompt, 6, sync=lambda: None)
+        out, marks = greedy_generate(model, prompt, 6, PerfCounterClock())
         seq = prompt
         for _ in range(6):
             seq = torch.cat([seq, model(seq)[:, -1:].argmax(-1)], dim=1)
     assert torch.equal(out, seq[:, 5:])
-    assert ttft > 0 and len(steps) == 5 and all(s > 0 for s in steps)
+    assert len(marks) == 7 and all(b > a for a, b in itertools.pairwise(marks))
 
 
 @pytest.mark.parametrize("method", ["l1_unstructured", "random_unstructured"])

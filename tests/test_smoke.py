@@ -24,7 +24,17 @@ def test_smoke_suite_runs_end_to_end(tmp_path):
     assert "Summary" in proc.stderr
     df = load_results(tmp_path)
     assert set(df.status) == {"ok"}
-    assert df.case_id.nunique() == 8 and set(df.repeat) == {0, 1, 2}
+    assert df.case_id.nunique() == 8 and set(df.repeat) == {0, 1}
+    # Time, memory and energy for every case, each with a unit and a method.
+    per_case = df.groupby("case_id").metric.apply(set)
+    for needed in (
+        "latency_median",
+        "memory_load_peak_rss",
+        "memory_prefill_peak_rss",
+        "energy_per_token",
+    ):
+        assert all(needed in m for m in per_case), needed
+    assert df.unit.notna().all() and df.method.notna().all()
     nonzero = df[(df.metric == "params_nonzero_fraction") & df.workload.str.startswith("forward")]
     sparsity = nonzero.groupby("techniques").value.max()
     # Pruned fractions of the Linear weights show up in the whole model's non-zero count.

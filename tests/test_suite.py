@@ -119,8 +119,9 @@ BAD_SUITES = [
     ),
     pytest.param(
         BASE + "[run]\niteratons = 5\n",
-        "s.toml: run.iteratons: unknown key (did you mean 'iterations'?); allowed keys: device, "
-        "dtype, iterations, repeats, seed, threads, timeout_s, warmup",
+        "s.toml: run.iteratons: unknown key (did you mean 'iterations'?); allowed keys: country, "
+        "device, dtype, energy, energy_min_s, idle_s, iterations, repeats, sample_hz, seed, "
+        "threads, timeout_s, warmup",
         id="unknown-key",
     ),
     pytest.param(
@@ -264,3 +265,13 @@ amount = {amounts}
     cases = parse_suite(text).cases
     assert len(cases) == len(batches) * len(amounts) * len(layers)
     assert len({c.id for c in cases}) == len(cases) == len({c.hash for c in cases})
+
+
+def test_union_values_explain_every_alternative():
+    with pytest.raises(UserError) as info:
+        parse_suite(BASE + "[run]\nwarmup = 'sometimes'\n", where="s.toml")
+    assert str(info.value) == (
+        "s.toml: run.warmup: 'sometimes' is not allowed: Input should be a valid integer, unable "
+        "to parse string as an integer; or Input should be 'auto'"
+    )
+    assert parse_suite(BASE + "[run]\nwarmup = 'auto'\n").run.warmup == "auto"

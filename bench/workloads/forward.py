@@ -5,10 +5,10 @@ from __future__ import annotations
 from pydantic import Field
 
 from bench.registry import Params, register_workload
-from bench.result import Metric, WorkloadOutput, summary_metrics
+from bench.result import EnergyWork, Metric, WorkloadOutput, summary_metrics
 from bench.stats import summarize
 from bench.telemetry.timer import time_calls
-from bench.workloads import random_tokens
+from bench.workloads import inference, random_tokens
 
 
 class ForwardParams(Params):
@@ -25,13 +25,11 @@ class ForwardParams(Params):
 )
 def run_forward(model, params: ForwardParams, ctx) -> WorkloadOutput:
     """One forward pass over ``batch`` x ``seq_len`` random tokens, no KV cache."""
-    import torch
-
     x = random_tokens(model, ctx, params.batch, params.seq_len)
-    with torch.inference_mode():
-        samples = time_calls(
-            lambda: model(x), warmup=ctx.warmup, iterations=ctx.iterations, sync=ctx.sync
-        )
+    call = inference(lambda: model(x))
+    samples = time_calls(call, warmup=ctx.warmup, iterations=ctx.iterations, clock=ctx.clock)
+    with ctx.memory.phase("prefill", ctx.sync):
+        call()
     s = summarize(samples.values)
     tokens = params.batch * params.seq_len
     metrics = [
@@ -43,4 +41,8 @@ def run_forward(model, params: ForwardParams, ctx) -> WorkloadOutput:
             "throughput_samples", params.batch / s["median"], "samples/s", "batch/latency_median"
         ),
     ]
-    return WorkloadOutput(metrics, samples={"latency": samples.to_json()})
+    return WorkloadOutput(
+        metrics,
+        samples={"latency": samples.to_json()},
+        energy=EnergyWork(call, {"tokens": tokens, "samples": params.batch}),
+    )

@@ -1,20 +1,21 @@
 """Greedy decoding with a KV cache: time to first token, per-token decode latency, tokens/s.
 
-Prefill and decode are timed inside the same loop (a clock read after the prefill has
-finished on the device), not by subtracting two separate runs.
+Prefill and decode are timed inside the same loop (clock marks after the prefill and
+after every step: CUDA events on a GPU, so the queue is never drained mid-generation),
+not by subtracting two separate runs.
 """
 
 from __future__ import annotations
 
-import time
+import itertools
+from contextlib import nullcontext
 
 from pydantic import Field
 
 from bench.registry import Params, register_workload
-from bench.result import Metric, WorkloadOutput, summary_metrics
+from bench.result import EnergyWork, Metric, WorkloadOutput, summary_metrics
 from bench.stats import summarize
-from bench.telemetry.timer import METHOD
-from bench.workloads import random_tokens
+from bench.workloads import inference, random_tokens
 
 
 class GenerateParams(Params):
@@ -23,30 +24,32 @@ class GenerateParams(Params):
     new_tokens: int = Field(32, ge=1, le=1_048_576)  # tokens generated per sequence
 
 
-def greedy_generate(model, prompt, new_tokens: int, sync, clock=time.perf_counter):
-    """Decode ``new_tokens`` greedily; return (tokens, seconds to first token, step seconds)."""
+def _no_phase(name: str):
+    return nullcontext()
+
+
+def greedy_generate(model, prompt, new_tokens: int, clock, phase=_no_phase):
+    """Decode ``new_tokens`` greedily. Returns the tokens and the clock marks taken before
+    the prefill, after it, and after each decode step; ``phase(name)`` wraps the prefill
+    and the decode loop (memory windows)."""
     import torch
 
     batch, plen = prompt.shape
-    cache = model.new_cache(batch)
     out = torch.empty(batch, new_tokens, dtype=prompt.dtype, device=prompt.device)
-    t0 = clock()
-    logits = model(prompt, cache, 0)
-    tok = logits[:, -1].argmax(dim=-1, keepdim=True)
-    out[:, :1] = tok
-    sync()
-    t_prev = clock()
-    ttft = t_prev - t0
-    steps: list[float] = []
-    for i in range(1, new_tokens):
-        logits = model(tok, cache, plen + i - 1)
+    with phase("prefill"):
+        marks = [clock.mark()]
+        cache = model.new_cache(batch)
+        logits = model(prompt, cache, 0)
         tok = logits[:, -1].argmax(dim=-1, keepdim=True)
-        out[:, i : i + 1] = tok
-        sync()
-        now = clock()
-        steps.append(now - t_prev)
-        t_prev = now
-    return out, ttft, steps
+        out[:, :1] = tok
+        marks.append(clock.mark())
+    with phase("decode"):
+        for i in range(1, new_tokens):
+            logits = model(tok, cache, plen + i - 1)
+            tok = logits[:, -1].argmax(dim=-1, keepdim=True)
+            out[:, i : i + 1] = tok
+            marks.append(clock.mark())
+    return out, marks
 
 
 @register_workload(
@@ -58,8 +61,6 @@ def greedy_generate(model, prompt, new_tokens: int, sync, clock=time.perf_counte
 )
 def run_generate(model, params: GenerateParams, ctx) -> WorkloadOutput:
     """Greedy decode of ``new_tokens`` after a random prompt, using the model's KV cache."""
-    import torch
-
     if not hasattr(model, "new_cache"):
         raise TypeError(f"{type(model).__name__} has no KV cache (new_cache); generate needs one")
     limit = model.config.block_size
@@ -69,22 +70,29 @@ def run_generate(model, params: GenerateParams, ctx) -> WorkloadOutput:
             f"model's block_size {limit}"
         )
     prompt = random_tokens(model, ctx, params.batch, params.prompt_len)
-    totals, ttfts, steps = [], [], []
-    with torch.inference_mode():
-        for i in range(ctx.warmup + ctx.iterations):
-            t0 = time.perf_counter()
-            _, ttft, step = greedy_generate(model, prompt, params.new_tokens, ctx.sync)
-            total = time.perf_counter() - t0
-            totals.append(total)
-            ttfts.append(ttft)
-            if i >= ctx.warmup:
-                steps.extend(step)
-    w = ctx.warmup
-    total_s, ttft_s = summarize(totals[w:]), summarize(ttfts[w:])
+    clock = ctx.clock
+    runs = []
+    generate = inference(lambda: greedy_generate(model, prompt, params.new_tokens, clock))
+    warm = ctx.warmup if ctx.warmup != "auto" else 3  # whole generations: a few suffice
+    for _ in range(warm + ctx.iterations):
+        _, marks = generate()
+        clock.finish()
+        secs = [clock.seconds(a, b) for a, b in itertools.pairwise(marks)]
+        runs.append((sum(secs), secs[0], secs[1:]))
+    # One more generation, untimed, with memory windows around prefill and decode.
+    inference(
+        lambda: greedy_generate(
+            model, prompt, params.new_tokens, clock, lambda n: ctx.memory.phase(n, ctx.sync)
+        )
+    )()
+    totals, ttfts = [r[0] for r in runs], [r[1] for r in runs]
+    steps = [s for r in runs[warm:] for s in r[2]]
+    method = clock.method
+    total_s, ttft_s = summarize(totals[warm:]), summarize(ttfts[warm:])
     generated = params.batch * params.new_tokens
     metrics = [
-        *summary_metrics("latency", total_s, "s", METHOD),
-        *summary_metrics("ttft", ttft_s, "s", METHOD),
+        *summary_metrics("latency", total_s, "s", method),
+        *summary_metrics("ttft", ttft_s, "s", method),
         Metric(
             "throughput_tokens",
             generated / total_s["median"],
@@ -92,13 +100,28 @@ def run_generate(model, params: GenerateParams, ctx) -> WorkloadOutput:
             "batch*new_tokens/latency_median",
         ),
     ]
+    policy = (
+        "fixed" if ctx.warmup != "auto" else "fixed (3 generations; auto applies to single calls)"
+    )
     samples = {
-        "latency": {"unit": "s", "method": METHOD, "warmup": totals[:w], "values": totals[w:]},
-        "ttft": {"unit": "s", "method": METHOD, "warmup": ttfts[:w], "values": ttfts[w:]},
+        "latency": {
+            "unit": "s",
+            "method": method,
+            "warmup_policy": policy,
+            "warmup": totals[:warm],
+            "values": totals[warm:],
+        },
+        "ttft": {
+            "unit": "s",
+            "method": method,
+            "warmup_policy": policy,
+            "warmup": ttfts[:warm],
+            "values": ttfts[warm:],
+        },
     }
     if steps:
         step_s = summarize(steps)
-        metrics += summary_metrics("decode_step", step_s, "s", METHOD)
+        metrics += summary_metrics("decode_step", step_s, "s", method)
         metrics.append(
             Metric(
                 "decode_throughput_tokens",
@@ -107,5 +130,7 @@ def run_generate(model, params: GenerateParams, ctx) -> WorkloadOutput:
                 "batch/decode_step_median",
             )
         )
-        samples["decode_step"] = {"unit": "s", "method": METHOD, "warmup": [], "values": steps}
-    return WorkloadOutput(metrics, samples=samples)
+        samples["decode_step"] = {"unit": "s", "method": method, "warmup": [], "values": steps}
+    return WorkloadOutput(
+        metrics, samples=samples, energy=EnergyWork(generate, {"tokens": generated})
+    )

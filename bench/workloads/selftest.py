@@ -53,7 +53,9 @@ def run_selftest(model, params: SelftestParams, ctx) -> WorkloadOutput:
         _alloc_too_much()
     if params.mode == "sleep":
         time.sleep(params.seconds)
-    samples = time_calls(lambda: None, warmup=ctx.warmup, iterations=ctx.iterations, sync=ctx.sync)
+    samples = time_calls(
+        lambda: None, warmup=ctx.warmup, iterations=ctx.iterations, clock=ctx.clock
+    )
     return WorkloadOutput(
         summary_metrics("latency", summarize(samples.values), "s", samples.method),
         samples={"latency": samples.to_json()},

@@ -1,0 +1,283 @@
+"""Energy of a window of work: GPU through NVML, CPU and RAM through RAPL or codecarbon.
+
+GPU: the delta of NVML's total-energy counter, read right after synchronising at both
+edges of the window. Where the counter is missing, the sampler's power readings are
+integrated instead (labelled ``nvml_power_integral``); where both exist, the integral is
+kept as a cross-check and a disagreement over 10% is flagged. The counter advances about
+10 times a second, so a window is looped until it lasts ``min_s`` (never under 1 s) and
+the energy divided by the calls made.
+
+CPU and RAM: RAPL counters (system-wide, wrap-around handled) when readable; otherwise
+codecarbon's model from the CPU's TDP and load, labelled ``codecarbon_model``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.result import Metric
+from bench.telemetry.sampler import Sampler, integrate_power
+
+POWERCAP = Path("/sys/class/powercap")
+CROSS_CHECK_LIMIT = 0.10
+J_PER_KWH = 3.6e6
+
+
+# --- CPU / RAM -------------------------------------------------------------------------
+
+
+@dataclass
+class RaplZone:
+    name: str  # "package-0", "dram", ...
+    path: Path
+    max_uj: int
+
+    def read(self) -> int:
+        return int((self.path / "energy_uj").read_text())
+
+    def delta_j(self, start: int, end: int) -> float:
+        if end < start:  # the counter wrapped around once during the window
+            end += self.max_uj
+        return (end - start) / 1e6
+
+
+def rapl_zones(root: Path = POWERCAP) -> tuple[list[RaplZone], str | None]:
+    """Readable package and DRAM zones, or ([], why not)."""
+    if not root.is_dir():
+        return [], f"no {root} (RAPL not exposed on this machine)"
+    zones = []
+    for d in sorted(root.glob("intel-rapl:*")):
+        try:
+            name = (d / "name").read_text().strip()
+            zone = RaplZone(name, d, int((d / "max_energy_range_uj").read_text()))
+            zone.read()
+        except (OSError, ValueError):
+            continue
+        if name.startswith("package") or name == "dram":
+            zones.append(zone)
+    if not zones:
+        return [], f"no readable RAPL zones under {root} (permissions?)"
+    return zones, None
+
+
+class RaplMeter:
+    method = "rapl"
+
+    def __init__(self, zones: list[RaplZone]):
+        self.zones = zones
+        self._start: list[int] = []
+
+    def begin(self) -> None:
+        self._start = [z.read() for z in self.zones]
+
+    def end(self) -> dict[str, float]:
+        out = {"cpu": 0.0}
+        for z, s in zip(self.zones, self._start, strict=True):
+            domain = "ram" if z.name == "dram" else "cpu"
+            out[domain] = out.get(domain, 0.0) + z.delta_j(s, z.read())
+        return out
+
+
+class CodecarbonMeter:
+    method = "codecarbon_model"
+
+    def __init__(self, country: str):
+        self.country = country
+        self._tracker: Any = None
+
+    def begin(self) -> None:
+        from codecarbon import OfflineEmissionsTracker
+
+        # Its constructor logs at INFO before honouring log_level.
+        logging.getLogger("codecarbon").setLevel(logging.ERROR)
+
+        self._tracker = OfflineEmissionsTracker(
+            country_iso_code=self.country,
+            output_methods=[],  # no files, no network: the numbers come back to us
+            log_level="error",
+            tracking_mode="process",
+            allow_multiple_runs=True,
+            measure_power_secs=1,
+        )
+        self._tracker.start()
+
+    def end(self) -> dict[str, float]:
+        self._tracker.stop()
+        data = self._tracker.final_emissions_data
+        return {"cpu": data.cpu_energy * J_PER_KWH, "ram": data.ram_energy * J_PER_KWH}
+
+
+def cpu_meter(country: str) -> tuple[RaplMeter | CodecarbonMeter, str | None]:
+    zones, why = rapl_zones()
+    return (RaplMeter(zones), None) if zones else (CodecarbonMeter(country), why)
+
+
+def co2_kg(joules: float, country: str) -> float:
+    """CO2-equivalent of ``joules`` at the country's average grid intensity (codecarbon data)."""
+    from codecarbon.core.emissions import Emissions
+    from codecarbon.core.units import Energy
+    from codecarbon.external.geography import GeoMetadata
+    from codecarbon.input import DataSource
+
+    energy = Energy.from_energy(kWh=joules / J_PER_KWH)
+    return float(
+        Emissions(DataSource()).get_country_emissions(energy, GeoMetadata(country_iso_code=country))
+    )
+
+
+# --- idle baseline -----------------------------------------------------------------------
+
+
+def idle_power(gpus: list, seconds: float, sampler_hz: float = 10.0) -> dict[str, dict[str, Any]]:
+    """Mean power of each GPU (and of RAPL's CPU/RAM) over ``seconds`` of doing nothing."""
+    out: dict[str, dict[str, Any]] = {}
+    zones, _ = rapl_zones()
+    rapl = RaplMeter(zones) if zones else None
+    starts = [g.energy_mj() for g in gpus]
+    samplers = [Sampler(g, sampler_hz).start() for g in gpus]
+    if rapl:
+        rapl.begin()
+    t0 = time.perf_counter()
+    time.sleep(seconds)
+    t1 = time.perf_counter()
+    ends = [g.energy_mj() for g in gpus]
+    for g, s, e, smp in zip(gpus, starts, ends, samplers, strict=True):
+        smp.stop()
+        if s is not None and e is not None:
+            out[f"gpu{g.index}"] = {
+                "watts": (e - s) / 1e3 / (t1 - t0),
+                "method": "nvml_energy_counter",
+            }
+        else:
+            joules = integrate_power(smp.power_series(t0, t1), t0, t1)
+            if joules is not None:
+                out[f"gpu{g.index}"] = {
+                    "watts": joules / (t1 - t0),
+                    "method": "nvml_power_integral",
+                }
+    if rapl:
+        for domain, joules in rapl.end().items():
+            out[domain] = {"watts": joules / (t1 - t0), "method": "rapl"}
+    for v in out.values():
+        v["seconds"] = t1 - t0
+    return out
+
+
+# --- the window ---------------------------------------------------------------------------
+
+
+@dataclass
+class EnergyWindow:
+    calls: int = 0
+    seconds: float = 0.0
+    metrics: list[Metric] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def measure_energy(
+    call: Callable[[], object],
+    *,
+    units: dict[str, float],
+    sync: Callable[[], None],
+    min_s: float,
+    gpu=None,
+    sampler: Sampler | None = None,
+    cpu=None,
+    idle: dict[str, dict[str, Any]] | None = None,
+    country: str = "USA",
+    device_domain: str = "cpu",
+) -> EnergyWindow:
+    """Loop ``call`` for at least ``min_s`` seconds and report energy per call and per unit.
+
+    ``units`` is the work one call does, e.g. {"tokens": 256, "samples": 8}. Derived
+    figures (J/token, tokens/kWh, CO2) use the energy of ``device_domain``: the GPU for a
+    CUDA case, CPU + RAM otherwise.
+    """
+    if min_s < 1.0:
+        raise ValueError("energy windows shorter than 1 s are not meaningful")
+    win = EnergyWindow()
+    sync()
+    if cpu is not None:
+        cpu.begin()
+    g0 = gpu.energy_mj() if gpu is not None else None
+    t0 = time.perf_counter()
+    while True:
+        call()
+        win.calls += 1
+        sync()
+        if time.perf_counter() - t0 >= min_s:
+            break
+    t1 = time.perf_counter()
+    g1 = gpu.energy_mj() if gpu is not None else None
+    win.seconds = t1 - t0
+    domains: dict[str, tuple[float, str]] = {}
+
+    if gpu is not None:
+        name = f"gpu{gpu.index}"
+        counter = (g1 - g0) / 1e3 if g0 is not None and g1 is not None else None
+        integral = None
+        if sampler is not None:
+            sampler.sample()  # a row just after the window's end, to interpolate the edge
+            integral = integrate_power(sampler.power_series(t0, t1), t0, t1)
+        if counter is not None:
+            domains[name] = (counter, "nvml_energy_counter")
+            if integral is not None and counter > 0:
+                disagreement = abs(integral - counter) / counter
+                win.info["gpu_cross_check"] = {
+                    "counter_j": counter,
+                    "power_integral_j": integral,
+                    "disagreement": disagreement,
+                    "flagged": disagreement > CROSS_CHECK_LIMIT,
+                }
+        elif integral is not None:
+            domains[name] = (integral, "nvml_power_integral")
+        else:
+            win.info.setdefault("absent", {})[name] = (
+                "neither NVML's energy counter nor power samples"
+            )
+    if cpu is not None:
+        for domain, joules in cpu.end().items():
+            domains[domain] = (joules, cpu.method)
+
+    for domain, (joules, method) in domains.items():
+        win.metrics.append(Metric(f"energy_{domain}", joules / win.calls, "J/call", method))
+        idle_w = (idle or {}).get(domain, {}).get("watts")
+        if idle_w is not None:
+            net = (joules - idle_w * win.seconds) / win.calls
+            win.metrics.append(
+                Metric(f"energy_{domain}_over_idle", net, "J/call", f"{method}-idle")
+            )
+
+    selected = [
+        d
+        for d in domains
+        if (d.startswith("gpu") if device_domain == "gpu" else d in ("cpu", "ram"))
+    ]
+    if not selected:
+        return win
+    joules = sum(domains[d][0] for d in selected) / win.calls
+    method = "+".join(sorted({domains[d][1] for d in selected}))
+    win.info["derived_from"] = selected
+    if units.get("tokens"):
+        win.metrics.append(Metric("energy_per_token", joules / units["tokens"], "J/token", method))
+        win.metrics.append(
+            Metric("tokens_per_kwh", units["tokens"] * J_PER_KWH / joules, "tokens/kWh", method)
+        )
+    if units.get("samples"):
+        win.metrics.append(
+            Metric("energy_per_sample", joules / units["samples"], "J/sample", method)
+        )
+    win.metrics.append(
+        Metric(
+            "co2_per_call",
+            co2_kg(joules, country) * 1e3,
+            "g CO2e/call",
+            f"{method}*codecarbon_{country}",
+        )
+    )
+    return win

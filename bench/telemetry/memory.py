@@ -1,0 +1,93 @@
+"""Peak memory per phase (load, prefill, decode, ...).
+
+CPU: the process's peak RSS over the phase, read from VmHWM after resetting it through
+``/proc/self/clear_refs`` ("5" resets the high-water mark, Linux >= 4.0). Where that
+reset is refused, ``ru_maxrss`` is reported instead and labelled as the lifetime peak.
+CUDA: the caching allocator's peaks (reset at each phase) and NVML's device memory in
+use at the phase's end, over the baseline read before the case began.
+"""
+
+from __future__ import annotations
+
+import resource
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from bench.result import Metric
+
+STATUS = Path("/proc/self/status")
+CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def _status_kb(key: str) -> int | None:
+    try:
+        for line in STATUS.read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def rss_bytes() -> int | None:
+    kb = _status_kb("VmRSS")
+    return None if kb is None else kb * 1024
+
+
+def reset_peak_rss() -> bool:
+    try:
+        CLEAR_REFS.write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+class MemoryMonitor:
+    def __init__(self, device: str, gpu=None):
+        self.device = device
+        self.gpu = gpu  # bench.telemetry.nvml.Gpu or None
+        self.nvml_baseline = gpu.memory_used() if gpu is not None else None
+        self.metrics: list[Metric] = []
+
+    @contextmanager
+    def phase(self, name: str, sync=lambda: None) -> Iterator[None]:
+        cuda = self.device.startswith("cuda")
+        if cuda:
+            import torch
+
+            sync()
+            torch.cuda.reset_peak_memory_stats()
+        reset = reset_peak_rss()
+        yield
+        sync()
+        prefix = f"memory_{name}"
+        if reset and (peak_kb := _status_kb("VmHWM")) is not None:
+            peak, method = peak_kb * 1024, "vmhwm_after_clear_refs"
+            self.metrics.append(Metric(f"{prefix}_peak_rss", float(peak), "bytes", method))
+        else:
+            lifetime = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            self.metrics.append(
+                Metric(f"{prefix}_peak_rss", float(lifetime), "bytes", "ru_maxrss_lifetime_peak")
+            )
+        if cuda:
+            import torch
+
+            for what, fn in (
+                ("cuda_max_allocated", torch.cuda.max_memory_allocated),
+                ("cuda_max_reserved", torch.cuda.max_memory_reserved),
+            ):
+                self.metrics.append(
+                    Metric(f"{prefix}_{what}", float(fn()), "bytes", "torch_cuda_allocator")
+                )
+        if self.gpu is not None and self.nvml_baseline is not None:
+            used = self.gpu.memory_used()
+            if used is not None:
+                self.metrics.append(
+                    Metric(
+                        f"{prefix}_gpu_used_over_baseline",
+                        float(used - self.nvml_baseline),
+                        "bytes",
+                        "nvml_memory_v2_at_phase_end",
+                    )
+                )

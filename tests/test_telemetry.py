@@ -1,0 +1,245 @@
+"""Every telemetry path, on CPU: GPU ones against a fake NVML with known power."""
+
+import itertools
+import time
+
+import numpy as np
+import pytest
+
+from bench.env import gpu_info
+from bench.telemetry import nvml as nvml_mod
+from bench.telemetry.energy import RaplMeter, idle_power, measure_energy, rapl_zones
+from bench.telemetry.memory import MemoryMonitor, rss_bytes
+from bench.telemetry.nvml import Nvml, NvmlUnavailable
+from bench.telemetry.sampler import Sampler, integrate_power
+from bench.telemetry.timer import PerfCounterClock, time_calls
+from tests.fake_nvml import FakeNVML
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    def install(**kw) -> FakeNVML:
+        f = FakeNVML(**kw)
+        monkeypatch.setattr(nvml_mod, "_module", f)
+        return f
+
+    return install
+
+
+def sleeper(seconds: float):
+    return lambda: time.sleep(seconds)
+
+
+def energy(gpu, sampler=None, **kw):
+    args = {
+        "units": {"tokens": 10},
+        "sync": lambda: None,
+        "min_s": 1.0,
+        "gpu": gpu,
+        "sampler": sampler,
+    }
+    return measure_energy(sleeper(0.05), **{**args, **kw}, device_domain="gpu")
+
+
+def metrics(win):
+    return {m.name: m for m in win.metrics}
+
+
+def test_energy_is_the_counter_delta_per_call(fake):
+    fake(watts=200.0)
+    gpu = Nvml().gpu(0)
+    win = energy(gpu)
+    m = metrics(win)
+    assert win.seconds >= 1.0 and win.calls >= 15
+    expected = 200.0 * win.seconds / win.calls
+    assert m["energy_gpu0"].value == pytest.approx(expected, rel=0.01)
+    assert m["energy_gpu0"].method == "nvml_energy_counter" and m["energy_gpu0"].unit == "J/call"
+    assert m["energy_per_token"].value == pytest.approx(expected / 10, rel=0.01)
+    assert m["tokens_per_kwh"].value == pytest.approx(10 * 3.6e6 / expected, rel=0.01)
+    assert m["co2_per_call"].unit == "g CO2e/call" and m["co2_per_call"].value > 0
+
+
+def test_idle_power_is_subtracted(fake):
+    fake(watts=200.0)
+    gpu = Nvml().gpu(0)
+    win = energy(gpu, idle={"gpu0": {"watts": 50.0}})
+    m = metrics(win)
+    assert m["energy_gpu0_over_idle"].value == pytest.approx(
+        150.0 * win.seconds / win.calls, rel=0.01
+    )
+
+
+def test_idle_baseline_measures_a_quiet_gpu(fake):
+    fake(watts=80.0)
+    idle = idle_power([Nvml().gpu(0)], seconds=0.5)
+    assert idle["gpu0"]["watts"] == pytest.approx(80.0, rel=0.02)
+    assert idle["gpu0"]["method"] == "nvml_energy_counter" and idle["gpu0"]["seconds"] >= 0.5
+
+
+@pytest.mark.parametrize(("bias", "flagged"), [(1.0, False), (1.3, True)])
+def test_power_integral_cross_checks_the_counter(fake, bias, flagged):
+    fake(watts=200.0, power_bias=bias)
+    gpu = Nvml().gpu(0)
+    with Sampler(gpu, hz=20) as sampler:
+        win = energy(gpu, sampler)
+    check = win.info["gpu_cross_check"]
+    assert check["flagged"] is flagged
+    assert check["disagreement"] == pytest.approx(bias - 1.0, abs=0.03)
+
+
+def test_counter_missing_falls_back_to_the_power_integral(fake):
+    fake(watts=150.0, counter=False)
+    gpu = Nvml().gpu(0)
+    with Sampler(gpu, hz=20) as sampler:
+        win = energy(gpu, sampler)
+    m = metrics(win)["energy_gpu0"]
+    assert m.method == "nvml_power_integral"
+    assert m.value == pytest.approx(150.0 * win.seconds / win.calls, rel=0.02)
+
+
+def test_no_counter_and_no_sampler_is_absent_not_zero(fake):
+    fake(counter=False)
+    win = energy(Nvml().gpu(0))
+    assert "energy_gpu0" not in metrics(win)
+    assert "gpu0" in win.info["absent"]
+
+
+def test_short_work_is_looped_to_the_minimum_window(fake):
+    fake()
+    win = measure_energy(
+        sleeper(0.01),
+        units={},
+        sync=lambda: None,
+        min_s=1.0,
+        gpu=Nvml().gpu(0),
+        device_domain="gpu",
+    )
+    assert win.seconds >= 1.0 and win.calls >= 50
+    with pytest.raises(ValueError, match="shorter than 1 s"):
+        measure_energy(sleeper(0.01), units={}, sync=lambda: None, min_s=0.5)
+
+
+def test_coarse_counter_error_shrinks_with_the_window(fake):
+    """A counter that advances 10 times a second: the 2 s default keeps the error small."""
+    fake(watts=100.0, counter_hz=10)
+    gpu = Nvml().gpu(0)
+    win = energy(gpu, min_s=2.0)
+    assert metrics(win)["energy_gpu0"].value * win.calls == pytest.approx(
+        100.0 * win.seconds, rel=0.07
+    )
+
+
+def test_nvml_init_failure_is_graceful_absence(fake):
+    fake(init_error="Driver Not Loaded")
+    with pytest.raises(NvmlUnavailable, match="NVML could not start: Driver Not Loaded"):
+        Nvml()
+    assert gpu_info() == {"available": False, "reason": "NVML could not start: Driver Not Loaded"}
+
+
+def test_fingerprint_has_clocks_power_limit_and_driver(fake):
+    fake()
+    info = gpu_info()
+    assert info["driver"] == "999.99"
+    (dev,) = info["devices"]
+    assert dev["name"] == "NVIDIA H200" and dev["power_limit_w"] == 700.0
+    assert dev["sm_clock_max_mhz"] == 1980 and dev["mem_clock_max_mhz"] == 3201
+
+
+def test_sampler_rows_are_timestamped_at_its_rate(fake):
+    fake(watts=123.0)
+    with Sampler(Nvml().gpu(0), hz=10) as s:
+        time.sleep(0.55)
+    rows = s.to_json()["rows"]
+    assert 6 <= len(rows) <= 9
+    assert all(b["t"] > a["t"] for a, b in itertools.pairwise(rows))
+    assert rows[0]["power_w"] == 123.0 and rows[0]["sm_clock_mhz"] == 1980
+    assert set(rows[0]) >= {
+        "util_gpu_pct",
+        "memory_used_bytes",
+        "temperature_c",
+        "throttle_reasons",
+    }
+
+
+def test_trapezoid_integral_with_interpolated_edges():
+    series = [(0.0, 100.0), (1.0, 200.0), (2.0, 200.0)]
+    assert integrate_power(series, 0.5, 1.5) == pytest.approx(0.5 * (150 + 200) / 2 + 0.5 * 200)
+    assert integrate_power(series, -1.0, 1.0) is None  # no sample before the window
+
+
+def test_rapl_handles_wrap_around(tmp_path):
+    for i, (name, start) in enumerate([("package-0", 900), ("dram", 10)]):
+        zone = tmp_path / f"intel-rapl:{i}"
+        zone.mkdir()
+        (zone / "name").write_text(name)
+        (zone / "max_energy_range_uj").write_text("1000")
+        (zone / "energy_uj").write_text(str(start))
+    zones, why = rapl_zones(tmp_path)
+    assert why is None and [z.name for z in zones] == ["package-0", "dram"]
+    meter = RaplMeter(zones)
+    meter.begin()
+    (tmp_path / "intel-rapl:0" / "energy_uj").write_text("100")  # wrapped: 900 -> 1000 -> 100
+    (tmp_path / "intel-rapl:1" / "energy_uj").write_text("60")
+    assert meter.end() == {"cpu": pytest.approx(200e-6), "ram": pytest.approx(50e-6)}
+    assert rapl_zones(tmp_path / "none")[1].startswith("no ")
+
+
+def test_cpu_energy_without_rapl_is_modelled_and_labelled():
+    from bench.telemetry.energy import CodecarbonMeter
+
+    meter = CodecarbonMeter("USA")
+    win = measure_energy(
+        sleeper(0.02),
+        units={"samples": 4},
+        sync=lambda: None,
+        min_s=1.0,
+        cpu=meter,
+        device_domain="cpu",
+    )
+    m = metrics(win)
+    assert m["energy_cpu"].method == "codecarbon_model" and m["energy_cpu"].value > 0
+    assert m["energy_per_sample"].method == "codecarbon_model"
+
+
+def test_peak_rss_of_a_phase_sees_a_known_allocation():
+    size = 200 << 20
+    mon = MemoryMonitor("cpu")
+    before = rss_bytes()
+    with mon.phase("alloc"):
+        block = np.ones(size, dtype=np.uint8)  # touched: resident
+        del block
+    (m,) = mon.metrics
+    assert m.name == "memory_alloc_peak_rss" and m.method == "vmhwm_after_clear_refs"
+    assert m.value - before == pytest.approx(size, rel=0.05)
+
+
+def test_fixed_warmup_is_discarded_and_recorded():
+    s = time_calls(sleeper(0.001), warmup=3, iterations=5, clock=PerfCounterClock())
+    assert len(s.warmup) == 3 and len(s.values) == 5 and s.warmup_policy == "fixed"
+    assert all(v >= 0.001 for v in s.values)
+
+
+def test_auto_warmup_runs_until_the_median_settles():
+    calls = []
+
+    def slow_then_steady():
+        calls.append(1)
+        time.sleep(0.02 if len(calls) <= 7 else 0.002)
+
+    s = time_calls(slow_then_steady, warmup="auto", iterations=5, clock=PerfCounterClock())
+    assert s.warmup_policy == "auto" and s.settled is True
+    assert len(s.warmup) >= 10 and max(s.values) < 0.015
+
+
+@pytest.mark.gpu
+def test_cuda_event_clock_agrees_with_triton_do_bench():
+    import torch
+    from triton.testing import do_bench
+
+    from bench.telemetry.timer import CudaEventClock
+
+    a = torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16)
+    fn = lambda: a @ a  # noqa: E731
+    ours = np.median(time_calls(fn, warmup=10, iterations=50, clock=CudaEventClock()).values)
+    theirs = do_bench(fn, return_mode="median") / 1e3
+    assert ours == pytest.approx(theirs, rel=0.05)
