@@ -1,4 +1,4 @@
-"""Sessions: tests, lint, smoke, isolation. Each installs bench into its own virtualenv.
+"""Sessions: tests, lint, smoke, fidelity, isolation. Each installs bench into its own virtualenv.
 
 torch comes first and pinned, because an unpinned ``pip install torch`` on a machine
 without torch pulls a multi-GB CUDA build. Choose another build with BENCH_TORCH, e.g.
@@ -43,6 +43,13 @@ def smoke(session: nox.Session) -> None:
     """Run suites/smoke.toml (about a minute on 2 CPU cores)."""
     install(session)
     session.run("bench", "run", "suites/smoke.toml", *session.posargs)
+
+
+@nox.session
+def fidelity(session: nox.Session) -> None:
+    """Benchmark: timer fidelity against torch.utils.benchmark, and telemetry overhead."""
+    install(session)
+    session.run("python", "benchmarks/telemetry.py", *session.posargs)
 
 
 @nox.session
