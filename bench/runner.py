@@ -48,7 +48,7 @@ def execute(
         _run(case, result, facts or {})
     except UnsupportedHere as e:
         result.status, result.error = "skipped", str(e)
-    except BaseException as e:
+    except Exception as e:  # Ctrl-C and SystemExit still stop an inline run
         result.status = "oom" if _is_oom(e) else "failed"
         result.error = f"{type(e).__name__}: {e}"
         result.traceback = traceback.format_exc()
@@ -168,10 +168,12 @@ def open_gpu(device: str, absent: dict[str, str]) -> Iterator[Any]:
     try:
         # NVML indexes GPUs as the driver does; with CUDA_VISIBLE_DEVICES unset this
         # is torch's index too.
-        yield nvml.gpu(torch.cuda.current_device())
+        gpu = nvml.gpu(torch.cuda.current_device())
     except NvmlUnavailable as e:
         absent["gpu_telemetry"] = str(e)
-        yield None
+        gpu = None
+    try:
+        yield gpu
     finally:
         nvml.close()
 

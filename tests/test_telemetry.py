@@ -243,3 +243,48 @@ def test_cuda_event_clock_agrees_with_triton_do_bench():
     ours = np.median(time_calls(fn, warmup=10, iterations=50, clock=CudaEventClock()).values)
     theirs = do_bench(fn, return_mode="median") / 1e3
     assert ours == pytest.approx(theirs, rel=0.05)
+
+
+def test_a_case_opens_its_gpu_through_nvml_or_says_why_not(fake, monkeypatch):
+    import torch
+
+    from bench.runner import open_gpu
+
+    absent: dict[str, str] = {}
+    with open_gpu("cpu", absent) as gpu:
+        assert gpu is None
+    assert absent == {"gpu_telemetry": "CPU case: no GPU sampler, GPU memory or GPU energy"}
+
+    f = fake()
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    absent.clear()
+    with open_gpu("cuda", absent) as gpu:
+        assert gpu.index == 0 and gpu.energy_mj() is not None
+    assert absent == {} and f.calls == ["shutdown"]
+
+    fake(init_error="Driver Not Loaded")
+    with open_gpu("cuda", absent) as gpu:
+        assert gpu is None
+    assert absent["gpu_telemetry"] == "NVML could not start: Driver Not Loaded"
+
+
+def test_idle_power_is_measured_once_per_run_for_gpu_suites(fake, monkeypatch, tmp_path):
+    from bench.session import measure_idle
+    from bench.telemetry import energy as energy_mod
+
+    monkeypatch.setattr(energy_mod, "POWERCAP", tmp_path / "no-powercap")
+    from bench.suite import parse_suite
+
+    class Quiet:
+        def print(self, *a, **k):
+            pass
+
+    text = 'name = "t"\n[run]\ndevice = "{}"\nidle_s = 0.3\n[[models]]\nname = "tinygpt-s"\n[[workloads]]\nname = "forward"\n'
+    fake(watts=90.0)
+    gpu_suite = parse_suite(text.format("cuda"))
+    idle = measure_idle(gpu_suite, list(gpu_suite.cases), Quiet())
+    assert idle["domains"]["gpu0"]["watts"] == pytest.approx(90.0, rel=0.03)
+
+    cpu_suite = parse_suite(text.format("cpu"))
+    reason = measure_idle(cpu_suite, list(cpu_suite.cases), Quiet())["reason"]
+    assert reason.startswith("nothing to measure: GPU: no CUDA case in this run; CPU: no ")

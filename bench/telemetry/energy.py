@@ -46,8 +46,9 @@ class RaplZone:
         return (end - start) / 1e6
 
 
-def rapl_zones(root: Path = POWERCAP) -> tuple[list[RaplZone], str | None]:
+def rapl_zones(root: Path | None = None) -> tuple[list[RaplZone], str | None]:
     """Readable package and DRAM zones, or ([], why not)."""
+    root = root or POWERCAP
     if not root.is_dir():
         return [], f"no {root} (RAPL not exposed on this machine)"
     zones = []
