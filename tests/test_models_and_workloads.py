@@ -127,3 +127,16 @@ def test_cuda_case_is_skipped_without_a_gpu():
     r = execute(suite_case('[[workloads]]\nname = "forward"\n', device="cuda"))
     assert r.status == "skipped"
     assert r.error == "device 'cuda' requested but no CUDA device is available"
+
+
+def test_auto_warmup_applies_to_whole_generations():
+    text = 'name = "t"\n[run]\nwarmup = "auto"\niterations = 2\nenergy = false\n' + TINY_MODEL
+    case = parse_suite(
+        text + '[[workloads]]\nname = "generate"\nprompt_len = 4\nnew_tokens = 3\n'
+    ).cases[0]
+    r = execute(case)
+    assert r.status == "ok", r.traceback
+    lat = r.samples["latency"]
+    assert lat["warmup_policy"] == "auto" and lat["settled"] in (True, False)
+    assert len(lat["warmup"]) >= 10 and len(lat["values"]) == 2
+    assert r.info["absent"]["energy"] == "turned off in the suite (run.energy = false)"

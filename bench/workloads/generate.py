@@ -15,6 +15,7 @@ from pydantic import Field
 from bench.registry import Params, register_workload
 from bench.result import EnergyWork, Metric, WorkloadOutput, summary_metrics
 from bench.stats import summarize
+from bench.telemetry.timer import Samples, warm_up
 from bench.workloads import inference, random_tokens
 
 
@@ -71,66 +72,55 @@ def run_generate(model, params: GenerateParams, ctx) -> WorkloadOutput:
         )
     prompt = random_tokens(model, ctx, params.batch, params.prompt_len)
     clock = ctx.clock
-    runs = []
     generate = inference(lambda: greedy_generate(model, prompt, params.new_tokens, clock))
-    warm = ctx.warmup if ctx.warmup != "auto" else 3  # whole generations: a few suffice
-    for _ in range(warm + ctx.iterations):
+    discarded, settled = warm_up(generate, ctx.warmup, clock)
+    totals, ttfts, steps = [], [], []
+    for _ in range(ctx.iterations):
         _, marks = generate()
         clock.finish()
         secs = [clock.seconds(a, b) for a, b in itertools.pairwise(marks)]
-        runs.append((sum(secs), secs[0], secs[1:]))
+        totals.append(sum(secs))
+        ttfts.append(secs[0])
+        steps.extend(secs[1:])
     # One more generation, untimed, with memory windows around prefill and decode.
     inference(
         lambda: greedy_generate(
             model, prompt, params.new_tokens, clock, lambda n: ctx.memory.phase(n, ctx.sync)
         )
     )()
-    totals, ttfts = [r[0] for r in runs], [r[1] for r in runs]
-    steps = [s for r in runs[warm:] for s in r[2]]
-    method = clock.method
-    total_s, ttft_s = summarize(totals[warm:]), summarize(ttfts[warm:])
+
+    def series(values: list[float], warmup: list[float]) -> Samples:
+        policy = "auto" if ctx.warmup == "auto" else "fixed"
+        return Samples(values, warmup, policy, settled, method=clock.method)
+
+    series_by_name = {"latency": series(totals, discarded), "ttft": series(ttfts, [])}
+    if steps:
+        series_by_name["decode_step"] = series(steps, [])
+    medians = {}
+    metrics = []
+    for name, s in series_by_name.items():
+        summary = summarize(s.values)
+        medians[name] = summary["median"]
+        metrics += summary_metrics(name, summary, "s", s.method)
     generated = params.batch * params.new_tokens
-    metrics = [
-        *summary_metrics("latency", total_s, "s", method),
-        *summary_metrics("ttft", ttft_s, "s", method),
+    metrics.append(
         Metric(
             "throughput_tokens",
-            generated / total_s["median"],
+            generated / medians["latency"],
             "tokens/s",
             "batch*new_tokens/latency_median",
-        ),
-    ]
-    policy = (
-        "fixed" if ctx.warmup != "auto" else "fixed (3 generations; auto applies to single calls)"
+        )
     )
-    samples = {
-        "latency": {
-            "unit": "s",
-            "method": method,
-            "warmup_policy": policy,
-            "warmup": totals[:warm],
-            "values": totals[warm:],
-        },
-        "ttft": {
-            "unit": "s",
-            "method": method,
-            "warmup_policy": policy,
-            "warmup": ttfts[:warm],
-            "values": ttfts[warm:],
-        },
-    }
     if steps:
-        step_s = summarize(steps)
-        metrics += summary_metrics("decode_step", step_s, "s", method)
         metrics.append(
             Metric(
                 "decode_throughput_tokens",
-                params.batch / step_s["median"],
+                params.batch / medians["decode_step"],
                 "tokens/s",
                 "batch/decode_step_median",
             )
         )
-        samples["decode_step"] = {"unit": "s", "method": method, "warmup": [], "values": steps}
+    samples = {name: s.to_json() for name, s in series_by_name.items()}
     return WorkloadOutput(
         metrics, samples=samples, energy=EnergyWork(generate, {"tokens": generated})
     )
