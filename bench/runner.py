@@ -12,6 +12,7 @@ import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from bench import registry
@@ -86,13 +87,18 @@ def _measure(case, result, ctx, sampler, facts, absent) -> None:
     import torch
 
     run = case.run
-    with ctx.memory.phase("load", ctx.sync):
-        t = time.perf_counter()
+
+    def build():
         entry = registry.models.get(case.model.name)
         model = entry.fn(entry.params.model_validate(case.model.params), ctx)
-        model = model.to(device=ctx.device, dtype=ctx.torch_dtype).eval()
+        return model.to(device=ctx.device, dtype=ctx.torch_dtype).eval()
+
+    with ctx.memory.phase("load", ctx.sync):
+        t = time.perf_counter()
+        model = build()
         ctx.sync()
         build_s = time.perf_counter() - t
+        result.info["model"] = getattr(model, "bench_info", {})
         steps: list[dict[str, Any]] = []
         for step in case.techniques:
             tech = registry.techniques.get(step.name)
@@ -132,12 +138,20 @@ def _measure(case, result, ctx, sampler, facts, absent) -> None:
         if ctx.device.startswith("cuda") and "idle_power" not in facts:
             absent["energy_over_idle"] = "no idle baseline was measured for this run"
 
+    quality: list[Metric] = []
+    if run["quality"]:
+        from bench.quality import quality_metrics
+
+        refs = Path(facts["run_dir"]) / "refs" if facts.get("run_dir") else None
+        quality, result.info["quality"] = quality_metrics(model, case, build, refs)
+
     result.metrics = [
         Metric("build_time", build_s, "s", "perf_counter"),
         *model_size_metrics(model),
         *out.metrics,
         *ctx.memory.metrics,
         *energy_metrics,
+        *quality,
     ]
     result.samples.update(out.samples)
     result.info.update(

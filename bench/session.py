@@ -130,7 +130,11 @@ def run_suite(suite: Suite, opts: RunOptions, console=None) -> RunOutcome:
         manifest["idle_power"] = measure_idle(suite, cases, console)
         store.write_json_atomic(run_dir / store.MANIFEST, manifest)
     idle = manifest["idle_power"].get("domains")
-    facts = {"idle_power": idle} if idle else {}
+    facts: dict[str, Any] = {"run_dir": str(run_dir)}
+    if idle:
+        facts["idle_power"] = idle
+    if todo:
+        prepare_models(cases, console)
 
     launcher = make_launcher(opts.inline)
     executed = 0
@@ -159,6 +163,39 @@ def run_suite(suite: Suite, opts: RunOptions, console=None) -> RunOutcome:
         key=lambda r: (order[r["case_id"]], r["repeat"]),
     )
     return RunOutcome(run_id, run_dir, results, executed)
+
+
+def prepare_models(cases: list[Case], console) -> None:
+    """Give each model a chance to get ready once, here, before any case is timed (the
+    built-in GPT trains and caches its weights), with a progress bar."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from bench import registry
+
+    seen: set[str] = set()
+    for case in cases:
+        entry = registry.models.get(case.model.name)
+        prepare = entry.meta.get("prepare")
+        if prepare is None or case.model.label in seen:
+            continue
+        seen.add(case.model.label)
+        columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+        live = console.is_terminal
+        with Progress(*columns, console=console, transient=True, disable=not live) as bar:
+            task = bar.add_task(f"preparing {case.model.label}", total=None)
+
+            label = case.model.label
+
+            def progress(step: int, total: int, bits: float, task=task, label=label) -> None:
+                text = f"training {label}: step {step}/{total}, {bits:.2f} bits/byte"
+                bar.update(task, completed=step, total=total, description=text)
+
+            record = prepare(entry.params.model_validate(case.model.params), progress)
+        if record and not record.get("cached"):
+            console.print(
+                f"trained {case.model.label} in {record['train_seconds']:.1f} s: held-out "
+                f"{record['held_out_bits_per_byte']:.3f} bits/byte (cached at {record['path']})"
+            )
 
 
 def measure_idle(suite: Suite, cases: list[Case], console) -> dict[str, Any]:

@@ -40,6 +40,7 @@ class RunSettings(Params):
     timeout_s: float = Field(600.0, gt=0)  # per process, start-up included
     # torch intra-op threads; None: torch's default.
     threads: int | None = Field(None, ge=1, le=1024)
+    quality: bool = False  # held-out loss and agreement with the baseline, after timing
     energy: bool = True  # measure energy in a window of its own after the timed calls
     energy_min_s: float = Field(2.0, ge=1.0, le=3600)  # the window loops the work this long
     idle_s: float = Field(3.0, ge=0, le=600)  # idle power measured before the run; 0: skip

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -24,35 +24,66 @@ class TinyGPTOverrides(Params):
     n_head: int | None = Field(None, ge=1, le=128)
     n_embd: int | None = Field(None, ge=8, le=16384)
     block_size: int | None = Field(None, ge=8, le=65536)
+    # "random": seeded random init. "pydoc": trained on the pydoc corpus (bench.data),
+    # cached; quality metrics then mean something.
+    weights: Literal["random", "pydoc"] = "random"
+    train_steps: int | None = Field(None, ge=1, le=1_000_000)  # None: TrainConfig's default
 
 
 def tinygpt_config(size: str, overrides: TinyGPTOverrides):
     from bench.models.tinygpt import GPTConfig
 
-    set_keys = {k: v for k, v in overrides.model_dump().items() if v is not None}
+    set_keys = {
+        k: v for k, v in overrides.model_dump().items() if v is not None and k in SHAPE_KEYS
+    }
     return replace(GPTConfig(**TINYGPT_SIZES[size]), **set_keys)
 
 
+SHAPE_KEYS = {"n_layer": "L", "n_head": "H", "n_embd": "E", "block_size": "T"}
+
+
 def _overrides_label(name: str, params: TinyGPTOverrides) -> str:
-    short = {"n_layer": "L", "n_head": "H", "n_embd": "E", "block_size": "T"}
-    parts = [f"{short[k]}{v}" for k, v in params.model_dump().items() if v is not None]
+    parts = [f"{SHAPE_KEYS[k]}{v}" for k, v in params.model_dump().items() if k in SHAPE_KEYS and v]
+    if params.weights != "random":
+        parts.append(params.weights + (f"{params.train_steps}" if params.train_steps else ""))
     return "-".join([name, *parts])
+
+
+def _train_config(params: TinyGPTOverrides):
+    from bench.models.train import TrainConfig
+
+    return TrainConfig(steps=params.train_steps) if params.train_steps else TrainConfig()
+
+
+def _weights(name: str, size: str, params: TinyGPTOverrides, progress=None):
+    """The model with the weights ``params`` ask for, and the training record if trained."""
+    from bench.models.tinygpt import GPT
+    from bench.models.train import load_or_train
+
+    model = GPT(tinygpt_config(size, params))
+    if params.weights == "random":
+        return model, None
+    return model, load_or_train(name, model, _train_config(params), progress)
 
 
 def _register_size(size: str) -> None:
     name = f"tinygpt-{size}"
 
     def build(params: TinyGPTOverrides, ctx: Any):
-        from bench.models.tinygpt import GPT
+        model, record = _weights(name, size, params)
+        model.bench_info = {"weights": params.weights, "training": record}
+        return model
 
-        return GPT(tinygpt_config(size, params))
+    def prepare(params: TinyGPTOverrides, progress=None) -> dict[str, Any] | None:
+        """Train and cache the weights before any case runs (no-op for random weights)."""
+        return _weights(name, size, params, progress)[1]
 
     build.__doc__ = f"Built-in byte-level GPT, size {size!r}: {TINYGPT_SIZES[size]}"
     register_model(
         name,
         params=TinyGPTOverrides,
         label=lambda p: _overrides_label(name, p),
-        vocab_size=256,
+        prepare=prepare,
     )(build)
 
 

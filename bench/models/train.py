@@ -1,0 +1,144 @@
+"""Training the built-in GPT on the pydoc corpus, cached by what determines the weights.
+
+The cache key hashes the model config, the training config, the corpus and the torch
+version; weights are stored as safetensors (never a pickle) with the training record in
+the file's metadata, written atomically. A second run with the same key trains nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.data import as_tensor, corpus_sha256, corpus_split
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 500  # optimizer steps: ~1 minute for tinygpt-s on 2 CPU cores
+    batch: int = 16  # sequences per step
+    seq_len: int = 128  # tokens per sequence; positions beyond it stay untrained
+    lr: float = 3e-3  # peak learning rate of the one-cycle schedule
+    weight_decay: float = 0.01
+    seed: int = 0
+
+
+def cache_dir() -> Path:
+    """BENCH_CACHE, else $XDG_CACHE_HOME/llm-bench, else ~/.cache/llm-bench."""
+    if os.environ.get("BENCH_CACHE"):
+        return Path(os.environ["BENCH_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "llm-bench"
+
+
+def cache_path(name: str, model_cfg: Any, train_cfg: TrainConfig) -> Path:
+    import torch
+
+    key = json.dumps(
+        {
+            "model": asdict(model_cfg),
+            "train": asdict(train_cfg),
+            "corpus": corpus_sha256(),
+            "torch": torch.__version__.split("+")[0],
+        },
+        sort_keys=True,
+    )
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return cache_dir() / "models" / f"{name}-{digest}.safetensors"
+
+
+def held_out_nats_per_byte(
+    model, seq_len: int, batch: int = 32, max_bytes: int | None = None
+) -> float:
+    """Mean next-byte cross-entropy over the held-out split in non-overlapping windows."""
+    import torch
+    import torch.nn.functional as F
+
+    _, held = corpus_split()
+    data = as_tensor(held[: max_bytes + 1] if max_bytes else held)
+    device = next(model.parameters()).device
+    n = (len(data) - 1) // seq_len * seq_len
+    x = data[:n].view(-1, seq_len)
+    y = data[1 : n + 1].view(-1, seq_len)
+    total = 0.0
+    with torch.inference_mode():
+        for i in range(0, len(x), batch):
+            logits = model(x[i : i + batch].to(device)).float()
+            total += F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]),
+                y[i : i + batch].reshape(-1).to(device),
+                reduction="sum",
+            ).item()
+    return total / n
+
+
+def train(model, cfg: TrainConfig, progress=None) -> dict[str, Any]:
+    """Train ``model`` in place on the train split; returns the training record."""
+    import torch
+    import torch.nn.functional as F
+
+    train_bytes, _ = corpus_split()
+    data = as_tensor(train_bytes)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1
+    )
+    offsets = torch.arange(cfg.seq_len + 1)
+    model.train()
+    t0 = time.perf_counter()
+    losses = []
+    for step in range(cfg.steps):
+        starts = torch.randint(0, len(data) - cfg.seq_len - 1, (cfg.batch, 1), generator=gen)
+        window = data[starts + offsets]
+        logits = model(window[:, :-1])
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), window[:, 1:].reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        if progress is not None:
+            progress(step + 1, cfg.steps, loss.item() / math.log(2))
+    seconds = time.perf_counter() - t0
+    model.eval()
+    return {
+        "train_seconds": seconds,
+        "train_threads": torch.get_num_threads(),
+        "final_train_bits_per_byte": sum(losses[-20:]) / len(losses[-20:]) / math.log(2),
+        "held_out_bits_per_byte": held_out_nats_per_byte(model, cfg.seq_len) / math.log(2),
+    }
+
+
+def load_or_train(name: str, model, train_cfg: TrainConfig, progress=None) -> dict[str, Any]:
+    """Fill ``model`` with cached trained weights, training (and caching) them if absent.
+
+    Returns the training record, with ``cached`` saying whether anything was trained."""
+    from safetensors import safe_open
+    from safetensors.torch import load_model, save_model
+
+    path = cache_path(name, model.config, train_cfg)
+    if path.exists():
+        load_model(model, str(path))
+        with safe_open(str(path), framework="pt") as f:
+            record = json.loads(f.metadata()["record"])
+        return {**record, "cached": True, "path": str(path)}
+    record = train(model, train_cfg, progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_model(model, tmp, metadata={"record": json.dumps(record)})
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return {**record, "cached": False, "path": str(path)}

@@ -1,0 +1,83 @@
+import torch
+
+from bench.models import TinyGPTOverrides
+from bench.quality import agreement_metrics, reference_logits
+from bench.runner import execute
+from bench.suite import parse_suite
+
+
+def test_training_is_cached_by_content_and_never_pickled(tmp_path, monkeypatch):
+    from bench import registry
+
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path))
+    prepare = registry.models.get("tinygpt-s").meta["prepare"]
+    params = TinyGPTOverrides(n_layer=1, n_embd=32, n_head=2, weights="pydoc", train_steps=5)
+    first = prepare(params)
+    again = prepare(params)
+    assert first["cached"] is False and again["cached"] is True
+    assert again["held_out_bits_per_byte"] == first["held_out_bits_per_byte"]
+    (path,) = (tmp_path / "models").glob("*.safetensors")
+    assert path.read_bytes()[8:9] == b"{"  # a safetensors JSON header, not a pickle
+    other = prepare(params.model_copy(update={"train_steps": 6}))
+    assert other["cached"] is False  # another training config is another cache entry
+
+
+def test_agreement_of_identical_and_different_logits():
+    ref = torch.randn(2, 5, 11)
+    same = {m.name: m.value for m in agreement_metrics(ref.clone(), ref)}
+    assert same == {
+        "kl_to_baseline": 0.0,
+        "top1_agreement": 1.0,
+        "logit_max_abs_error": 0.0,
+        "logit_rel_error": 0.0,
+    }
+    other = {m.name: m.value for m in agreement_metrics(ref + torch.randn(2, 5, 11), ref)}
+    assert other["kl_to_baseline"] > 0 and other["top1_agreement"] < 1
+
+
+def test_reference_is_computed_once_and_reused(tmp_path):
+    calls = []
+    ref = torch.randn(1, 3, 4)
+
+    class Model(torch.nn.Module):
+        def forward(self, x):
+            calls.append(1)
+            return ref
+
+    model = Model()
+    model.dummy = torch.nn.Parameter(torch.zeros(1))
+    inputs = torch.zeros(1, 3, dtype=torch.long)
+    path = tmp_path / "refs" / "m.safetensors"
+    a, reused_a = reference_logits(path, lambda: model, inputs)
+    b, reused_b = reference_logits(path, lambda: model, inputs)
+    assert (reused_a, reused_b) == (False, True) and len(calls) == 1
+    assert torch.equal(a, b)
+
+
+def test_quality_in_a_random_weight_case(tmp_path):
+    text = """
+name = "q"
+[run]
+quality = true
+energy = false
+iterations = 2
+[[models]]
+name = "tinygpt-s"
+n_layer = 1
+n_embd = 32
+n_head = 2
+[[workloads]]
+name = "forward"
+seq_len = 16
+[[techniques]]
+name = "prune"
+amount = 0.5
+"""
+    case = parse_suite(text).cases[0]
+    r = execute(case, facts={"run_dir": str(tmp_path)})
+    assert r.status == "ok", r.traceback
+    m = {x.name: x for x in r.metrics}
+    assert m["heldout_bits_per_byte"].value > 7  # random weights: ~8 bits, no better than chance
+    assert m["kl_to_baseline"].unit == "nats/token" and m["kl_to_baseline"].value > 0
+    assert r.info["quality"]["reference"]["reused"] is False
+    assert (tmp_path / "refs" / "tinygpt-s-L1-H2-E32.safetensors").exists()
