@@ -57,9 +57,11 @@ class InlineLauncher:
 
 
 class ProcessLauncher:
-    def __init__(self) -> None:
+    def __init__(self, preload: tuple[str, ...] = ()) -> None:
+        # ``preload``: heavy modules the run's models need (transformers takes ~3 s to
+        # import), imported once by the fork server instead of by every case.
         self._ctx = mp.get_context("forkserver")
-        self._ctx.set_forkserver_preload(["bench._child"])
+        self._ctx.set_forkserver_preload(["bench._child", *preload])
         self._proc: Any = None
 
     def run(self, case, repeat, run_id, log, timeout, facts=None) -> dict[str, Any]:
@@ -177,5 +179,5 @@ def _tail(log: Path | None) -> str | None:
     return text[-LOG_TAIL_CHARS:] or None
 
 
-def make_launcher(inline: bool) -> Launcher:
-    return InlineLauncher() if inline else ProcessLauncher()
+def make_launcher(inline: bool, preload: tuple[str, ...] = ()) -> Launcher:
+    return InlineLauncher() if inline else ProcessLauncher(preload)

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 BUILTIN_MODULES = (
     "bench.models",
+    "bench.models.hf",
     "bench.workloads.forward",
     "bench.workloads.generate",
     "bench.workloads.selftest",

@@ -136,7 +136,10 @@ def run_suite(suite: Suite, opts: RunOptions, console=None) -> RunOutcome:
     if todo:
         prepare_models(cases, console)
 
-    launcher = make_launcher(opts.inline)
+    from bench import registry
+
+    preload = {m for c in cases for m in registry.models.get(c.model.name).meta.get("preload", ())}
+    launcher = make_launcher(opts.inline, tuple(sorted(preload)))
     executed = 0
     try:
         for case, repeat, result in _progress(
@@ -191,7 +194,7 @@ def prepare_models(cases: list[Case], console) -> None:
                 bar.update(task, completed=step, total=total, description=text)
 
             record = prepare(entry.params.model_validate(case.model.params), progress)
-        if record and not record.get("cached"):
+        if record and record.get("cached") is False:
             console.print(
                 f"trained {case.model.label} in {record['train_seconds']:.1f} s: held-out "
                 f"{record['held_out_bits_per_byte']:.3f} bits/byte (cached at {record['path']})"

@@ -144,7 +144,8 @@ BAD_SUITES = [
     pytest.param(
         BASE.replace('"tinygpt-s"', '"tinygpt-x"'),
         "s.toml: models[0].name: unknown model 'tinygpt-x' (did you mean 'tinygpt-s'?); "
-        "known: tinygpt-l, tinygpt-m, tinygpt-s",
+        "known: gpt2-small-shape, gpt2-tiny, hf-local, llama-1b-shape, llama-8b-shape, llama-tiny, "
+        "tinygpt-l, tinygpt-m, tinygpt-s",
         id="unknown-model",
     ),
     pytest.param(
@@ -236,9 +237,9 @@ def test_the_readme_suite_example_is_valid():
     example = readme.split("## Writing a suite", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
     suite = parse_suite(example, where="README.md")
     ids = [c.id for c in suite.cases]
-    assert "tinygpt-s-L2/forward-b8-s128/prune-l1-0.5" in ids
+    assert "tinygpt-s-L2-pydoc/forward-b8-s128/prune-l1-0.5" in ids
     assert "tinygpt-s/forward-b64-s128/baseline" in ids
-    assert "tinygpt-s-L2/forward-b8-s128/prune-l1-0.9" not in ids  # excluded
+    assert "tinygpt-s-L2-pydoc/forward-b8-s128/prune-l1-0.9" not in ids  # excluded
 
 
 @settings(max_examples=40, deadline=None)

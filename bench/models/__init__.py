@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from bench.registry import Params, register_model
 
@@ -28,6 +29,30 @@ class TinyGPTOverrides(Params):
     # cached; quality metrics then mean something.
     weights: Literal["random", "pydoc"] = "random"
     train_steps: int | None = Field(None, ge=1, le=1_000_000)  # None: TrainConfig's default
+    # A safetensors file of this model's state dict (e.g. saved by safetensors.torch.save_model).
+    checkpoint: str | None = None
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _readable_safetensors(cls, v: str | None) -> str | None:
+        if v is not None:
+            check_safetensors_file(Path(v))
+        return v
+
+
+def check_safetensors_file(path: Path) -> None:
+    """Refuse, before loading anything, a file that is missing or not safetensors."""
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise ValueError(f"no such checkpoint file: {path}")
+    try:
+        with safe_open(str(path), framework="pt"):
+            pass
+    except Exception as e:  # a pickle, a truncated file, anything else
+        raise ValueError(
+            f"{path} is not a readable safetensors file ({e}); bench never unpickles"
+        ) from None
 
 
 def tinygpt_config(size: str, overrides: TinyGPTOverrides):
@@ -44,7 +69,9 @@ SHAPE_KEYS = {"n_layer": "L", "n_head": "H", "n_embd": "E", "block_size": "T"}
 
 def _overrides_label(name: str, params: TinyGPTOverrides) -> str:
     parts = [f"{SHAPE_KEYS[k]}{v}" for k, v in params.model_dump().items() if k in SHAPE_KEYS and v]
-    if params.weights != "random":
+    if params.checkpoint:
+        parts.append(f"ckpt-{Path(params.checkpoint).stem}")
+    elif params.weights != "random":
         parts.append(params.weights + (f"{params.train_steps}" if params.train_steps else ""))
     return "-".join([name, *parts])
 
@@ -61,6 +88,11 @@ def _weights(name: str, size: str, params: TinyGPTOverrides, progress=None):
     from bench.models.train import load_or_train
 
     model = GPT(tinygpt_config(size, params))
+    if params.checkpoint:
+        from safetensors.torch import load_model
+
+        load_model(model, params.checkpoint)  # strict: a shape mismatch is an error
+        return model, {"checkpoint": params.checkpoint}
     if params.weights == "random":
         return model, None
     return model, load_or_train(name, model, _train_config(params), progress)

@@ -1,0 +1,176 @@
+"""transformers architectures built from config: random weights, seeded, no download;
+and local transformers checkpoints (config.json + safetensors, never a pickle).
+
+transformers is imported only when such a model is validated or built.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from bench.registry import Params, register_model
+
+# Nothing is ever fetched from a model hub: configs are built here, weights come from disk.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+# family -> transformers config class; each named shape is a family plus config values.
+FAMILIES = {"gpt2": "GPT2Config", "llama": "LlamaConfig"}
+SHAPES: dict[str, tuple[str, dict[str, Any]]] = {
+    # CPU-sized, for tests and smoke checks.
+    "gpt2-tiny": ("gpt2", dict(n_layer=2, n_head=4, n_embd=128, n_positions=256, vocab_size=512)),
+    "llama-tiny": (
+        "llama",
+        dict(
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            hidden_size=128,
+            intermediate_size=352,
+            vocab_size=512,
+            max_position_embeddings=256,
+        ),
+    ),
+    # The deployed shapes, for GPUs: GPT-2 small, a 1.1B Llama (TinyLlama), Llama-3-8B.
+    "gpt2-small-shape": ("gpt2", dict(n_layer=12, n_head=12, n_embd=768, n_positions=1024)),
+    "llama-1b-shape": (
+        "llama",
+        dict(
+            num_hidden_layers=22,
+            num_attention_heads=32,
+            num_key_value_heads=4,
+            hidden_size=2048,
+            intermediate_size=5632,
+            vocab_size=32000,
+            max_position_embeddings=2048,
+        ),
+    ),
+    "llama-8b-shape": (
+        "llama",
+        dict(
+            num_hidden_layers=32,
+            num_attention_heads=32,
+            num_key_value_heads=8,
+            hidden_size=4096,
+            intermediate_size=14336,
+            vocab_size=128256,
+            max_position_embeddings=8192,
+            rope_theta=500000.0,
+        ),
+    ),
+}
+
+
+def _config_class(family: str):
+    import transformers
+
+    return getattr(transformers, FAMILIES[family])
+
+
+class ConfigOverrides(Params):
+    """``config = { n_layer = 4 }``: values for the transformers config, checked by name."""
+
+    config: dict[str, int | float | bool | str] = Field(default_factory=dict)
+
+
+def _check_keys(family: str, keys) -> None:
+    known = set(_config_class(family)().to_dict())
+    for key in keys:
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"{FAMILIES[family]} has no key {key!r}{hint}")
+
+
+def _register_shape(name: str, family: str, values: dict[str, Any]) -> None:
+    class Shape(ConfigOverrides):
+        @field_validator("config")
+        @classmethod
+        def _known(cls, v: dict[str, Any]) -> dict[str, Any]:
+            _check_keys(family, v)
+            return v
+
+    def build(params: ConfigOverrides, ctx: Any):
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        from bench.models.causal_lm import CausalLM
+
+        torch.manual_seed(ctx.seed)
+        config = _config_class(family)(**{**values, **params.config})
+        return CausalLM(AutoModelForCausalLM.from_config(config))
+
+    build.__doc__ = f"transformers {FAMILIES[family]} with random weights: {values}"
+    register_model(
+        name,
+        params=Shape,
+        label=lambda p: "-".join([name, *(f"{k}{v}" for k, v in sorted(p.config.items()))]),
+        preload=("transformers",),
+    )(build)
+
+
+for _name, (_family, _values) in SHAPES.items():
+    _register_shape(_name, _family, _values)
+
+
+# --- local checkpoints --------------------------------------------------------------------
+
+
+class LocalCheckpoint(Params):
+    path: str  # a transformers-format folder: config.json plus *.safetensors
+
+    @field_validator("path")
+    @classmethod
+    def _safe_checkpoint(cls, v: str) -> str:
+        check_checkpoint_dir(Path(v))
+        return v
+
+
+def check_checkpoint_dir(path: Path) -> None:
+    """Refuse, before anything is loaded, what bench cannot load safely."""
+    if not path.exists():
+        raise ValueError(f"no such checkpoint folder: {path}")
+    if not path.is_dir():
+        raise ValueError(
+            f"{path} is a file; a transformers checkpoint is a folder with config.json"
+        )
+    if not (path / "config.json").is_file():
+        raise ValueError(f"{path} has no config.json")
+    if not list(path.glob("*.safetensors")):
+        pickles = sorted(p.name for p in path.glob("*.bin")) + sorted(
+            p.name for p in path.glob("*.pt")
+        )
+        what = (
+            f"only pickle weights ({', '.join(pickles)})" if pickles else "no *.safetensors weights"
+        )
+        raise ValueError(f"{path} has {what}; bench never unpickles: convert to safetensors")
+    from safetensors import safe_open
+
+    for file in path.glob("*.safetensors"):
+        try:
+            with safe_open(str(file), framework="pt"):
+                pass
+        except Exception as e:  # corrupt or not safetensors at all
+            raise ValueError(f"{file} is not a readable safetensors file ({e})") from None
+
+
+@register_model(
+    "hf-local",
+    params=LocalCheckpoint,
+    label=lambda p: f"hf-local-{Path(p.path).name}",
+    preload=("transformers",),
+)
+def build_local(params: LocalCheckpoint, ctx: Any):
+    """A local transformers checkpoint folder, weights from safetensors only, offline."""
+    from transformers import AutoModelForCausalLM
+
+    from bench.models.causal_lm import CausalLM
+
+    hf = AutoModelForCausalLM.from_pretrained(
+        params.path, local_files_only=True, use_safetensors=True
+    )
+    return CausalLM(hf)

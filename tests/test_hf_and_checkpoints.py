@@ -1,0 +1,159 @@
+"""transformers architectures from config, and local checkpoints that are never unpickled."""
+
+import json
+import pickle
+
+import pytest
+import torch
+
+from bench import registry
+from bench.context import CaseContext
+from bench.errors import UserError
+from bench.runner import execute
+from bench.suite import parse_suite
+
+CTX = CaseContext("cpu", "float32", 0, 1, 2)
+
+
+def build(name: str, **params):
+    entry = registry.models.get(name)
+    return entry.fn(entry.params.model_validate(params), CTX).eval()
+
+
+@pytest.mark.parametrize("name", ["gpt2-tiny", "llama-tiny"])
+def test_kv_cache_decoding_matches_the_full_forward(name):
+    model = build(name)
+    x = torch.randint(
+        0, model.config.vocab_size, (2, 12), generator=torch.Generator().manual_seed(0)
+    )
+    with torch.no_grad():
+        full = model(x)
+        cache = model.new_cache(2)
+        parts = [
+            model(x[:, :7], cache, 0),
+            *(model(x[:, i : i + 1], cache, i) for i in range(7, 12)),
+        ]
+    torch.testing.assert_close(torch.cat(parts, dim=1), full, rtol=1e-4, atol=1e-4)
+
+
+def test_same_seed_same_random_weights():
+    a, b = build("llama-tiny"), build("llama-tiny")
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+
+def test_gpt2_conv1d_layers_are_pruned_not_silently_skipped():
+    model = build("gpt2-tiny")
+    tech = registry.techniques.get("prune")
+    model, info = tech.fn(model, tech.params(amount=0.5), CTX)
+    assert info["modules_touched_by_type"] == {"Conv1D": 8}
+    assert info["modules_skipped"] == {"hf.lm_head": "weight tied to an embedding"}
+    c_attn = model.hf.transformer.h[0].attn.c_attn.weight
+    assert (c_attn == 0).float().mean().item() == pytest.approx(0.5, abs=1e-3)
+
+
+def test_config_overrides_are_checked_by_name():
+    base = 'name = "t"\n[[workloads]]\nname = "forward"\n[[models]]\nname = "gpt2-tiny"\n'
+    suite = parse_suite(base + "config = { n_layer = 3 }\n")
+    assert suite.cases[0].model.label == "gpt2-tiny-n_layer3"
+    with pytest.raises(UserError) as info:
+        parse_suite(base + "config = { n_layr = 3 }\n", where="s.toml")
+    assert str(info.value).startswith("s.toml: models[0].config: ")
+    assert "GPT2Config has no key 'n_layr' (did you mean 'n_layer'?)" in str(info.value)
+
+
+def test_local_transformers_checkpoint_loads_from_safetensors(tmp_path):
+    model = build("llama-tiny")
+    model.hf.save_pretrained(tmp_path / "ckpt", safe_serialization=True)
+    loaded = build("hf-local", path=str(tmp_path / "ckpt"))
+    x = torch.randint(0, 512, (1, 8))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+
+
+def test_builtin_model_from_a_safetensors_file(tmp_path):
+    from safetensors.torch import save_model
+
+    model = build("tinygpt-s", n_layer=1, n_embd=32, n_head=2)
+    save_model(model, str(tmp_path / "mine.safetensors"))
+    text = f"""
+name = "t"
+[run]
+iterations = 2
+energy = false
+[[models]]
+name = "tinygpt-s"
+n_layer = 1
+n_embd = 32
+n_head = 2
+checkpoint = "{tmp_path / "mine.safetensors"}"
+[[workloads]]
+name = "forward"
+seq_len = 8
+"""
+    case = parse_suite(text).cases[0]
+    assert case.model.label == "tinygpt-s-L1-H2-E32-ckpt-mine"
+    r = execute(case)
+    assert r.status == "ok", r.traceback
+
+
+class Payload:
+    """Unpickling this would create a file: the proof that something ran."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def pickle_with_payload(path, marker):
+    path.write_bytes(pickle.dumps({"weight": Payload(marker)}))
+
+
+def bad_suite(model_table: str) -> str:
+    return f'name = "t"\n[[workloads]]\nname = "forward"\n[[models]]\n{model_table}\n'
+
+
+def test_a_pickle_checkpoint_with_a_payload_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "pwned"
+    folder = tmp_path / "evil"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    pickle_with_payload(folder / "pytorch_model.bin", marker)
+    with pytest.raises(UserError) as info:
+        parse_suite(bad_suite(f'name = "hf-local"\npath = "{folder}"'), where="s.toml")
+    assert "has only pickle weights (pytorch_model.bin); bench never unpickles" in str(info.value)
+    pickle_with_payload(tmp_path / "evil.safetensors", marker)
+    with pytest.raises(UserError) as info:
+        parse_suite(
+            bad_suite(f'name = "tinygpt-s"\ncheckpoint = "{tmp_path / "evil.safetensors"}"'),
+            where="s.toml",
+        )
+    assert str(info.value).startswith("s.toml: models[0].checkpoint: ")
+    assert "is not a readable safetensors file" in str(info.value)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        ('name = "hf-local"\npath = "/nope"', "no such checkpoint folder: /nope"),
+        (
+            'name = "tinygpt-s"\ncheckpoint = "/nope.safetensors"',
+            "no such checkpoint file: /nope.safetensors",
+        ),
+    ],
+)
+def test_missing_checkpoints_are_one_line_user_errors(table, expected):
+    with pytest.raises(UserError) as info:
+        parse_suite(bad_suite(table), where="s.toml")
+    assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_corrupt_safetensors_folder_is_refused(tmp_path):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(UserError, match="is not a readable safetensors file"):
+        parse_suite(bad_suite(f'name = "hf-local"\npath = "{folder}"'), where="s.toml")
