@@ -20,11 +20,11 @@ REF_BATCH = 4  # sequences in the agreement input set
 REF_SEQ = 128  # tokens per sequence (capped by the model's block size)
 
 
-def heldout_metrics(model) -> list[Metric]:
+def heldout_metrics(model, seq_len: int = REF_SEQ) -> list[Metric]:
     """Held-out loss, perplexity and bits per byte on the pydoc split (byte-level models)."""
     from bench.models.train import held_out_nats_per_byte
 
-    seq = min(REF_SEQ, model.config.block_size)
+    seq = min(seq_len, model.config.block_size)
     nats = held_out_nats_per_byte(model, seq)
     method = f"cross_entropy_pydoc_heldout_seq{seq}"
     return [

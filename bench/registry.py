@@ -22,6 +22,7 @@ BUILTIN_MODULES = (
     "bench.models.hf",
     "bench.workloads.forward",
     "bench.workloads.generate",
+    "bench.workloads.eval",
     "bench.workloads.selftest",
     "bench.techniques.baseline",
     "bench.techniques.prune",

@@ -181,6 +181,8 @@ def prepare_models(cases: list[Case], console) -> None:
         prepare = entry.meta.get("prepare")
         if prepare is None or case.model.label in seen:
             continue
+        if case.run["device"] == "cuda" and not _cuda_available():
+            continue  # its cases are skipped as unsupported here; nothing to get ready
         seen.add(case.model.label)
         columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
         live = console.is_terminal
@@ -193,12 +195,19 @@ def prepare_models(cases: list[Case], console) -> None:
                 text = f"training {label}: step {step}/{total}, {bits:.2f} bits/byte"
                 bar.update(task, completed=step, total=total, description=text)
 
-            record = prepare(entry.params.model_validate(case.model.params), progress)
+            params = entry.params.model_validate(case.model.params)
+            record = prepare(params, progress, case.run["device"])
         if record and record.get("cached") is False:
             console.print(
                 f"trained {case.model.label} in {record['train_seconds']:.1f} s: held-out "
                 f"{record['held_out_bits_per_byte']:.3f} bits/byte (cached at {record['path']})"
             )
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def measure_idle(suite: Suite, cases: list[Case], console) -> dict[str, Any]:

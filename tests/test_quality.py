@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from bench.models import TinyGPTOverrides
@@ -81,3 +82,28 @@ amount = 0.5
     assert m["kl_to_baseline"].unit == "nats/token" and m["kl_to_baseline"].value > 0
     assert r.info["quality"]["reference"]["reused"] is False
     assert (tmp_path / "refs" / "tinygpt-s-L1-H2-E32.safetensors").exists()
+
+
+def test_eval_workload_scores_the_held_out_split():
+    text = """
+name = "e"
+[run]
+iterations = 2
+warmup = 1
+energy = false
+[[models]]
+name = "tinygpt-s"
+n_layer = 1
+n_embd = 32
+n_head = 2
+[[workloads]]
+name = "eval"
+seq_len = 64
+timed_bytes = 1024
+"""
+    r = execute(parse_suite(text).cases[0])
+    assert r.status == "ok", r.traceback
+    m = {x.name: x for x in r.metrics}
+    assert m["heldout_bits_per_byte"].value > 7 and m["heldout_bits_per_byte"].unit == "bits/byte"
+    assert m["heldout_bits_per_byte"].method == "cross_entropy_pydoc_heldout_seq64"
+    assert m["throughput_tokens"].value == pytest.approx(1024 / m["latency_median"].value)

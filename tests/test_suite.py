@@ -156,7 +156,7 @@ BAD_SUITES = [
     pytest.param(
         BASE.replace('"forward"', '"forwrd"'),
         "s.toml: workloads[0].name: unknown workload 'forwrd' (did you mean 'forward'?); "
-        "known: forward, generate, selftest",
+        "known: eval, forward, generate, selftest",
         id="unknown-workload",
     ),
     pytest.param(

@@ -82,7 +82,7 @@ def _train_config(params: TinyGPTOverrides):
     return TrainConfig(steps=params.train_steps) if params.train_steps else TrainConfig()
 
 
-def _weights(name: str, size: str, params: TinyGPTOverrides, progress=None):
+def _weights(name: str, size: str, params: TinyGPTOverrides, progress=None, device: str = "cpu"):
     """The model with the weights ``params`` ask for, and the training record if trained."""
     from bench.models.tinygpt import GPT
     from bench.models.train import load_or_train
@@ -95,20 +95,23 @@ def _weights(name: str, size: str, params: TinyGPTOverrides, progress=None):
         return model, {"checkpoint": params.checkpoint}
     if params.weights == "random":
         return model, None
-    return model, load_or_train(name, model, _train_config(params), progress)
+    return model, load_or_train(name, model, _train_config(params), progress, device)
 
 
 def _register_size(size: str) -> None:
     name = f"tinygpt-{size}"
 
     def build(params: TinyGPTOverrides, ctx: Any):
-        model, record = _weights(name, size, params)
+        model, record = _weights(name, size, params, device=ctx.device)
         model.bench_info = {"weights": params.weights, "training": record}
         return model
 
-    def prepare(params: TinyGPTOverrides, progress=None) -> dict[str, Any] | None:
-        """Train and cache the weights before any case runs (no-op for random weights)."""
-        return _weights(name, size, params, progress)[1]
+    def prepare(
+        params: TinyGPTOverrides, progress=None, device: str = "cpu"
+    ) -> dict[str, Any] | None:
+        """Train and cache the weights before any case runs (no-op for random weights),
+        on the device the cases will use."""
+        return _weights(name, size, params, progress, device)[1]
 
     build.__doc__ = f"Built-in byte-level GPT, size {size!r}: {TINYGPT_SIZES[size]}"
     register_model(

@@ -38,7 +38,7 @@ def cache_dir() -> Path:
     return Path(base) / "llm-bench"
 
 
-def cache_path(name: str, model_cfg: Any, train_cfg: TrainConfig) -> Path:
+def cache_path(name: str, model_cfg: Any, train_cfg: TrainConfig, device: str = "cpu") -> Path:
     import torch
 
     key = json.dumps(
@@ -47,6 +47,7 @@ def cache_path(name: str, model_cfg: Any, train_cfg: TrainConfig) -> Path:
             "train": asdict(train_cfg),
             "corpus": corpus_sha256(),
             "torch": torch.__version__.split("+")[0],
+            "device": device.split(":")[0],  # CPU and GPU arithmetic give different weights
         },
         sort_keys=True,
     )
@@ -85,19 +86,21 @@ def train(model, cfg: TrainConfig, progress=None) -> dict[str, Any]:
     import torch.nn.functional as F
 
     train_bytes, _ = corpus_split()
-    data = as_tensor(train_bytes)
+    device = next(model.parameters()).device
+    data = as_tensor(train_bytes).to(device)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1
     )
-    offsets = torch.arange(cfg.seq_len + 1)
+    offsets = torch.arange(cfg.seq_len + 1, device=device)
     model.train()
     t0 = time.perf_counter()
     losses = []
     for step in range(cfg.steps):
         starts = torch.randint(0, len(data) - cfg.seq_len - 1, (cfg.batch, 1), generator=gen)
+        starts = starts.to(device)
         window = data[starts + offsets]
         logits = model(window[:, :-1])
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), window[:, 1:].reshape(-1))
@@ -119,20 +122,22 @@ def train(model, cfg: TrainConfig, progress=None) -> dict[str, Any]:
     }
 
 
-def load_or_train(name: str, model, train_cfg: TrainConfig, progress=None) -> dict[str, Any]:
-    """Fill ``model`` with cached trained weights, training (and caching) them if absent.
-
-    Returns the training record, with ``cached`` saying whether anything was trained."""
+def load_or_train(
+    name: str, model, train_cfg: TrainConfig, progress=None, device: str = "cpu"
+) -> dict[str, Any]:
+    """Fill ``model`` with cached trained weights, training (and caching) them on
+    ``device`` if absent. Returns the training record; ``cached`` says whether it trained."""
     from safetensors import safe_open
     from safetensors.torch import load_model, save_model
 
-    path = cache_path(name, model.config, train_cfg)
+    path = cache_path(name, model.config, train_cfg, device)
     if path.exists():
         load_model(model, str(path))
         with safe_open(str(path), framework="pt") as f:
             record = json.loads(f.metadata()["record"])
         return {**record, "cached": True, "path": str(path)}
-    record = train(model, train_cfg, progress)
+    record = train(model.to(device), train_cfg, progress)
+    model.cpu()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)
