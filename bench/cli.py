@@ -55,6 +55,20 @@ def _parser() -> argparse.ArgumentParser:
         help="per-process timeout, overriding the suite's run.timeout_s",
     )
 
+    r.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    r.add_argument(
+        "--reports", type=Path, default=Path("reports"), metavar="DIR", help="reports root"
+    )
+
+    rep = sub.add_parser("report", help="write Markdown + HTML reports for result folders")
+    rep.add_argument("results", type=Path, nargs="+", help="run folders or a results root")
+    rep.add_argument("--out", type=Path, default=Path("reports"), metavar="DIR")
+    rep.add_argument(
+        "--best",
+        metavar="EXPR",
+        help="'CONSTRAINTS; max|min METRIC', e.g. 'kl_to_baseline <= 0.05; max throughput_tokens'",
+    )
+
     sub.add_parser("names", help="list the registered models, workloads and techniques")
     return p
 
@@ -72,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     from bench.suite import load_suite
 
+    if args.command == "report":
+        return _report(args)
     if args.command == "names":
         from bench.suite import known_names
 
@@ -89,6 +105,23 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
             print(f"{case.id}  [{case.hash}]")
         return 0
     return _run(args, suite, argv)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from bench.report import run_dirs, write_reports
+
+    dirs = run_dirs(args.results)
+    if args.best:
+        import pandas as pd
+
+        from bench.best import answer
+        from bench.store import load_results
+
+        with pd.option_context("display.width", 200, "display.max_columns", 20):
+            print(answer(load_results(*dirs), args.best).to_string(index=False))
+    for path in write_reports(dirs, args.out):
+        print(path)
+    return 0
 
 
 def _run(args: argparse.Namespace, suite, argv: list[str]) -> int:
@@ -117,6 +150,11 @@ def _run(args: argparse.Namespace, suite, argv: list[str]) -> int:
         return 130
     print_summary(summarize_results(outcome.results), console)
     console.print(f"results: {outcome.run_dir}")
+    if not args.no_report:
+        from bench.report import write_reports
+
+        (report,) = write_reports([outcome.run_dir], args.reports)
+        console.print(f"report: {report}")
     return exit_code(outcome.results)
 
 

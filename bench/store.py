@@ -21,7 +21,7 @@ LOGS = "logs"
 
 COLUMNS = [
     "run_id", "suite", "case_id", "case_hash", "repeat", "status", "model", "workload",
-    "techniques", "parameters", "metric", "value", "unit", "method", "error",
+    "techniques", "parameters", "metric", "value", "unit", "method", "error", "started",
 ]  # fmt: skip
 
 
@@ -153,6 +153,7 @@ def load_results(*paths: str | Path) -> Any:
                 sort_keys=True,
             ),
             "error": r.get("error"),
+            "started": r.get("started"),
         }
         metrics = r.get("metrics") or []
         if not metrics:
@@ -168,4 +169,8 @@ def load_results(*paths: str | Path) -> Any:
                     "method": m.get("method"),
                 }
             )
-    return pd.DataFrame(rows, columns=COLUMNS)
+    # Runs in order, and cases in the order they ran (the suite's order), not file names'.
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    return frame.sort_values(["run_id", "started"], kind="stable", na_position="last").reset_index(
+        drop=True
+    )

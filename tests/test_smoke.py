@@ -22,7 +22,17 @@ LEVELS = ["prune-l1-0", "prune-l1-0.3", "prune-l1-0.5", "prune-l1-0.7", "prune-l
 def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("smoke")
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.cli", "run", "suites/smoke.toml", "--results", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "bench.cli",
+            "run",
+            "suites/smoke.toml",
+            "--results",
+            str(out / "results"),
+            "--reports",
+            str(out / "reports"),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -36,7 +46,7 @@ def smoke(tmp_path_factory):
 def test_smoke_suite_runs_end_to_end(smoke):
     out, proc = smoke
     assert "Summary" in proc.stderr
-    df = load_results(out)
+    df = load_results(out / "results")
     assert set(df.status) == {"ok"}
     assert df.case_id.nunique() == 12
     # Time, memory, energy and quality for every case, each with a unit and a method.
@@ -51,14 +61,16 @@ def test_smoke_suite_runs_end_to_end(smoke):
     ):
         assert all(needed in m for m in per_case), needed
     assert df.unit.notna().all() and df.method.notna().all()
-    manifest = next(out.glob("*/manifest.json")).read_text()
+    manifest = next(out.glob("results/*/manifest.json")).read_text()
+    (report,) = out.glob("reports/smoke/*/report.html")
+    assert "speed_vs_quality.png" in (report.parent / "report.md").read_text()
     assert '"torch"' in manifest and '"git"' in manifest
 
 
 @pytest.mark.slow
 def test_quality_degrades_monotonically_with_the_pruning_level(smoke):
     out, _ = smoke
-    df = load_results(out)
+    df = load_results(out / "results")
     forward = df[df.workload.str.startswith("forward")].pivot_table(
         index="techniques", columns="metric", values="value"
     )
@@ -74,7 +86,7 @@ def test_quality_degrades_monotonically_with_the_pruning_level(smoke):
 @pytest.mark.slow
 def test_the_trained_model_clearly_beats_a_bigram(smoke):
     out, _ = smoke
-    case = json.loads(next(out.glob("*/cases/*forward*baseline*.json")).read_text())
+    case = json.loads(next(out.glob("results/*/cases/*forward*baseline*.json")).read_text())
     training = case["info"]["model"]["training"]
     assert training["held_out_bits_per_byte"] < bigram_bits_per_byte() - 0.5
     quality = {m["name"]: m["value"] for m in case["metrics"]}

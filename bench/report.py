@@ -1,0 +1,234 @@
+"""Reports: Markdown and self-contained HTML per run, and an index across runs.
+
+``bench report RESULTS... [--out DIR]`` writes reports/<suite>/<run_id>/report.md and
+report.html (plots as PNG beside them, and embedded in the HTML), plus reports/index.html.
+Every string that came from a user (suite names, descriptions, case ids, errors) is
+escaped in HTML.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench import plots, store, tables
+from bench.errors import UserError
+
+AXES = [  # (metric, label) of what a reader asks "who won?" about
+    ("latency_median", "fastest (latency)"),
+    ("throughput_tokens", "highest throughput"),
+    ("heldout_bits_per_byte", "best held-out quality"),
+    ("state_dict_bytes", "smallest"),
+    ("params_nonzero_fraction", "sparsest"),
+    ("energy_per_token", "least energy per token"),
+]
+HEADLINE_METRICS = [
+    "latency_median", "throughput_tokens", "ttft_median", "heldout_bits_per_byte",
+    "kl_to_baseline", "top1_agreement", "params_nonzero_fraction", "state_dict_bytes",
+    "memory_prefill_peak_rss", "energy_per_token",
+]  # fmt: skip
+
+
+def run_dirs(paths: list[Path]) -> list[Path]:
+    """Run folders (those holding a manifest) named by ``paths`` or found below them."""
+    out: list[Path] = []
+    for p in paths:
+        if (p / store.MANIFEST).is_file():
+            out.append(p)
+        elif p.is_dir():
+            out.extend(sorted(d for d in p.iterdir() if (d / store.MANIFEST).is_file()))
+        else:
+            raise UserError(f"{p}: no such results folder")
+    if not out:
+        raise UserError(
+            f"no runs (folders with {store.MANIFEST}) under {', '.join(map(str, paths))}"
+        )
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "n/a" if pd.isna(value) else f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def summary_sentences(df: pd.DataFrame) -> list[str]:
+    """One sentence per model/workload group: which case won on each axis."""
+    out = []
+    rows = tables.ok_rows(df)
+    for (model, workload), g in rows.groupby(["model", "workload"], sort=False):
+        parts = []
+        for metric, label in AXES:
+            m = g[g.metric == metric].groupby("techniques").value.median()
+            if len(m) < 2 or m.max() == m.min():
+                continue  # nothing to choose between
+            higher = tables.DIRECTION.get(metric, False)
+            best = m.idxmax() if higher else m.idxmin()
+            unit = g[g.metric == metric].unit.iloc[0]
+            parts.append(f"{label}: {best} ({m[best]:.4g} {unit})")
+        if parts:
+            out.append(f"{model} / {workload} — " + "; ".join(parts) + ".")
+    return out
+
+
+def _figures(df: pd.DataFrame, results: list[dict[str, Any]]) -> dict[str, Any]:
+    metrics = set(tables.ok_rows(df).metric)
+    figs: dict[str, Any] = {}
+    if {"throughput_tokens", "kl_to_baseline"} <= metrics:
+        figs["speed_vs_quality"] = plots.speed_vs_quality(df)
+    if df.techniques.str.startswith("prune").any():
+        figs["pruning_levels"] = plots.level_curves(df)
+    for metric in ("latency_median", "throughput_tokens"):
+        if metric in metrics:
+            figs[metric] = plots.metric_bars(df, metric)
+    if "energy_per_token" in metrics:
+        figs["energy_per_token"] = plots.energy_bars(df)
+    for r in results[:3]:
+        fig = plots.power_trace(r)
+        if fig is not None:
+            figs[f"power_{store.case_file_stem(r['case_id'], r['repeat'])}"] = fig
+    return figs
+
+
+def write_run_report(run_dir: Path, out_root: Path) -> Path:
+    manifest = store.read_json(run_dir / store.MANIFEST)
+    df = store.load_results(run_dir)
+    results = [store.read_json(p) for p in sorted((run_dir / store.CASES).glob("*.json"))]
+    suite = dict(manifest["suite"])
+    try:
+        suite["description"] = tomllib.loads(suite.get("text", "")).get("description", "")
+    except tomllib.TOMLDecodeError:
+        suite["description"] = ""
+    out = out_root / suite["name"] / manifest["run_id"]
+    out.mkdir(parents=True, exist_ok=True)
+    env = manifest.get("environment", {})
+    cases = tables.case_table(df, HEADLINE_METRICS)
+    ratios = tables.ratio_table(df)
+    problems = tables.problems_table(df)
+    summary = summary_sentences(df)
+    images = {}
+    for name, fig in _figures(df, results).items():
+        path = out / f"{name}.png"
+        fig.savefig(path, dpi=110)
+        images[name] = path
+    facts = {
+        "suite": f"{suite['name']} ({suite.get('path')})",
+        "run": manifest["run_id"],
+        "started": manifest.get("started"),
+        "status": manifest.get("status"),
+        "commit": f"{env.get('git', {}).get('commit')} (dirty: {env.get('git', {}).get('dirty')})",
+        "hardware": f"{env.get('cpu_model')}, {env.get('cpu_count')} CPUs; GPU: "
+        + (
+            ", ".join(d.get("name") or "?" for d in env.get("gpu", {}).get("devices", [])) or "none"
+        ),
+        "software": f"Python {env.get('python')}, torch {env.get('torch')}, CUDA {env.get('cuda')}",
+        "idle power": json.dumps(manifest.get("idle_power", {})),
+    }
+    ratio_view = ratios.assign(
+        interval=[
+            "n/a (1 repeat)" if pd.isna(lo) else f"{lo:.3g}–{hi:.3g}"
+            for lo, hi in zip(ratios.ci_low, ratios.ci_high, strict=True)
+        ]
+    )[["case_id", "metric", "ratio", "interval", "repeats"]]
+    _write_markdown(out / "report.md", suite, facts, summary, cases, ratio_view, problems, images)
+    _write_html(out / "report.html", suite, facts, summary, cases, ratio_view, problems, images)
+    return out / "report.html"
+
+
+def _md_table(df: pd.DataFrame, index: bool = True) -> str:
+    if df.empty:
+        return "_none_\n"
+    frame = df.reset_index() if index else df
+    head = "| " + " | ".join(map(str, frame.columns)) + " |"
+    sep = "| " + " | ".join("---" for _ in frame.columns) + " |"
+    body = [
+        "| " + " | ".join(_fmt(v).replace("|", "\\|") for v in row) + " |"
+        for row in frame.itertuples(index=False)
+    ]
+    return "\n".join([head, sep, *body]) + "\n"
+
+
+def _write_markdown(path, suite, facts, summary, cases, ratios, problems, images) -> None:
+    lines = [
+        f"# {suite['name']}: {facts['run']}",
+        "",
+        suite.get("description") or "",
+        "",
+        "## Environment",
+        "",
+    ]
+    lines += [f"- **{k}**: {v}" for k, v in facts.items()]
+    lines += ["", "## What won", "", *(summary or ["No group has two cases to compare."]), ""]
+    lines += ["## Cases (median over repeats)", "", _md_table(cases)]
+    lines += [
+        "## Ratio to the baseline case (95% bootstrap interval over repeats)",
+        "",
+        _md_table(ratios, index=False),
+    ]
+    lines += ["## Failed or skipped", "", _md_table(problems, index=False)]
+    lines += ["## Figures", ""] + [f"![{n}]({p.name})" for n, p in images.items()]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _write_html(path, suite, facts, summary, cases, ratios, problems, images) -> None:
+    e = html.escape
+
+    def table(df: pd.DataFrame, index: bool = True) -> str:
+        if df.empty:
+            return "<p><em>none</em></p>"
+        return df.to_html(index=index, escape=True, float_format=lambda v: f"{v:.4g}", na_rep="n/a")
+
+    imgs = "".join(
+        f'<figure><img alt="{e(n)}" src="data:image/png;base64,'
+        f'{base64.b64encode(p.read_bytes()).decode()}"><figcaption>{e(n)}</figcaption></figure>'
+        for n, p in images.items()
+    )
+    env_items = "".join(f"<li><b>{e(k)}</b>: {e(str(v))}</li>" for k, v in facts.items())
+    won = "".join(f"<p>{e(s)}</p>" for s in summary) or "<p>No group has two cases to compare.</p>"
+    title = f"{e(suite['name'])}: {e(facts['run'])}"
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px}"
+        "img{max-width:100%}"
+    )
+    sections = [
+        f"<h1>{title}</h1><p>{e(suite.get('description') or '')}</p>",
+        f"<h2>Environment</h2><ul>{env_items}</ul>",
+        f"<h2>What won</h2>{won}",
+        f"<h2>Cases (median over repeats)</h2>{table(cases)}",
+        "<h2>Ratio to the baseline case (95% bootstrap interval over repeats)</h2>"
+        + table(ratios, index=False),
+        f"<h2>Failed or skipped</h2>{table(problems, index=False)}",
+        f"<h2>Figures</h2>{imgs}",
+    ]
+    doc = (
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+        f"<style>{style}</style></head><body>\n" + "\n".join(sections) + "\n</body></html>\n"
+    )
+    path.write_text(doc)
+
+
+def write_index(out_root: Path) -> Path:
+    rows = []
+    for report in sorted(out_root.glob("*/*/report.html")):
+        rows.append((report.parent.parent.name, report.parent.name, report.relative_to(out_root)))
+    items = "".join(
+        f'<li><a href="{html.escape(str(rel))}">{html.escape(s)} / {html.escape(r)}</a></li>'
+        for s, r, rel in rows
+    )
+    path = out_root / "index.html"
+    head = "<!doctype html><html><head><meta charset='utf-8'><title>reports</title></head>"
+    path.write_text(f"{head}<body><h1>Reports</h1><ul>{items}</ul></body></html>\n")
+    return path
+
+
+def write_reports(paths: list[Path], out_root: Path = Path("reports")) -> list[Path]:
+    written = [write_run_report(d, out_root) for d in run_dirs(paths)]
+    write_index(out_root)
+    return written
