@@ -26,6 +26,8 @@ BUILTIN_MODULES = (
     "bench.workloads.selftest",
     "bench.techniques.baseline",
     "bench.techniques.prune",
+    "bench.techniques.precision",
+    "bench.techniques.quantize",
 )
 PLUGIN_GROUP = "bench.plugins"
 

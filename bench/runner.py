@@ -192,30 +192,60 @@ def open_gpu(device: str, absent: dict[str, str]) -> Iterator[Any]:
         nvml.close()
 
 
+def _storages(t, out: dict) -> None:
+    """Every storage behind ``t``: quantized tensor subclasses (torchao) keep several inner
+    tensors (data, scales, zero points), packed ones (torch.ao) their own buffers."""
+    import torch
+
+    if isinstance(t, tuple | list):  # torch.ao's packed params: (weight, bias)
+        for x in t:
+            _storages(x, out)
+        return
+    if hasattr(t, "__tensor_flatten__"):
+        names, _ = t.__tensor_flatten__()
+        for n in names:
+            _storages(getattr(t, n), out)
+        return
+    if isinstance(t, torch.Tensor):
+        if t.is_quantized:
+            n = t.int_repr().nbytes
+            if t.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
+                n += t.q_per_channel_scales().nbytes + t.q_per_channel_zero_points().nbytes
+            out[("q", id(t))] = n
+            return
+        out[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+
+
+def model_bytes(model) -> int:
+    """Bytes of the model's state: shared tensors (tied embeddings) counted once."""
+    out: dict = {}
+    for t in model.state_dict().values():
+        _storages(t, out)
+    return sum(out.values())
+
+
 def model_size_metrics(model) -> list[Metric]:
     """Parameter count, fraction of non-zero parameters, bytes of the state dict.
 
-    Tensors shared between names (tied embeddings) are counted once.
+    Tensors shared between names (tied embeddings) are counted once. Quantized layers
+    hold no plain parameters, so counts cover what is still a parameter.
     """
     import torch
 
     params = {id(p): p for p in model.parameters()}.values()
     total = sum(p.numel() for p in params)
-    nonzero = sum(int(torch.count_nonzero(p.detach())) for p in params)
-    storages = {}
-    for t in model.state_dict().values():
-        if isinstance(t, torch.Tensor):
-            storages[(t.untyped_storage().data_ptr(), t.dtype)] = t.untyped_storage().nbytes()
-    return [
-        Metric("params_total", float(total), "count", "count"),
-        Metric(
-            "params_nonzero_fraction",
-            nonzero / total if total else float("nan"),
-            "1",
-            "count_nonzero",
-        ),
-        Metric("state_dict_bytes", float(sum(storages.values())), "bytes", "tensor_storage_nbytes"),
-    ]
+    try:
+        nonzero = sum(int(torch.count_nonzero(p.detach())) for p in params)
+        fraction = Metric("params_nonzero_fraction", nonzero / total, "1", "count_nonzero")
+    except (RuntimeError, NotImplementedError, TypeError, ZeroDivisionError):
+        fraction = None  # quantized tensor subclasses may not count zeros
+    out = [Metric("params_total", float(total), "count", "count")]
+    if fraction is not None:
+        out.append(fraction)
+    out.append(
+        Metric("state_dict_bytes", float(model_bytes(model)), "bytes", "tensor_storage_nbytes")
+    )
+    return out
 
 
 def _is_oom(e: BaseException) -> bool:

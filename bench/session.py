@@ -138,7 +138,13 @@ def run_suite(suite: Suite, opts: RunOptions, console=None) -> RunOutcome:
 
     from bench import registry
 
-    preload = {m for c in cases for m in registry.models.get(c.model.name).meta.get("preload", ())}
+    preload = set()
+    for c in cases:
+        entries = [
+            registry.models.get(c.model.name),
+            *(registry.techniques.get(t.name) for t in c.techniques),
+        ]
+        preload.update(m for e in entries for m in e.meta.get("preload", ()))
     launcher = make_launcher(opts.inline, tuple(sorted(preload)))
     executed = 0
     try:

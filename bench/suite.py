@@ -390,6 +390,8 @@ def _pydantic_error(
         return UserError(f"unknown key{hint}; allowed keys: {listing}", where=where, key=path)
     if kind == "missing":
         return UserError("required key is missing", where=where, key=path)
+    if kind == "value_error":  # a schema's own check: its message says what is wrong
+        return UserError(err["msg"].removeprefix("Value error, "), where=where, key=path)
     value = err.get("input")
     what = "out of range" if kind in _RANGE_ERRORS else "not allowed"
     return UserError(f"{value!r} is {what}: {err['msg']}", where=where, key=path)

@@ -140,3 +140,44 @@ def test_auto_warmup_applies_to_whole_generations():
     assert lat["warmup_policy"] == "auto" and lat["settled"] in (True, False)
     assert len(lat["warmup"]) >= 10 and len(lat["values"]) == 2
     assert r.info["absent"]["energy"] == "turned off in the suite (run.energy = false)"
+
+
+def _prune(model, **params):
+    tech = registry.techniques.get("prune")
+    return tech.fn(model, tech.params(**params), ctx())
+
+
+def test_global_l1_reaches_the_amount_across_layers(model):
+    model, info = _prune(model, method="global_l1", amount=0.6)
+    assert info["sparsity_targeted"] == pytest.approx(0.6, abs=1e-3)
+    assert len({round(s, 2) for s in info["sparsity_per_layer"].values()}) > 1  # layers differ
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_ln_structured_zeroes_whole_output_channels(model, n):
+    model, info = _prune(model, method="ln_structured", amount=0.5, n=n)
+    w = model.blocks[0].mlp.fc.weight.detach()
+    zero_rows = (w == 0).all(dim=1)
+    assert zero_rows.float().mean().item() == pytest.approx(0.5, abs=0.01)
+    assert info["sparsity_targeted"] == pytest.approx(0.5, abs=0.01)
+
+
+def test_semi_structured_keeps_two_of_every_four(model):
+    model, info = _prune(model, method="semi_structured_2_4")
+    w = model.blocks[0].attn.qkv.weight.detach()
+    assert ((w.reshape(w.shape[0], -1, 4) != 0).sum(-1) == 2).all()
+    assert info["sparsity_targeted"] == pytest.approx(0.5)
+
+
+def test_semi_structured_takes_no_other_amount():
+    from bench.errors import UserError
+
+    text = 'name = "t"\n[[models]]\nname = "tinygpt-s"\n[[workloads]]\nname = "forward"\n'
+    with pytest.raises(UserError, match=r"semi_structured_2_4 prunes exactly 0\.5"):
+        parse_suite(
+            text + "[[techniques]]\nname = 'prune'\nmethod = 'semi_structured_2_4'\namount = 0.7\n"
+        )
+    case = parse_suite(
+        text + "[[techniques]]\nname = 'prune'\nmethod = 'semi_structured_2_4'\n"
+    ).cases[0]
+    assert case.id.endswith("/prune-2:4")

@@ -137,8 +137,8 @@ BAD_SUITES = [
     ),
     pytest.param(
         BASE + "[[techniques]]\nname = 'prune'\nmethod = 'l3'\namount = 0.5\n",
-        "s.toml: techniques[0].method: 'l3' is not allowed: Input should be 'l1_unstructured' "
-        "or 'random_unstructured'",
+        "s.toml: techniques[0].method: 'l3' is not allowed: Input should be 'l1_unstructured', "
+        "'random_unstructured', 'global_l1', 'ln_structured' or 'semi_structured_2_4'",
         id="bad-literal",
     ),
     pytest.param(
@@ -161,12 +161,12 @@ BAD_SUITES = [
     ),
     pytest.param(
         BASE + "[[techniques]]\nname = 'prune'\namount = 0.5\nlevel = 2\n",
-        "s.toml: techniques[0].level: unknown key; allowed keys: amount, method",
+        "s.toml: techniques[0].level: unknown key; allowed keys: amount, method, n",
         id="unknown-technique-key",
     ),
     pytest.param(
         BASE + "[[techniques]]\nname = 'prune'\n",
-        "s.toml: techniques[0].amount: required key is missing",
+        "s.toml: techniques[0]: method 'l1_unstructured' needs an 'amount' between 0 and 1",
         id="missing-param",
     ),
     pytest.param(

@@ -1,0 +1,100 @@
+"""Quantization and precision on the built-in model: bytes, errors, and the quality order."""
+
+import pytest
+import torch
+
+from bench import registry
+from bench.context import CaseContext
+from bench.errors import UserError
+from bench.quality import agreement_metrics, logits_of, reference_inputs
+from bench.runner import execute, model_bytes
+from bench.suite import parse_suite
+
+CTX = CaseContext("cpu", "float32", 0, 1, 2)
+LINEAR_BYTES_FP32 = 4 * 4 * 196608  # tinygpt-s: 4 blocks x 196,608 linear weights x 4 bytes
+
+
+def fresh(**params):
+    entry = registry.models.get("tinygpt-s")
+    torch.manual_seed(0)
+    return entry.fn(entry.params.model_validate(params), CTX).eval()
+
+
+def apply(model, name, **params):
+    tech = registry.techniques.get(name)
+    return tech.fn(model, tech.params.model_validate(params), CTX)
+
+
+@pytest.mark.parametrize(
+    ("scheme", "factor"),
+    [
+        ("int8_dynamic", 4),
+        ("int8_weight_only", 4),
+        ("int8_dynamic_activation_int8_weight", 4),
+        ("int4_weight_only", 8),
+    ],
+)
+def test_quantized_linear_weights_shrink_by_the_expected_factor(scheme, factor):
+    model = fresh()
+    rest = model_bytes(model) - LINEAR_BYTES_FP32  # embeddings, norms: untouched
+    model, info = apply(model, "quantize", scheme=scheme)
+    assert info["modules_touched"] == 16 and info["modules_skipped"] == {
+        "lm_head": "weight tied to an embedding"
+    }
+    linear_after = info["bytes_after"] - rest
+    assert LINEAR_BYTES_FP32 / linear_after == pytest.approx(factor, rel=0.15)
+    with torch.inference_mode():
+        assert torch.isfinite(model(torch.randint(0, 256, (1, 8)))).all()
+
+
+def test_layers_a_scheme_cannot_take_are_reported_not_crashed_on():
+    model = fresh(n_embd=96, n_head=2)  # 96 is not a multiple of group_size 64
+    model, info = apply(model, "quantize", scheme="int4_weight_only", group_size=64)
+    reasons = set(info["modules_skipped"].values())
+    assert "in_features 96 is not a multiple of group_size 64" in reasons
+    assert info["modules_touched"] == 4  # only the MLP output projections (in_features 384)
+
+
+def test_float8_on_cpu_is_a_skipped_case():
+    text = 'name = "t"\n[run]\nenergy = false\n[[models]]\nname = "tinygpt-s"\n[[workloads]]\nname = "forward"\nseq_len = 8\n'
+    case = parse_suite(text + "[[techniques]]\nname = 'quantize'\nscheme = 'float8'\n").cases[0]
+    r = execute(case)
+    assert r.status == "skipped" and "compute capability 8.9" in r.error
+
+
+def test_unknown_scheme_is_a_user_error():
+    text = 'name = "t"\n[[models]]\nname = "tinygpt-s"\n[[workloads]]\nname = "forward"\n'
+    with pytest.raises(UserError, match=r"techniques\[0\]\.scheme: 'int3' is not allowed"):
+        parse_suite(text + "[[techniques]]\nname = 'quantize'\nscheme = 'int3'\n", where="s.toml")
+
+
+def test_precision_casts_and_halves_bytes():
+    model = fresh()
+    before = model_bytes(model)
+    model, info = apply(model, "precision", dtype="bfloat16")
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert model_bytes(model) == before // 2 and info["dtype_after"] == "bfloat16"
+
+
+@pytest.mark.slow
+def test_quality_degrades_in_the_expected_order():
+    """fp32 ≈ bf16 ≈ int8 weight-only < int4 < heavy pruning, in KL to the baseline, on the
+    trained model (the smoke suite's; trained once and cached)."""
+    registry.models.get("tinygpt-s").meta["prepare"](
+        registry.models.get("tinygpt-s").params(weights="pydoc")
+    )
+    base = fresh(weights="pydoc")
+    inputs = reference_inputs(base, 0)
+    ref = logits_of(base, inputs)
+
+    def kl(name, **params):
+        model, _ = apply(fresh(weights="pydoc"), name, **params)
+        logits = logits_of(model, inputs).float()
+        return {m.name: m.value for m in agreement_metrics(logits, ref)}["kl_to_baseline"]
+
+    bf16 = kl("precision", dtype="bfloat16")
+    int8 = kl("quantize", scheme="int8_weight_only")
+    int4 = kl("quantize", scheme="int4_weight_only")
+    pruned = kl("prune", amount=0.9)
+    assert max(bf16, int8) < int4 < pruned
+    assert max(bf16, int8) < 0.01
