@@ -18,6 +18,7 @@ class CaseContext:
     warmup: int | str  # a count, or "auto": until the running median settles
     iterations: int
     gpu: Any = None  # bench.telemetry.nvml.Gpu of this case's device, when NVML sees it
+    run_dir: str | None = None  # the run's folder (caches shared by its cases), if any
     sync: Callable[[], None] = field(init=False)
     clock: Any = field(init=False)
     memory: MemoryMonitor = field(init=False)

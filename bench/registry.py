@@ -28,6 +28,7 @@ BUILTIN_MODULES = (
     "bench.techniques.prune",
     "bench.techniques.precision",
     "bench.techniques.quantize",
+    "bench.techniques.compile",
 )
 PLUGIN_GROUP = "bench.plugins"
 

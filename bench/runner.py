@@ -71,7 +71,13 @@ def _run(case: Case, result: CaseResult, facts: dict[str, Any]) -> None:
     absent: dict[str, str] = {}
     with open_gpu(run["device"], absent) as gpu:
         ctx = CaseContext(
-            run["device"], run["dtype"], run["seed"], run["warmup"], run["iterations"], gpu=gpu
+            run["device"],
+            run["dtype"],
+            run["seed"],
+            run["warmup"],
+            run["iterations"],
+            gpu=gpu,
+            run_dir=facts.get("run_dir"),
         )
         sampler = Sampler(gpu, run["sample_hz"]).start() if gpu is not None else None
         try:
@@ -138,6 +144,7 @@ def _measure(case, result, ctx, sampler, facts, absent) -> None:
         if ctx.device.startswith("cuda") and "idle_power" not in facts:
             absent["energy_over_idle"] = "no idle baseline was measured for this run"
 
+    lazy = _lazy_costs(case, out, absent)
     quality: list[Metric] = []
     if run["quality"]:
         from bench.quality import quality_metrics
@@ -149,6 +156,7 @@ def _measure(case, result, ctx, sampler, facts, absent) -> None:
         Metric("build_time", build_s, "s", "perf_counter"),
         *model_size_metrics(model),
         *out.metrics,
+        *lazy,
         *ctx.memory.metrics,
         *energy_metrics,
         *quality,
@@ -162,6 +170,26 @@ def _measure(case, result, ctx, sampler, facts, absent) -> None:
             **out.info,
         }
     )
+
+
+def _lazy_costs(case: Case, out, absent: dict[str, str]) -> list[Metric]:
+    """One-off costs a technique pays on the model's first call (compilation): the first
+    warm-up call minus the steady-state median, reported apart from latency."""
+    from statistics import median
+
+    names = [registry.techniques.get(t.name).meta.get("lazy_cost") for t in case.techniques]
+    names = [n for n in names if n]
+    if not names:
+        return []
+    latency = out.samples.get("latency", {})
+    warm, values = latency.get("warmup") or [], latency.get("values") or []
+    if not warm or not values:
+        for n in names:
+            absent[n] = "needs at least one warm-up call of a timed workload"
+        return []
+    return [
+        Metric(n, warm[0] - median(values), "s", "first_warmup_call-steady_median") for n in names
+    ]
 
 
 @contextmanager

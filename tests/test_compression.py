@@ -98,3 +98,38 @@ def test_quality_degrades_in_the_expected_order():
     pruned = kl("prune", amount=0.9)
     assert max(bf16, int8) < int4 < pruned
     assert max(bf16, int8) < 0.01
+
+
+@pytest.mark.slow
+def test_compile_reports_compile_time_apart_and_decodes(tmp_path):
+    text = """
+name = "c"
+[run]
+warmup = 2
+iterations = 3
+energy = false
+[[models]]
+name = "tinygpt-s"
+n_layer = 1
+n_embd = 32
+n_head = 2
+block_size = 64
+[[workloads]]
+name = "forward"
+seq_len = 16
+[[workloads]]
+name = "generate"
+prompt_len = 4
+new_tokens = 6
+[[techniques]]
+name = "compile"
+"""
+    forward, generate = parse_suite(text).cases
+    r = execute(forward, facts={"run_dir": str(tmp_path)})
+    assert r.status == "ok", r.traceback
+    m = {x.name: x for x in r.metrics}
+    assert m["compile_time"].value > 10 * m["latency_median"].value  # compiling dwarfs a call
+    assert m["compile_time"].method == "first_warmup_call-steady_median"
+    assert any((tmp_path / "inductor-cache").iterdir())  # the cache lives in the run folder
+    g = execute(generate, facts={"run_dir": str(tmp_path)})
+    assert g.status == "ok", g.traceback  # varying positions recompile within the limit

@@ -1,0 +1,51 @@
+"""torch.compile: the model is compiled lazily, on its first call.
+
+That first call lands in the workload's warm-up, so its cost is reported apart as
+``compile_time`` (first warm-up call minus the steady-state median), never mixed into
+steady-state latency. The inductor cache lives in the run's folder, so one run's cases
+share it and nothing leaks into the user's home. Hitting dynamo's recompile limit fails
+the case rather than silently falling back to eager.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from bench.registry import Params, register_technique
+
+
+class CompileParams(Params):
+    mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = (
+        "default"
+    )
+    backend: Literal["inductor", "aot_eager", "eager"] = "inductor"
+    fullgraph: bool = False  # True: a graph break is an error instead of a silent split
+
+
+def _label(p: CompileParams) -> str:
+    parts = ["compile", p.mode] + ([p.backend] if p.backend != "inductor" else [])
+    return "-".join(parts)
+
+
+@register_technique("compile", params=CompileParams, label=_label, lazy_cost="compile_time")
+def apply_compile(model, params: CompileParams, ctx):
+    """Wrap the model in torch.compile; compilation happens on the first call."""
+    import torch
+
+    if ctx.run_dir:
+        cache = Path(ctx.run_dir) / "inductor-cache"
+        cache.mkdir(parents=True, exist_ok=True)
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache)
+    torch._dynamo.config.fail_on_recompile_limit_hit = True
+    # The wrapper forwards attribute lookups (config, new_cache) to the model it wraps.
+    compiled = torch.compile(
+        model, mode=params.mode, backend=params.backend, fullgraph=params.fullgraph
+    )
+    return compiled, {
+        "modules_touched": 1,
+        "modules_candidates": 1,
+        "inductor_cache": os.environ.get("TORCHINDUCTOR_CACHE_DIR"),
+        "recompile_limit_fails_case": True,
+    }
