@@ -235,6 +235,10 @@ def _storages(t, out: dict) -> None:
             _storages(getattr(t, n), out)
         return
     if isinstance(t, torch.Tensor):
+        if t.layout == torch.sparse_csr:
+            for part in (t.crow_indices(), t.col_indices(), t.values()):
+                out[part.untyped_storage().data_ptr()] = part.untyped_storage().nbytes()
+            return
         if t.is_quantized:
             n = t.int_repr().nbytes
             if t.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
@@ -261,9 +265,12 @@ def model_size_metrics(model) -> list[Metric]:
     import torch
 
     params = {id(p): p for p in model.parameters()}.values()
-    total = sum(p.numel() for p in params)
+    # Weights moved into sparse buffers (CSR execution) still count, by their dense size.
+    sparse = [b for b in model.buffers() if b.layout == torch.sparse_csr]
+    total = sum(p.numel() for p in params) + sum(b.numel() for b in sparse)
     try:
         nonzero = sum(int(torch.count_nonzero(p.detach())) for p in params)
+        nonzero += sum(int(torch.count_nonzero(b.values())) for b in sparse)
         fraction = Metric("params_nonzero_fraction", nonzero / total, "1", "count_nonzero")
     except (RuntimeError, NotImplementedError, TypeError, ZeroDivisionError):
         fraction = None  # quantized tensor subclasses may not count zeros

@@ -133,3 +133,29 @@ name = "compile"
     assert any((tmp_path / "inductor-cache").iterdir())  # the cache lives in the run folder
     g = execute(generate, facts={"run_dir": str(tmp_path)})
     assert g.status == "ok", g.traceback  # varying positions recompile within the limit
+
+
+@pytest.mark.parametrize("name", ["tinygpt-s", "gpt2-tiny"])
+def test_csr_execution_matches_the_dense_pruned_model(name):
+    import warnings
+
+    from bench.runner import model_size_metrics
+
+    entry = registry.models.get(name)
+    params = {"n_layer": 1, "n_embd": 32, "n_head": 2} if name == "tinygpt-s" else {}
+    torch.manual_seed(0)
+    dense = entry.fn(entry.params.model_validate(params), CTX).eval()
+    dense, _ = apply(dense, "prune", amount=0.9)
+    torch.manual_seed(0)
+    sparse = entry.fn(entry.params.model_validate(params), CTX).eval()
+    sparse, info = apply(sparse, "prune", amount=0.9, execution="csr")
+    assert info["execution"] == "csr"
+    x = torch.randint(0, dense.config.vocab_size, (2, 8))
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
+        torch.testing.assert_close(sparse(x), dense(x), rtol=1e-4, atol=1e-4)
+    m = {x.name: x.value for x in model_size_metrics(sparse)}
+    d = {x.name: x.value for x in model_size_metrics(dense)}
+    assert m["params_total"] == d["params_total"]
+    assert m["params_nonzero_fraction"] == pytest.approx(d["params_nonzero_fraction"])
+    assert m["state_dict_bytes"] < d["state_dict_bytes"]  # 10% of values plus indices

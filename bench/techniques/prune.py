@@ -36,6 +36,8 @@ class PruneParams(Params):
     # semi_structured_2_4 is always 0.5 and takes no amount.
     amount: float | None = Field(None, ge=0.0, le=1.0)
     n: Literal[1, 2] = 1  # ln_structured: the norm ranking output channels (L1 or L2)
+    # "csr": run the pruned layers as CSR sparse matmuls instead of dense ones with zeros.
+    execution: Literal["dense", "csr"] = "dense"
 
     @model_validator(mode="after")
     def _amount_fits_method(self) -> PruneParams:
@@ -51,7 +53,8 @@ class PruneParams(Params):
 
 def _label(p: PruneParams) -> str:
     short = SHORT[p.method] + (str(p.n) if p.method == "ln_structured" and p.n == 2 else "")
-    return f"prune-{short}" if p.amount is None else f"prune-{short}-{p.amount:g}"
+    label = f"prune-{short}" if p.amount is None else f"prune-{short}-{p.amount:g}"
+    return label + ("-csr" if p.execution == "csr" else "")
 
 
 def is_linear(module) -> bool:
@@ -145,7 +148,12 @@ def apply_prune(model, params: PruneParams, ctx):
     kinds: dict[str, int] = {}
     for _, m in targets:
         kinds[type(m).__name__] = kinds.get(type(m).__name__, 0) + 1
+    if params.execution == "csr":
+        from bench.techniques.sparse import to_csr
+
+        to_csr(model, [name for name, _ in targets])
     return model, {
+        "execution": params.execution,
         "modules_touched": len(targets),
         "modules_touched_by_type": kinds,
         "modules_candidates": len(targets) + len(skipped),
