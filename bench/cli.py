@@ -89,7 +89,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     if args.command == "report":
         return _report(args)
     if args.command == "names":
-        from bench.suite import known_names
+        from bench.registry import known_names
 
         for kind, names in known_names().items():
             print(f"{kind}s: {', '.join(names)}")

@@ -8,7 +8,6 @@ held-out byte is ever trained on.
 from __future__ import annotations
 
 import hashlib
-import math
 from functools import cache
 
 HELD_OUT_FRACTION = 0.1
@@ -49,7 +48,3 @@ def as_tensor(data: bytes):
     import torch
 
     return torch.frombuffer(bytearray(data), dtype=torch.uint8).long()
-
-
-def bits_per_byte(nats_per_byte: float) -> float:
-    return nats_per_byte / math.log(2)

@@ -97,15 +97,15 @@ class Registry:
         load_plugins()
         return sorted(self._entries)
 
-    def __contains__(self, name: str) -> bool:
-        load_plugins()
-        return name in self._entries
-
 
 def unknown_name_message(kind: str, name: str, known: list[str]) -> str:
     close = difflib.get_close_matches(name, known, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return f"unknown {kind} {name!r}{hint}; known: {', '.join(known)}"
+
+
+def known_names() -> dict[str, list[str]]:
+    return {r.kind: r.names() for r in (models, workloads, techniques)}
 
 
 models = Registry("model")

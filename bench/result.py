@@ -8,7 +8,6 @@ from typing import Any, Literal
 SCHEMA_VERSION = 1
 
 Status = Literal["ok", "failed", "oom", "timeout", "killed", "skipped"]
-STATUSES: tuple[str, ...] = ("ok", "failed", "oom", "timeout", "killed", "skipped")
 
 
 @dataclass(frozen=True)
@@ -28,9 +27,13 @@ SUMMARY_KEYS = ("median", "median_ci_low", "median_ci_high", "mean", "p10", "p90
 def summary_metrics(prefix: str, summary: dict[str, float], unit: str, method: str) -> list[Metric]:
     """The standard figures of one timed series (``summary`` from stats.summarize).
 
-    ``median_ci_*`` bound the median's 95% bootstrap interval over in-process samples.
+    ``median_ci_*`` bound the median's 95% bootstrap interval over in-process samples,
+    and say so in their method.
     """
-    out = [Metric(f"{prefix}_{k}", summary[k], unit, method) for k in SUMMARY_KEYS]
+    out = [
+        Metric(f"{prefix}_{k}", summary[k], unit, method + ("+bootstrap95" if "_ci_" in k else ""))
+        for k in SUMMARY_KEYS
+    ]
     out.append(Metric(f"{prefix}_cv", summary["cv"], "1", method))
     return out
 
@@ -76,6 +79,3 @@ class CaseResult:
         d = asdict(self)
         d["metrics"] = [m.to_json() for m in self.metrics]
         return d
-
-    def metric(self, name: str) -> Metric | None:
-        return next((m for m in self.metrics if m.name == name), None)

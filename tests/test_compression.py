@@ -9,6 +9,7 @@ from bench.errors import UserError
 from bench.quality import agreement_metrics, logits_of, reference_inputs
 from bench.runner import execute, model_bytes
 from bench.suite import parse_suite
+from tests.conftest import TINY_MODEL
 
 CTX = CaseContext("cpu", "float32", 0, 1, 2)
 LINEAR_BYTES_FP32 = 4 * 4 * 196608  # tinygpt-s: 4 blocks x 196,608 linear weights x 4 bytes
@@ -102,18 +103,16 @@ def test_quality_degrades_in_the_expected_order():
 
 @pytest.mark.slow
 def test_compile_reports_compile_time_apart_and_decodes(tmp_path):
-    text = """
+    text = (
+        """
 name = "c"
 [run]
 warmup = 2
 iterations = 3
 energy = false
-[[models]]
-name = "tinygpt-s"
-n_layer = 1
-n_embd = 32
-n_head = 2
-block_size = 64
+"""
+        + TINY_MODEL
+        + """
 [[workloads]]
 name = "forward"
 seq_len = 16
@@ -124,6 +123,7 @@ new_tokens = 6
 [[techniques]]
 name = "compile"
 """
+    )
     forward, generate = parse_suite(text).cases
     r = execute(forward, facts={"run_dir": str(tmp_path)})
     assert r.status == "ok", r.traceback

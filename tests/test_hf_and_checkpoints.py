@@ -11,6 +11,7 @@ from bench.context import CaseContext
 from bench.errors import UserError
 from bench.runner import execute
 from bench.suite import parse_suite
+from tests.conftest import TINY_MODEL
 
 CTX = CaseContext("cpu", "float32", 0, 1, 2)
 
@@ -73,25 +74,20 @@ def test_local_transformers_checkpoint_loads_from_safetensors(tmp_path):
 def test_builtin_model_from_a_safetensors_file(tmp_path):
     from safetensors.torch import save_model
 
-    model = build("tinygpt-s", n_layer=1, n_embd=32, n_head=2)
+    model = build("tinygpt-s", n_layer=1, n_embd=32, n_head=2, block_size=64)
     save_model(model, str(tmp_path / "mine.safetensors"))
     text = f"""
 name = "t"
 [run]
 iterations = 2
 energy = false
-[[models]]
-name = "tinygpt-s"
-n_layer = 1
-n_embd = 32
-n_head = 2
-checkpoint = "{tmp_path / "mine.safetensors"}"
+{TINY_MODEL}checkpoint = "{tmp_path / "mine.safetensors"}"
 [[workloads]]
 name = "forward"
 seq_len = 8
 """
     case = parse_suite(text).cases[0]
-    assert case.model.label == "tinygpt-s-L1-H2-E32-ckpt-mine"
+    assert case.model.label == "tinygpt-s-L1-H2-E32-T64-ckpt-mine"
     r = execute(case)
     assert r.status == "ok", r.traceback
 

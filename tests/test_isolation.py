@@ -118,19 +118,24 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_kill_minus_9_then_resume_loses_nothing_and_reruns_nothing(write_suite, tmp_path):
-    path = selftest_suite(write_suite, '"sleep"', seconds="[0.3, 0.31, 0.32, 0.33, 0.34, 0.35]")
-    results = tmp_path / "results"
-    cmd = [
+def run_command(suite: Path, results: Path) -> list[str]:
+    """``bench run`` as a user starts it, in a process of its own."""
+    return [
         sys.executable,
         "-m",
         "bench.cli",
         "run",
-        str(path),
+        str(suite),
         "--results",
         str(results),
         "--no-report",
     ]
+
+
+def test_kill_minus_9_then_resume_loses_nothing_and_reruns_nothing(write_suite, tmp_path):
+    path = selftest_suite(write_suite, '"sleep"', seconds="[0.3, 0.31, 0.32, 0.33, 0.34, 0.35]")
+    results = tmp_path / "results"
+    cmd = run_command(path, results)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     cases = lambda: sorted(results.glob("*/cases/*.json"))  # noqa: E731
     try:
@@ -174,16 +179,7 @@ def test_resume_refuses_a_changed_suite_or_unknown_run(write_suite, tmp_path):
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(write_suite, tmp_path):
     path = selftest_suite(write_suite, '"sleep"', seconds="[0.3, 30]")
     results = tmp_path / "results"
-    cmd = [
-        sys.executable,
-        "-m",
-        "bench.cli",
-        "run",
-        str(path),
-        "--results",
-        str(results),
-        "--no-report",
-    ]
+    cmd = run_command(path, results)
     # Its own process group, as in a terminal: Ctrl-C reaches bench, the fork server and the case.
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:

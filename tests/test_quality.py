@@ -5,6 +5,7 @@ from bench.models import TinyGPTOverrides
 from bench.quality import agreement_metrics, reference_logits
 from bench.runner import execute
 from bench.suite import parse_suite
+from tests.conftest import TINY_MODEL
 
 
 def test_training_is_cached_by_content_and_never_pickled(tmp_path, monkeypatch):
@@ -56,17 +57,16 @@ def test_reference_is_computed_once_and_reused(tmp_path):
 
 
 def test_quality_in_a_random_weight_case(tmp_path):
-    text = """
+    text = (
+        """
 name = "q"
 [run]
 quality = true
 energy = false
 iterations = 2
-[[models]]
-name = "tinygpt-s"
-n_layer = 1
-n_embd = 32
-n_head = 2
+"""
+        + TINY_MODEL
+        + """
 [[workloads]]
 name = "forward"
 seq_len = 16
@@ -74,6 +74,7 @@ seq_len = 16
 name = "prune"
 amount = 0.5
 """
+    )
     case = parse_suite(text).cases[0]
     r = execute(case, facts={"run_dir": str(tmp_path)})
     assert r.status == "ok", r.traceback
@@ -81,26 +82,26 @@ amount = 0.5
     assert m["heldout_bits_per_byte"].value > 7  # random weights: ~8 bits, no better than chance
     assert m["kl_to_baseline"].unit == "nats/token" and m["kl_to_baseline"].value > 0
     assert r.info["quality"]["reference"]["reused"] is False
-    assert (tmp_path / "refs" / "tinygpt-s-L1-H2-E32.safetensors").exists()
+    assert (tmp_path / "refs" / "tinygpt-s-L1-H2-E32-T64.safetensors").exists()
 
 
 def test_eval_workload_scores_the_held_out_split():
-    text = """
+    text = (
+        """
 name = "e"
 [run]
 iterations = 2
 warmup = 1
 energy = false
-[[models]]
-name = "tinygpt-s"
-n_layer = 1
-n_embd = 32
-n_head = 2
+"""
+        + TINY_MODEL
+        + """
 [[workloads]]
 name = "eval"
 seq_len = 64
 timed_bytes = 1024
 """
+    )
     r = execute(parse_suite(text).cases[0])
     assert r.status == "ok", r.traceback
     m = {x.name: x for x in r.metrics}
