@@ -1,6 +1,5 @@
 """Tables, plots, reports and --best on synthetic result files with known numbers."""
 
-
 import pytest
 from matplotlib.figure import Figure
 
