@@ -47,6 +47,17 @@ class EnergyWork:
     units: dict[str, float]
 
 
+@dataclass(frozen=True)
+class Traffic:
+    """Memory a workload's timed call must move beyond the model's weights (read once per
+    call): ``extra_bytes`` of ``extra_what`` (e.g. the KV cache a decode step reads), over
+    the median of the timed series ``per``."""
+
+    per: str  # a metric this workload reports, e.g. "latency_median", "decode_step_median"
+    extra_bytes: float = 0.0
+    extra_what: str = ""
+
+
 @dataclass
 class WorkloadOutput:
     """What a workload hands back to the runner."""
@@ -55,6 +66,8 @@ class WorkloadOutput:
     samples: dict[str, dict[str, Any]] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     energy: EnergyWork | None = None  # None: this workload's energy is not meaningful
+    traffic: Traffic | None = None  # None: no memory-bandwidth figure for this workload
+    lazy_costs: tuple[str, ...] = ()  # one-off costs the workload itself pays (compilation)
 
 
 @dataclass

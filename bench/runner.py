@@ -145,6 +145,8 @@ def _measure(case, result, ctx, sampler, facts, absent) -> None:
             absent["energy_over_idle"] = "no idle baseline was measured for this run"
 
     lazy = _lazy_costs(case, out, absent)
+    size = model_size_metrics(model)
+    traffic = traffic_metrics(out, size, facts.get("copy_bandwidth", {}).get(run["device"]), absent)
     quality: list[Metric] = []
     if run["quality"]:
         from bench.quality import quality_metrics
@@ -154,8 +156,9 @@ def _measure(case, result, ctx, sampler, facts, absent) -> None:
 
     result.metrics = [
         Metric("build_time", build_s, "s", "perf_counter"),
-        *model_size_metrics(model),
+        *size,
         *out.metrics,
+        *traffic,
         *lazy,
         *ctx.memory.metrics,
         *energy_metrics,
@@ -178,7 +181,7 @@ def _lazy_costs(case: Case, out, absent: dict[str, str]) -> list[Metric]:
     from statistics import median
 
     names = [registry.techniques.get(t.name).meta.get("lazy_cost") for t in case.techniques]
-    names = [n for n in names if n]
+    names = list(dict.fromkeys([n for n in names if n] + list(out.lazy_costs)))
     if not names:
         return []
     latency = out.samples.get("latency", {})
@@ -190,6 +193,45 @@ def _lazy_costs(case: Case, out, absent: dict[str, str]) -> list[Metric]:
     return [
         Metric(n, warm[0] - median(values), "s", "first_warmup_call-steady_median") for n in names
     ]
+
+
+def traffic_metrics(out, size: list[Metric], bandwidth, absent: dict[str, str]) -> list[Metric]:
+    """Achieved memory traffic of the workload's timed call, and its share of the machine's
+    measured copy bandwidth: how close the case runs to the memory roofline.
+
+    The bytes are a floor: the weights read once per call plus what the workload declares
+    (a decode step's KV cache); activations and re-reads are not counted.
+    """
+    if out.traffic is None:
+        absent["memory_traffic"] = "this workload declares no memory traffic"
+        return []
+    t = out.traffic
+    seconds = next((m.value for m in out.metrics if m.name == t.per), None)
+    weights = next(m.value for m in size if m.name == "state_dict_bytes")
+    if not seconds:
+        absent["memory_traffic"] = f"no {t.per} to divide by"
+        return []
+    extra = f" + {t.extra_what}" if t.extra_bytes else ""
+    achieved = (weights + t.extra_bytes) / seconds
+    out_metrics = [
+        Metric(
+            "memory_traffic_per_call", weights + t.extra_bytes, "bytes", f"state_dict_bytes{extra}"
+        ),
+        Metric("memory_traffic", achieved, "bytes/s", f"(state_dict_bytes{extra})/{t.per}"),
+    ]
+    if bandwidth and bandwidth.get("bytes_per_s"):
+        out_metrics.append(
+            Metric(
+                "bandwidth_utilization",
+                100 * achieved / bandwidth["bytes_per_s"],
+                "%",
+                f"memory_traffic/copy_bandwidth ({bandwidth['method']})",
+            )
+        )
+    else:
+        reason = (bandwidth or {}).get("reason", "not measured for this run")
+        absent["bandwidth_utilization"] = f"no copy bandwidth of this device: {reason}"
+    return out_metrics
 
 
 @contextmanager

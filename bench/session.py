@@ -134,6 +134,8 @@ def run_suite(suite: Suite, opts: RunOptions, console=None) -> RunOutcome:
     if idle:
         facts["idle_power"] = idle
     if todo:
+        facts["copy_bandwidth"] = copy_bandwidth(manifest, cases, console)
+        store.write_json_atomic(run_dir / store.MANIFEST, manifest)
         prepare_models(cases, console)
 
     from bench import registry
@@ -208,6 +210,22 @@ def prepare_models(cases: list[Case], console) -> None:
                 f"trained {case.model.label} in {record['train_seconds']:.1f} s: held-out "
                 f"{record['held_out_bits_per_byte']:.3f} bits/byte (cached at {record['path']})"
             )
+
+
+def copy_bandwidth(manifest: dict[str, Any], cases: list[Case], console) -> dict[str, Any]:
+    """The machine's copy bandwidth per device the cases use (cached per machine), kept in
+    the run's environment fingerprint; a resumed run reuses the figure it started with."""
+    from bench.telemetry.bandwidth import machine_bandwidth
+
+    known = manifest["environment"].setdefault("copy_bandwidth", {})
+    for device in sorted({c.run["device"] for c in cases} - set(known)):
+        if device == "cuda" and not _cuda_available():
+            known[device] = {"reason": "no CUDA device on this machine"}
+            continue
+        known[device] = found = machine_bandwidth(device)
+        if "bytes_per_s" in found:
+            console.print(f"copy bandwidth of {device}: {found['bytes_per_s'] / 1e9:.1f} GB/s")
+    return known
 
 
 def _cuda_available() -> bool:

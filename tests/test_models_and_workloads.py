@@ -181,3 +181,63 @@ def test_semi_structured_takes_no_other_amount():
         text + "[[techniques]]\nname = 'prune'\nmethod = 'semi_structured_2_4'\n"
     ).cases[0]
     assert case.id.endswith("/prune-2:4")
+
+
+@pytest.mark.parametrize("runtime", ["static", "compiled"])
+def test_static_and_compiled_decoding_generate_what_eager_does(model, runtime):
+    from bench.workloads.generate import StaticDecoder
+
+    prompt = torch.randint(0, 256, (2, 6), generator=torch.Generator().manual_seed(3))
+    decoder = StaticDecoder(model, 2, 6 + 9, "cpu", compiled=runtime == "compiled")
+    with torch.inference_mode():
+        eager, _ = greedy_generate(model, prompt, 9, PerfCounterClock())
+        # Twice: the one static cache is reused, its stale tail masked by position.
+        for _ in range(2):
+            out, _ = greedy_generate(model, prompt, 9, PerfCounterClock(), decoder=decoder)
+            assert torch.equal(out, eager)
+
+
+def test_forward_and_decode_report_memory_traffic_against_the_copy_bandwidth():
+    facts = {"copy_bandwidth": {"cpu": {"bytes_per_s": 1e10, "method": "fake copy"}}}
+    forward = '[[workloads]]\nname = "forward"\nseq_len = 16\n'
+    fwd = execute(suite_case(forward), facts=facts)
+    gen = execute(
+        suite_case('[[workloads]]\nname = "generate"\nprompt_len = 4\nnew_tokens = 5\n'),
+        facts=facts,
+    )
+    for r in (fwd, gen):
+        assert r.status == "ok", r.traceback
+    f = {x.name: x for x in fwd.metrics}
+    weights = f["state_dict_bytes"].value
+    assert f["memory_traffic_per_call"].value == weights
+    assert f["memory_traffic"].value == pytest.approx(weights / f["latency_median"].value)
+    assert f["bandwidth_utilization"].value == pytest.approx(f["memory_traffic"].value / 1e8)
+    assert (
+        f["bandwidth_utilization"].unit == "%" and "fake copy" in f["bandwidth_utilization"].method
+    )
+
+    g = {x.name: x for x in gen.metrics}
+    # TINY_MODEL: 1 layer x 32 channels x (K, V) x 4 bytes per position; the steps read
+    # 5..8 positions, 6.5 on average.
+    kv = 1 * 32 * 2 * 4 * 6.5
+    assert g["memory_traffic_per_call"].value == pytest.approx(weights + kv)
+    assert g["memory_traffic"].value == pytest.approx(
+        (weights + kv) / g["decode_step_median"].value
+    )
+    no_bw = execute(suite_case(forward))
+    assert "bandwidth_utilization" not in {x.name for x in no_bw.metrics}
+    assert no_bw.info["absent"]["bandwidth_utilization"].startswith("no copy bandwidth")
+
+
+def test_compiled_decoding_reports_its_compile_time_apart():
+    r = execute(
+        suite_case(
+            '[[workloads]]\nname = "generate"\nprompt_len = 4\nnew_tokens = 4\n'
+            'runtime = "compiled"\n'
+        )
+    )
+    assert r.status == "ok", r.traceback
+    m = {x.name: x for x in r.metrics}
+    assert m["compile_time"].value > 10 * m["latency_median"].value
+    assert r.info["runtime"] == "compiled" and r.info["compile_mode"] == "default"
+    assert "whole static cache" in m["memory_traffic"].method

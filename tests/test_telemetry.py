@@ -288,3 +288,18 @@ def test_idle_power_is_measured_once_per_run_for_gpu_suites(fake, monkeypatch, t
     cpu_suite = parse_suite(text.format("cpu"))
     reason = measure_idle(cpu_suite, list(cpu_suite.cases), Quiet())["reason"]
     assert reason.startswith("nothing to measure: GPU: no CUDA case in this run; CPU: no ")
+
+
+def test_copy_bandwidth_is_measured_once_per_machine(monkeypatch, tmp_path):
+    from bench.telemetry import bandwidth
+
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path))
+    first = bandwidth.machine_bandwidth("cpu")
+    assert first["bytes_per_s"] > 1e8 and first["unit"] == "bytes/s"
+    assert "bytes read + written" in first["method"] and first["machine"]["device"] == "cpu"
+
+    def no_second_measurement(*a, **k):
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr(bandwidth, "measure_copy", no_second_measurement)
+    assert bandwidth.machine_bandwidth("cpu") == first

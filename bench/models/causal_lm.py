@@ -1,5 +1,6 @@
 """The harness's model protocol around a transformers causal LM: ``model(ids, cache,
-pos) -> logits``, ``new_cache(batch)``, and ``config.vocab_size / block_size``."""
+pos) -> logits``, ``new_cache(batch, max_len)``, ``kv_bytes_per_token()``, and
+``config.vocab_size / block_size``."""
 
 from __future__ import annotations
 
@@ -23,14 +24,34 @@ class CausalLM(nn.Module):
         block = getattr(c, "max_position_embeddings", None) or getattr(c, "n_positions", None)
         self.config = Shape(vocab_size=c.vocab_size, block_size=int(block))
 
-    def new_cache(self, batch: int):
-        from transformers import DynamicCache
+    def new_cache(self, batch: int, max_len: int | None = None):
+        """A DynamicCache that grows per token; given ``max_len``, a StaticCache of that
+        length (fixed shapes and addresses: what compiled, CUDA-graph decoding needs)."""
+        from transformers import DynamicCache, StaticCache
 
-        return DynamicCache()
+        if max_len is None:
+            return DynamicCache()
+        return StaticCache(config=self.hf.config, max_cache_len=max_len)
 
-    def forward(self, idx: torch.Tensor, cache=None, pos: int = 0) -> torch.Tensor:
+    def kv_bytes_per_token(self) -> int:
+        """Bytes of keys and values one position of one sequence holds, all layers."""
+        c = self.hf.config
+        layers = getattr(c, "num_hidden_layers", None) or c.n_layer
+        heads = getattr(c, "num_attention_heads", None) or c.n_head
+        hidden = getattr(c, "hidden_size", None) or c.n_embd
+        head_dim = getattr(c, "head_dim", None) or hidden // heads
+        kv_heads = getattr(c, "num_key_value_heads", None) or heads
+        itemsize = next(self.hf.parameters()).element_size()
+        return 2 * layers * kv_heads * head_dim * itemsize
+
+    def forward(self, idx: torch.Tensor, cache=None, pos: int | torch.Tensor = 0) -> torch.Tensor:
+        """Logits for ``idx``, whose first token sits at ``pos`` (or at the positions in a
+        tensor, for static decoding)."""
         if cache is None:
             return self.hf(input_ids=idx, use_cache=False).logits
-        positions = torch.arange(pos, pos + idx.shape[1], device=idx.device)
+        if isinstance(pos, torch.Tensor):
+            positions = pos
+        else:
+            positions = torch.arange(pos, pos + idx.shape[1], device=idx.device)
         out = self.hf(input_ids=idx, cache=cache, use_cache=True, cache_position=positions)
         return out.logits

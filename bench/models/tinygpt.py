@@ -24,12 +24,16 @@ class GPTConfig:
 
 
 class LayerCache:
-    """Keys and values of one layer for every position, filled as decoding advances."""
+    """Keys and values of one layer for ``length`` positions, filled as decoding advances."""
 
-    def __init__(self, batch: int, cfg: GPTConfig, device, dtype):
-        shape = (batch, cfg.n_head, cfg.block_size, cfg.n_embd // cfg.n_head)
+    def __init__(self, batch: int, cfg: GPTConfig, device, dtype, length: int, static: bool):
+        shape = (batch, cfg.n_head, length, cfg.n_embd // cfg.n_head)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
+        if static:
+            # Fixed addresses: a CUDA graph replays reads and writes of these very buffers.
+            torch._dynamo.mark_static_address(self.k)
+            torch._dynamo.mark_static_address(self.v)
 
 
 class CausalSelfAttention(nn.Module):
@@ -39,13 +43,23 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
 
-    def forward(self, x: torch.Tensor, cache: LayerCache | None, pos: int) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cache: LayerCache | None, pos: int | torch.Tensor
+    ) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         mask = None
         causal = T > 1
-        if cache is not None:
+        if cache is not None and isinstance(pos, torch.Tensor):
+            # Static shapes (compiled decode): positions as a tensor, attention over the
+            # whole cache with a mask, so no step has a shape of its own to recompile for.
+            cache.k.index_copy_(2, pos, k)
+            cache.v.index_copy_(2, pos, v)
+            k, v = cache.k, cache.v
+            mask = pos[:, None] >= torch.arange(k.shape[2], device=x.device)[None, :]
+            causal = False
+        elif cache is not None:
             cache.k[:, :, pos : pos + T] = k
             cache.v[:, :, pos : pos + T] = v
             k, v = cache.k[:, :, : pos + T], cache.v[:, :, : pos + T]
@@ -78,7 +92,9 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor, cache: LayerCache | None, pos: int) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cache: LayerCache | None, pos: int | torch.Tensor
+    ) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x), cache, pos)
         return x + self.mlp(self.ln_2(x))
 
@@ -104,19 +120,37 @@ class GPT(nn.Module):
             if getattr(module, "bias", None) is not None:
                 nn.init.zeros_(module.bias)
 
-    def new_cache(self, batch: int) -> list[LayerCache]:
-        p = self.wte.weight
-        return [LayerCache(batch, self.config, p.device, p.dtype) for _ in self.blocks]
+    def new_cache(self, batch: int, max_len: int | None = None) -> list[LayerCache]:
+        """A preallocated KV cache of ``block_size`` positions; given ``max_len``, one of
+        that length for static decoding (positions passed as a tensor, see ``forward``)."""
+        p, static = self.wte.weight, max_len is not None
+        length = max_len or self.config.block_size
+        return [
+            LayerCache(batch, self.config, p.device, p.dtype, length, static) for _ in self.blocks
+        ]
+
+    def kv_bytes_per_token(self) -> int:
+        """Bytes of keys and values one position of one sequence holds, all layers."""
+        c = self.config
+        return 2 * c.n_layer * c.n_embd * self.wte.weight.element_size()
 
     def forward(
-        self, idx: torch.Tensor, cache: list[LayerCache] | None = None, pos: int = 0
+        self,
+        idx: torch.Tensor,
+        cache: list[LayerCache] | None = None,
+        pos: int | torch.Tensor = 0,
     ) -> torch.Tensor:
+        """Logits for ``idx``, whose first token sits at ``pos``; or, given a tensor of
+        positions (one per token), the static-shape path for compiled decoding."""
         T = idx.shape[1]
-        if pos + T > self.config.block_size:
+        if isinstance(pos, torch.Tensor):
+            positions = pos
+        elif pos + T > self.config.block_size:
             raise ValueError(
                 f"sequence of {pos + T} tokens exceeds block_size {self.config.block_size}"
             )
-        positions = torch.arange(pos, pos + T, device=idx.device)
+        else:
+            positions = torch.arange(pos, pos + T, device=idx.device)
         x = self.wte(idx) + self.wpe(positions)
         for i, block in enumerate(self.blocks):
             x = block(x, None if cache is None else cache[i], pos)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from bench.registry import Params, register_workload
-from bench.result import EnergyWork, Metric, WorkloadOutput, summary_metrics
+from bench.result import EnergyWork, Metric, Traffic, WorkloadOutput, summary_metrics
 from bench.stats import summarize
 from bench.telemetry.timer import time_calls
 from bench.workloads import inference, random_tokens
@@ -45,4 +45,5 @@ def run_forward(model, params: ForwardParams, ctx) -> WorkloadOutput:
         metrics,
         samples={"latency": samples.to_json()},
         energy=EnergyWork(call, {"tokens": tokens, "samples": params.batch}),
+        traffic=Traffic("latency_median"),
     )
