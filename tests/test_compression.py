@@ -159,3 +159,128 @@ def test_csr_execution_matches_the_dense_pruned_model(name):
     assert m["params_total"] == d["params_total"]
     assert m["params_nonzero_fraction"] == pytest.approx(d["params_nonzero_fraction"])
     assert m["state_dict_bytes"] < d["state_dict_bytes"]  # 10% of values plus indices
+
+
+def _masked_like_shrink(model, amount: float, n: int):
+    """The reference for shrink: zero (not remove) the lowest-norm MLP hidden channels,
+    input-projection rows and biases alike, computed here independently."""
+    from bench.techniques.prune import mlp_projections, out_dim
+
+    for name, ins, _ in mlp_projections(model):
+        parent = model.get_submodule(name)
+        layers = [getattr(parent, a) for a in ins]
+        rows = torch.cat([m.weight.detach().movedim(out_dim(m), 0) for m in layers], dim=1)
+        norms = rows.norm(p=n, dim=1)
+        drop = norms.argsort()[: round(amount * len(norms))]
+        with torch.no_grad():
+            for m in layers:
+                m.weight.index_fill_(out_dim(m), drop, 0.0)
+                if m.bias is not None:
+                    m.bias[drop] = 0.0
+    return model
+
+
+@pytest.mark.parametrize("name", ["tinygpt-s", "gpt2-tiny", "llama-tiny"])
+@pytest.mark.parametrize("n", [1, 2])
+def test_shrink_removes_mlp_channels_and_computes_what_the_mask_does(name, n):
+    from bench.runner import model_size_metrics
+
+    entry = registry.models.get(name)
+    params = {"n_layer": 2, "n_embd": 32, "n_head": 2} if name == "tinygpt-s" else {}
+    torch.manual_seed(0)
+    masked = _masked_like_shrink(entry.fn(entry.params.model_validate(params), CTX).eval(), 0.5, n)
+    torch.manual_seed(0)
+    model = entry.fn(entry.params.model_validate(params), CTX).eval()
+    before = {m.name: m.value for m in model_size_metrics(model)}
+    model, info = apply(model, "prune", method="ln_structured", amount=0.5, n=n, shrink=True)
+    after = {m.name: m.value for m in model_size_metrics(model)}
+
+    assert all(size // 2 == kept for size, kept in info["hidden_channels"].values())
+    assert after["params_total"] == before["params_total"] - info["params_removed"]
+    assert after["params_nonzero_fraction"] > 0.99  # removed, not zeroed
+    x = torch.randint(0, model.config.vocab_size, (2, 8))
+    with torch.inference_mode():
+        torch.testing.assert_close(model(x), masked(x), rtol=1e-4, atol=1e-5)
+        cache = model.new_cache(2)
+        assert model(x, cache, 0).shape == (2, 8, model.config.vocab_size)
+
+
+def test_shrink_exact_parameter_count_on_tinygpt():
+    model = fresh(n_layer=2, n_embd=32, n_head=2)
+    model, info = apply(model, "prune", method="ln_structured", amount=0.25, shrink=True)
+    # Each block's MLP: 128 hidden channels, 32 removed, each a 32-wide row of fc and a
+    # 32-tall column of proj (no biases).
+    assert info["params_removed"] == 2 * 32 * (32 + 32)
+    assert info["modules_touched"] == 4 and len(info["modules_skipped"]) == 4
+
+
+@pytest.mark.parametrize(
+    ("keys", "error"),
+    [
+        (
+            "method = 'l1_unstructured'\namount = 0.5\nshrink = true",
+            "needs method = 'ln_structured'",
+        ),
+        ("method = 'ln_structured'\namount = 1.0\nshrink = true", "needs amount < 1"),
+        (
+            "method = 'ln_structured'\namount = 0.5\nshrink = true\nexecution = 'csr'",
+            "leaves no zeros to run sparse",
+        ),
+    ],
+)
+def test_shrink_misuse_is_a_user_error(keys, error):
+    text = 'name = "t"\n[[models]]\nname = "tinygpt-s"\n[[workloads]]\nname = "forward"\n'
+    with pytest.raises(UserError, match=error):
+        parse_suite(text + f"[[techniques]]\nname = 'prune'\n{keys}\n", where="s.toml")
+
+
+SEMI_STRUCTURED = """
+[[workloads]]
+name = "forward"
+seq_len = 16
+[[techniques]]
+name = "prune"
+method = "semi_structured_2_4"
+execution = "semi_structured"
+"""
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU path")
+def test_2_4_execution_off_cuda_is_a_skipped_case():
+    case = parse_suite('name = "t"\n[run]\nenergy = false\n' + TINY_MODEL + SEMI_STRUCTURED).cases[
+        0
+    ]
+    assert case.id.endswith("/prune-2:4-semi_structured")
+    r = execute(case)
+    assert r.status == "skipped"
+    assert r.error.startswith("2:4 semi-structured execution (to_sparse_semi_structured) needs")
+
+
+def test_2_4_execution_needs_the_2_4_method():
+    text = (
+        'name = "t"\n'
+        + TINY_MODEL
+        + SEMI_STRUCTURED.replace("semi_structured_2_4", "l1_unstructured")
+    )
+    with pytest.raises(UserError, match="needs method = 'semi_structured_2_4'"):
+        parse_suite(text + "amount = 0.5\n", where="s.toml")
+
+
+@pytest.mark.gpu
+def test_2_4_execution_on_cuda_matches_the_dense_masked_model():
+    ctx = CaseContext("cuda", "bfloat16", 0, 1, 2)
+    entry = registry.models.get("tinygpt-s")
+    params = entry.params.model_validate({"n_layer": 1, "n_embd": 256, "n_head": 4})
+    torch.manual_seed(0)
+    dense = entry.fn(params, ctx).to("cuda", torch.bfloat16).eval()
+    tech = registry.techniques.get("prune")
+    dense, _ = tech.fn(dense, tech.params(method="semi_structured_2_4"), ctx)
+    torch.manual_seed(0)
+    sparse = entry.fn(params, ctx).to("cuda", torch.bfloat16).eval()
+    sparse, info = tech.fn(
+        sparse, tech.params(method="semi_structured_2_4", execution="semi_structured"), ctx
+    )
+    assert info["modules_touched"] == 4
+    x = torch.randint(0, 256, (4, 64), device="cuda")
+    with torch.inference_mode():
+        torch.testing.assert_close(sparse(x), dense(x), rtol=0.05, atol=0.05)

@@ -1,5 +1,6 @@
-"""Sparse execution of pruned linear layers: the weight kept as CSR and multiplied with
-``torch.sparse.mm``, so a user can see where sparsity starts to turn into speed."""
+"""Sparse execution of pruned linear layers, so a user can see where sparsity starts to
+turn into speed: CSR weights multiplied with ``torch.sparse.mm`` (any device), or 2:4
+weights as torch's semi-structured sparse tensors (CUDA sparse tensor cores)."""
 
 from __future__ import annotations
 
@@ -31,3 +32,37 @@ def to_csr(model: nn.Module, names: list[str]) -> None:
         setattr(
             model.get_submodule(parent) if parent else model, attr, CsrLinear(weight, module.bias)
         )
+
+
+def _as_linear(model: nn.Module, name: str) -> nn.Linear:
+    """The named layer as an nn.Linear (a transformers Conv1D is swapped for its equal)."""
+    module = model.get_submodule(name)
+    if isinstance(module, nn.Linear):
+        return module
+    weight = module.weight.detach().T
+    linear = nn.Linear(weight.shape[1], weight.shape[0], bias=module.bias is not None)
+    linear = linear.to(device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        linear.weight.copy_(weight)
+        if module.bias is not None:
+            linear.bias.copy_(module.bias)
+    parent, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, attr, linear)
+    return linear
+
+
+def to_semi_structured(model: nn.Module, names: list[str]) -> dict[str, str]:
+    """Give the named 2:4-pruned layers semi-structured sparse weights; returns the layers
+    the kernels refused (shapes they do not take), with torch's reason."""
+    from torch.sparse import to_sparse_semi_structured
+
+    refused = {}
+    for name in names:
+        linear = _as_linear(model, name)
+        try:
+            sparse = to_sparse_semi_structured(linear.weight.detach())
+        except (RuntimeError, ValueError) as e:
+            refused[name] = str(e).splitlines()[0]
+            continue
+        linear.weight = nn.Parameter(sparse, requires_grad=False)
+    return refused
