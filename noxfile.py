@@ -1,4 +1,5 @@
-"""Sessions: tests, lint, smoke, fidelity, isolation. Each installs bench into its own virtualenv.
+"""Sessions: tests, lint, smoke, compression, gpu, fidelity, isolation. Each installs bench
+into its own virtualenv.
 
 torch comes first and pinned, because an unpinned ``pip install torch`` on a machine
 without torch pulls a multi-GB CUDA build. Choose another build with BENCH_TORCH, e.g.
@@ -57,3 +58,17 @@ def isolation(session: nox.Session) -> None:
     """Benchmark: fixed cost of an isolated case, and its fidelity to an in-process loop."""
     install(session)
     session.run("python", "benchmarks/isolation.py", *session.posargs)
+
+
+@nox.session
+def compression(session: nox.Session) -> None:
+    """Run suites/compression.toml: every pruning, quantization and precision case on CPU."""
+    install(session)
+    session.run("bench", "run", "suites/compression.toml", *session.posargs)
+
+
+@nox.session
+def gpu(session: nox.Session) -> None:
+    """Run suites/gpu.toml on a CUDA machine; set BENCH_TORCH to the torch build for it."""
+    install(session)
+    session.run("bench", "run", "suites/gpu.toml", *session.posargs)

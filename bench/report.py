@@ -26,12 +26,13 @@ AXES = [  # (metric, label) of what a reader asks "who won?" about
     ("heldout_bits_per_byte", "best held-out quality"),
     ("state_dict_bytes", "smallest"),
     ("params_nonzero_fraction", "sparsest"),
+    ("bandwidth_utilization", "closest to the memory roofline"),
     ("energy_per_token", "least energy per token"),
 ]
 HEADLINE_METRICS = [
     "latency_median", "throughput_tokens", "ttft_median", "heldout_bits_per_byte",
-    "kl_to_baseline", "top1_agreement", "params_nonzero_fraction", "state_dict_bytes",
-    "memory_prefill_peak_rss", "energy_per_token",
+    "kl_to_baseline", "top1_agreement", "params_total", "params_nonzero_fraction",
+    "state_dict_bytes", "bandwidth_utilization", "memory_prefill_peak_rss", "energy_per_token",
 ]  # fmt: skip
 
 

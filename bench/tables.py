@@ -24,7 +24,9 @@ DIRECTION = {
     "kl_to_baseline": False,
     "top1_agreement": True,
     "state_dict_bytes": False,
+    "params_total": False,
     "params_nonzero_fraction": False,
+    "bandwidth_utilization": True,
     "energy_per_token": False,
     "memory_prefill_peak_rss": False,
 }
