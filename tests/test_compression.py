@@ -164,7 +164,8 @@ def test_csr_execution_matches_the_dense_pruned_model(name):
 def _masked_like_shrink(model, amount: float, n: int):
     """The reference for shrink: zero (not remove) the lowest-norm MLP hidden channels,
     input-projection rows and biases alike, computed here independently."""
-    from bench.techniques.prune import mlp_projections, out_dim
+    from bench.techniques.layers import out_dim
+    from bench.techniques.structured import mlp_projections
 
     for name, ins, _ in mlp_projections(model):
         parent = model.get_submodule(name)
@@ -211,7 +212,9 @@ def test_shrink_exact_parameter_count_on_tinygpt():
     # Each block's MLP: 128 hidden channels, 32 removed, each a 32-wide row of fc and a
     # 32-tall column of proj (no biases).
     assert info["params_removed"] == 2 * 32 * (32 + 32)
-    assert info["modules_touched"] == 4 and len(info["modules_skipped"]) == 4
+    assert info["modules_touched"] == 4 and info["modules_candidates"] == 9
+    assert info["modules_skipped"]["lm_head"] == "weight tied to an embedding"
+    assert info["modules_skipped"]["blocks.0.attn.qkv"].startswith("not an MLP projection")
 
 
 @pytest.mark.parametrize(
@@ -222,6 +225,8 @@ def test_shrink_exact_parameter_count_on_tinygpt():
             "needs method = 'ln_structured'",
         ),
         ("method = 'ln_structured'\namount = 1.0\nshrink = true", "needs amount < 1"),
+        ("method = 'l1_unstructured'\namount = 0.5\nover = 'heads'", "over = 'heads' needs"),
+        ("method = 'ln_structured'\namount = 0.5\nover = 'heads'\nshrink = true", "without shrink"),
         (
             "method = 'ln_structured'\namount = 0.5\nshrink = true\nexecution = 'csr'",
             "leaves no zeros to run sparse",
@@ -284,3 +289,25 @@ def test_2_4_execution_on_cuda_matches_the_dense_masked_model():
     x = torch.randint(0, 256, (4, 64), device="cuda")
     with torch.inference_mode():
         torch.testing.assert_close(sparse(x), dense(x), rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize(("name", "heads"), [("tinygpt-s", 4), ("gpt2-tiny", 4), ("llama-tiny", 4)])
+def test_heads_are_zeroed_whole_in_query_and_output(name, heads):
+    from bench.techniques.layers import out_dim
+    from bench.techniques.structured import attention_blocks
+
+    entry = registry.models.get(name)
+    torch.manual_seed(0)
+    model = entry.fn(entry.params.model_validate({}), CTX).eval()
+    model, info = apply(model, "prune", method="ln_structured", amount=0.5, over="heads")
+    assert info["heads"] and all(v == [heads, heads // 2] for v in info["heads"].values())
+    assert info["modules_touched"] == 2 * len(info["heads"]) and info["params_removed"] == 0
+    for _, attention, q_attr, o_attr in attention_blocks(model):
+        out = getattr(attention, o_attr)
+        cols = out.weight.detach().movedim(1 - out_dim(out), 0).reshape(heads, -1)
+        zero_heads = (cols == 0).all(dim=1)
+        assert zero_heads.sum() == heads // 2
+        query = getattr(attention, q_attr)
+        width = cols.numel() // out.weight.shape[out_dim(out)]  # heads x head_dim
+        rows = query.weight.detach().movedim(out_dim(query), 0)[:width].reshape(heads, -1)
+        assert torch.equal((rows == 0).all(dim=1), zero_heads)  # the same heads, both sides

@@ -153,3 +153,18 @@ def test_a_corrupt_safetensors_folder_is_refused(tmp_path):
     (folder / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
     with pytest.raises(UserError, match="is not a readable safetensors file"):
         parse_suite(bad_suite(f'name = "hf-local"\npath = "{folder}"'), where="s.toml")
+
+
+@pytest.mark.parametrize("name", ["gpt2-tiny", "llama-tiny"])
+def test_static_cache_decoding_generates_what_the_dynamic_cache_does(name):
+    from bench.telemetry.timer import PerfCounterClock
+    from bench.workloads.generate import StaticDecoder, greedy_generate
+
+    model = build(name)
+    prompt = torch.randint(0, 512, (2, 6), generator=torch.Generator().manual_seed(4))
+    decoder = StaticDecoder(model, 2, 6 + 8, "cpu", compiled=False)
+    with torch.inference_mode():
+        eager, _ = greedy_generate(model, prompt, 8, PerfCounterClock())
+        for _ in range(2):  # the StaticCache is reset and reused
+            out, _ = greedy_generate(model, prompt, 8, PerfCounterClock(), decoder=decoder)
+            assert torch.equal(out, eager)

@@ -14,7 +14,7 @@ from pydantic import Field
 
 from bench.errors import UnsupportedHere
 from bench.registry import Params, register_technique
-from bench.techniques.prune import prunable_linears
+from bench.techniques.layers import prunable_linears
 
 Scheme = Literal[
     "int8_dynamic",

@@ -7,6 +7,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bench.errors import UnsupportedHere
+
 
 class CsrLinear(nn.Module):
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
@@ -66,3 +68,23 @@ def to_semi_structured(model: nn.Module, names: list[str]) -> dict[str, str]:
             continue
         linear.weight = nn.Parameter(sparse, requires_grad=False)
     return refused
+
+
+def check_semi_structured(model) -> None:
+    """2:4 execution runs on NVIDIA sparse tensor cores, in half precision only."""
+    p = next(model.parameters())
+    if p.device.type != "cuda":
+        raise UnsupportedHere(
+            "2:4 semi-structured execution (to_sparse_semi_structured) needs a CUDA GPU; "
+            f"this case runs on {p.device.type}"
+        )
+    major, minor = torch.cuda.get_device_capability(p.device)
+    if major < 8:
+        raise UnsupportedHere(
+            f"2:4 sparse tensor cores need compute capability >= 8.0; this GPU is {major}.{minor}"
+        )
+    if p.dtype not in (torch.float16, torch.bfloat16):
+        raise ValueError(
+            f"execution = 'semi_structured' needs float16 or bfloat16 weights, not {p.dtype}: "
+            "set run.dtype or chain a precision step before prune"
+        )
