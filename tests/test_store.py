@@ -75,7 +75,14 @@ def test_round_trip_into_long_dataframe(tmp_path):
     )
     assert row.techniques == "prune-l1-0.5" and row.model == "tinygpt-s"
     assert json.loads(row.parameters)["techniques"] == [
-        {"method": "l1_unstructured", "amount": 0.5, "n": 1, "execution": "dense"}
+        {
+            "method": "l1_unstructured",
+            "amount": 0.5,
+            "n": 1,
+            "over": "channels",
+            "shrink": False,
+            "execution": "dense",
+        }
     ]
     bad = df[df.status == "failed"].iloc[0]
     assert bad.error == "RuntimeError: boom" and pd.isna(bad.metric) and math.isnan(bad.value)

@@ -162,7 +162,8 @@ BAD_SUITES = [
     ),
     pytest.param(
         BASE + "[[techniques]]\nname = 'prune'\namount = 0.5\nlevel = 2\n",
-        "s.toml: techniques[0].level: unknown key; allowed keys: amount, execution, method, n",
+        "s.toml: techniques[0].level: unknown key; allowed keys: amount, execution, method, n, "
+        "over, shrink",
         id="unknown-technique-key",
     ),
     pytest.param(

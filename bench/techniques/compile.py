@@ -29,16 +29,25 @@ def _label(p: CompileParams) -> str:
     return "-".join(parts)
 
 
+def prepare_compile(run_dir: str | None) -> str | None:
+    """What every torch.compile of a case needs: the inductor cache in the run's folder
+    (when there is one) and a recompile limit that fails loudly. Returns the cache path."""
+    import torch
+
+    if run_dir:
+        cache = Path(run_dir) / "inductor-cache"
+        cache.mkdir(parents=True, exist_ok=True)
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache)
+    torch._dynamo.config.fail_on_recompile_limit_hit = True
+    return os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+
+
 @register_technique("compile", params=CompileParams, label=_label, lazy_cost="compile_time")
 def apply_compile(model, params: CompileParams, ctx):
     """Wrap the model in torch.compile; compilation happens on the first call."""
     import torch
 
-    if ctx.run_dir:
-        cache = Path(ctx.run_dir) / "inductor-cache"
-        cache.mkdir(parents=True, exist_ok=True)
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache)
-    torch._dynamo.config.fail_on_recompile_limit_hit = True
+    cache = prepare_compile(ctx.run_dir)
     # The wrapper forwards attribute lookups (config, new_cache) to the model it wraps.
     compiled = torch.compile(
         model, mode=params.mode, backend=params.backend, fullgraph=params.fullgraph
@@ -46,6 +55,6 @@ def apply_compile(model, params: CompileParams, ctx):
     return compiled, {
         "modules_touched": 1,
         "modules_candidates": 1,
-        "inductor_cache": os.environ.get("TORCHINDUCTOR_CACHE_DIR"),
+        "inductor_cache": cache,
         "recompile_limit_fails_case": True,
     }

@@ -83,7 +83,7 @@ class StaticDecoder:
     one-token step compiled: same shapes and addresses on every step, so a CUDA graph
     can replay it."""
 
-    def __init__(self, model, batch: int, max_len: int, device: str, compiled: bool):
+    def __init__(self, model, batch: int, max_len: int, device: str, compiled: bool, run_dir=None):
         import torch
 
         self.model = model
@@ -92,8 +92,11 @@ class StaticDecoder:
         self.cuda_graphs = compiled and device.startswith("cuda")
         self.mode = "reduce-overhead" if self.cuda_graphs else "default"
         self._step = self._decode_one
+        self.inductor_cache = None
         if compiled:
-            torch._dynamo.config.fail_on_recompile_limit_hit = True
+            from bench.techniques.compile import prepare_compile
+
+            self.inductor_cache = prepare_compile(run_dir)
             self._step = torch.compile(self._decode_one, mode=self.mode, fullgraph=True)
 
     def _decode_one(self, tok, pos):
@@ -139,7 +142,12 @@ def run_generate(model, params: GenerateParams, ctx) -> WorkloadOutput:
     decoder = None
     if params.runtime != "eager":
         decoder = StaticDecoder(
-            model, params.batch, max_len, ctx.device, compiled=params.runtime == "compiled"
+            model,
+            params.batch,
+            max_len,
+            ctx.device,
+            compiled=params.runtime == "compiled",
+            run_dir=ctx.run_dir,
         )
     generate = inference(
         lambda: greedy_generate(model, prompt, params.new_tokens, clock, decoder=decoder)
@@ -198,8 +206,8 @@ def run_generate(model, params: GenerateParams, ctx) -> WorkloadOutput:
         )
     samples = {name: s.to_json() for name, s in series_by_name.items()}
     info = {"runtime": params.runtime}
-    if decoder is not None:
-        info["compile_mode"] = decoder.mode if params.runtime == "compiled" else None
+    if params.runtime == "compiled":
+        info.update(compile_mode=decoder.mode, inductor_cache=decoder.inductor_cache)
     return WorkloadOutput(
         metrics,
         samples=samples,
