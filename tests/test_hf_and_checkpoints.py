@@ -168,3 +168,17 @@ def test_static_cache_decoding_generates_what_the_dynamic_cache_does(name):
         for _ in range(2):  # the StaticCache is reset and reused
             out, _ = greedy_generate(model, prompt, 8, PerfCounterClock(), decoder=decoder)
             assert torch.equal(out, eager)
+
+
+def test_gpt2_conv1d_layers_are_quantized_as_linears():
+    model = build("gpt2-tiny")
+    x = torch.randint(0, 512, (2, 8), generator=torch.Generator().manual_seed(5))
+    with torch.inference_mode():
+        ref = model(x)
+    tech = registry.techniques.get("quantize")
+    model, info = tech.fn(model, tech.params(scheme="int8_weight_only"), CTX)
+    assert info["conv1d_as_linear"] == 8 and info["modules_touched"] == 8
+    assert info["bytes_after"] < 0.5 * info["bytes_before"]
+    assert type(model.hf.transformer.h[0].mlp.c_fc).__name__ == "Linear"
+    with torch.inference_mode():
+        torch.testing.assert_close(model(x), ref, rtol=0.05, atol=0.05)

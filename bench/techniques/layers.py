@@ -35,3 +35,26 @@ def prunable_linears(model):
         n: "weight tied to an embedding" for n, m in linears if id(m.weight) in embedding_weights
     }
     return keep, skipped
+
+
+def as_linear(model, name: str):
+    """The named layer as an nn.Linear (a transformers Conv1D is swapped for its equal)."""
+    from torch import nn
+
+    module = model.get_submodule(name)
+    if isinstance(module, nn.Linear):
+        return module
+    weight = module.weight.detach().T.contiguous()
+    # Built on the meta device: no random init to pay for, and no draw from torch's RNG.
+    linear = nn.Linear(*weight.shape[::-1], bias=module.bias is not None, device="meta")
+    linear.weight = nn.Parameter(weight)
+    if module.bias is not None:
+        linear.bias = nn.Parameter(module.bias.detach().clone())
+    set_submodule(model, name, linear)
+    return linear
+
+
+def set_submodule(model, name: str, module) -> None:
+    """Put ``module`` where the dotted ``name`` points inside ``model``."""
+    parent, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, attr, module)

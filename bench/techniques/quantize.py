@@ -14,7 +14,7 @@ from pydantic import Field
 
 from bench.errors import UnsupportedHere
 from bench.registry import Params, register_technique
-from bench.techniques.layers import prunable_linears
+from bench.techniques.layers import as_linear, prunable_linears
 
 Scheme = Literal[
     "int8_dynamic",
@@ -44,10 +44,6 @@ def _label(p: QuantizeParams) -> str:
 
 def _why_not(scheme: str, module, params: QuantizeParams, device: str) -> str | None:
     """Why ``scheme`` cannot take this layer (None: it can)."""
-    from torch import nn
-
-    if not isinstance(module, nn.Linear):
-        return f"{type(module).__name__} is not nn.Linear; {scheme} handles only nn.Linear"
     out_f, in_f = module.weight.shape
     if scheme == "int4_weight_only":
         if in_f % params.group_size:
@@ -98,6 +94,10 @@ def apply_quantize(model, params: QuantizeParams, ctx):
     device = "cpu" if ctx.device == "cpu" else "cuda"
     _check_device(params.scheme, device)
     candidates, skipped = prunable_linears(model)
+    # GPT-2's Conv1D is a Linear with its weight transposed; as an nn.Linear the
+    # quantizers (which take nn.Linear only) can take it.
+    conv1d = sum(1 for _, m in candidates if type(m).__name__ == "Conv1D")
+    candidates = [(name, as_linear(model, name)) for name, _ in candidates]
     targets = []
     for name, module in candidates:
         why = _why_not(params.scheme, module, params, device)
@@ -128,6 +128,7 @@ def apply_quantize(model, params: QuantizeParams, ctx):
         "modules_candidates": len(candidates)
         + sum(1 for n in skipped if n not in dict(candidates)),
         "modules_skipped": skipped,
+        "conv1d_as_linear": conv1d,
         "bytes_before": before,
         "bytes_after": model_bytes(model),
     }

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from bench.errors import UnsupportedHere
+from bench.techniques.layers import as_linear, set_submodule
 
 
 class CsrLinear(nn.Module):
@@ -28,29 +29,8 @@ class CsrLinear(nn.Module):
 def to_csr(model: nn.Module, names: list[str]) -> None:
     """Swap the named linear layers (nn.Linear or transformers Conv1D) for CsrLinear."""
     for name in names:
-        module = model.get_submodule(name)
-        weight = module.weight.T if type(module).__name__ == "Conv1D" else module.weight
-        parent, _, attr = name.rpartition(".")
-        setattr(
-            model.get_submodule(parent) if parent else model, attr, CsrLinear(weight, module.bias)
-        )
-
-
-def _as_linear(model: nn.Module, name: str) -> nn.Linear:
-    """The named layer as an nn.Linear (a transformers Conv1D is swapped for its equal)."""
-    module = model.get_submodule(name)
-    if isinstance(module, nn.Linear):
-        return module
-    weight = module.weight.detach().T
-    linear = nn.Linear(weight.shape[1], weight.shape[0], bias=module.bias is not None)
-    linear = linear.to(device=weight.device, dtype=weight.dtype)
-    with torch.no_grad():
-        linear.weight.copy_(weight)
-        if module.bias is not None:
-            linear.bias.copy_(module.bias)
-    parent, _, attr = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, attr, linear)
-    return linear
+        linear = as_linear(model, name)
+        set_submodule(model, name, CsrLinear(linear.weight, linear.bias))
 
 
 def to_semi_structured(model: nn.Module, names: list[str]) -> dict[str, str]:
@@ -60,7 +40,7 @@ def to_semi_structured(model: nn.Module, names: list[str]) -> dict[str, str]:
 
     refused = {}
     for name in names:
-        linear = _as_linear(model, name)
+        linear = as_linear(model, name)
         try:
             sparse = to_sparse_semi_structured(linear.weight.detach())
         except (RuntimeError, ValueError) as e:
