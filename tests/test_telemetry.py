@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 from bench.env import gpu_info
 from bench.telemetry import nvml as nvml_mod
@@ -303,3 +304,12 @@ def test_copy_bandwidth_is_measured_once_per_machine(monkeypatch, tmp_path):
 
     monkeypatch.setattr(bandwidth, "measure_copy", no_second_measurement)
     assert bandwidth.machine_bandwidth("cpu") == first
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without CUDA")
+def test_cuda_copy_bandwidth_without_cuda_is_a_reason_and_not_cached(monkeypatch, tmp_path):
+    from bench.telemetry import bandwidth
+
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path))
+    assert bandwidth.machine_bandwidth("cuda") == {"reason": "no CUDA device"}
+    assert not (tmp_path / "machine").exists()

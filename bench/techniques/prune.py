@@ -152,11 +152,11 @@ def apply_prune(model, params: PruneParams, ctx):
         from bench.techniques.sparse import to_csr
 
         to_csr(model, [name for name, _ in targets])
-    elif params.execution == "semi_structured":
+    refused: dict[str, str] = {}
+    if params.execution == "semi_structured":
         from bench.techniques.sparse import to_semi_structured
 
         refused = to_semi_structured(model, [name for name, _ in targets])
-        skipped.update({n: f"kept dense: {why}" for n, why in refused.items()})
         if len(refused) == len(targets):
             raise ValueError(
                 "to_sparse_semi_structured took none of the pruned layers: "
@@ -170,4 +170,7 @@ def apply_prune(model, params: PruneParams, ctx):
         "modules_skipped": skipped,
         "sparsity_per_layer": per_layer,
         "sparsity_targeted": zeros / total,
+        # semi_structured: pruned 2:4 layers whose shapes the sparse kernels refused,
+        # with torch's reason; they run dense.
+        "kept_dense": refused,
     }
