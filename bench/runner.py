@@ -145,7 +145,7 @@ def _measure(case, result, ctx, sampler, facts, absent) -> None:
             absent["energy_over_idle"] = "no idle baseline was measured for this run"
 
     lazy = _lazy_costs(case, out, absent)
-    size = model_size_metrics(model)
+    size = model_size_metrics(model, absent)
     traffic = traffic_metrics(out, size, facts.get("copy_bandwidth", {}).get(run["device"]), absent)
     quality: list[Metric] = []
     if run["quality"]:
@@ -298,27 +298,48 @@ def model_bytes(model) -> int:
     return sum(out.values())
 
 
-def model_size_metrics(model) -> list[Metric]:
-    """Parameter count, fraction of non-zero parameters, bytes of the state dict.
-
-    Tensors shared between names (tied embeddings) are counted once. Quantized layers
-    hold no plain parameters, so counts cover what is still a parameter.
-    """
+def _weights(model) -> list:
+    """Every weight tensor by its logical shape, each once: parameters (tied ones once),
+    CSR buffers (sparse execution), and torch.ao's packed quantized weights, which are
+    not parameters at all."""
     import torch
 
-    params = {id(p): p for p in model.parameters()}.values()
-    # Weights moved into sparse buffers (CSR execution) still count, by their dense size.
-    sparse = [b for b in model.buffers() if b.layout == torch.sparse_csr]
-    total = sum(p.numel() for p in params) + sum(b.numel() for b in sparse)
+    found = {id(p): p for p in model.parameters()}
+    found.update({id(b): b for b in model.buffers() if b.layout == torch.sparse_csr})
+    for m in model.modules():
+        # torch.ao's dynamic quantized Linear: weight() unpacks; its holder has no weight.
+        if hasattr(m, "_packed_params") and callable(getattr(m, "weight", None)):
+            for t in (m.weight(), m.bias()):
+                if t is not None:
+                    found[id(t)] = t
+    return list(found.values())
+
+
+def _nonzero(t) -> int:
+    import torch
+
+    if t.layout == torch.sparse_csr:
+        t = t.values()
+    elif t.is_quantized:
+        t = t.int_repr()  # symmetric int8: a zero weight is a zero integer
+    return int(torch.count_nonzero(t.detach()))
+
+
+def model_size_metrics(model, absent: dict[str, str] | None = None) -> list[Metric]:
+    """Parameter count, fraction of non-zero parameters, bytes of the state dict.
+
+    Weights count by their logical shape whatever their storage (quantized, packed,
+    sparse); tensors shared between names (tied embeddings) count once.
+    """
+    weights = _weights(model)
+    total = sum(t.numel() for t in weights)
+    out = [Metric("params_total", float(total), "count", "numel")]
     try:
-        nonzero = sum(int(torch.count_nonzero(p.detach())) for p in params)
-        nonzero += sum(int(torch.count_nonzero(b.values())) for b in sparse)
-        fraction = Metric("params_nonzero_fraction", nonzero / total, "1", "count_nonzero")
-    except (RuntimeError, NotImplementedError, TypeError, ZeroDivisionError):
-        fraction = None  # quantized tensor subclasses may not count zeros
-    out = [Metric("params_total", float(total), "count", "count")]
-    if fraction is not None:
-        out.append(fraction)
+        fraction = sum(_nonzero(t) for t in weights) / total
+        out.append(Metric("params_nonzero_fraction", fraction, "1", "count_nonzero"))
+    except (RuntimeError, NotImplementedError, TypeError) as e:
+        if absent is not None:  # torchao's quantized tensor subclasses do not count zeros
+            absent["params_nonzero_fraction"] = f"count_nonzero failed: {type(e).__name__}"
     out.append(
         Metric("state_dict_bytes", float(model_bytes(model)), "bytes", "tensor_storage_nbytes")
     )

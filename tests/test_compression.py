@@ -311,3 +311,18 @@ def test_heads_are_zeroed_whole_in_query_and_output(name, heads):
         width = cols.numel() // out.weight.shape[out_dim(out)]  # heads x head_dim
         rows = query.weight.detach().movedim(out_dim(query), 0)[:width].reshape(heads, -1)
         assert torch.equal((rows == 0).all(dim=1), zero_heads)  # the same heads, both sides
+
+
+def test_size_counts_quantized_weights_and_says_why_zeros_are_not_counted():
+    from bench.runner import model_size_metrics
+
+    before = {m.name: m.value for m in model_size_metrics(fresh())}
+    dyn, _ = apply(fresh(), "quantize", scheme="int8_dynamic")  # packed, not parameters
+    wo, _ = apply(fresh(), "quantize", scheme="int8_weight_only")  # torchao subclass
+    absent: dict[str, str] = {}
+    d = {m.name: m.value for m in model_size_metrics(dyn)}
+    w = {m.name: m.value for m in model_size_metrics(wo, absent)}
+    assert d["params_total"] == w["params_total"] == before["params_total"]
+    assert 0.9 < d["params_nonzero_fraction"] <= 1.0
+    assert "params_nonzero_fraction" not in w
+    assert absent["params_nonzero_fraction"].startswith("count_nonzero failed")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -114,7 +113,6 @@ def _measure_in_child(device: str) -> dict[str, Any]:
             text=True,
             timeout=300,
             check=True,
-            env=os.environ.copy(),
         )
         return json.loads(out.stdout.strip().splitlines()[-1])
     except (OSError, subprocess.SubprocessError, ValueError, IndexError) as e:
