@@ -14,6 +14,6 @@ __all__ = ["__version__", "load_results"]
 
 def load_results(*paths: Any) -> Any:
     """Results (files, run folders or a results root) as a long pandas DataFrame."""
-    from bench.store import load_results as _load
+    from bench.results.store import load_results as _load
 
     return _load(*paths)

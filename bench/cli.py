@@ -13,8 +13,13 @@ from pathlib import Path
 from bench.errors import UserError
 
 
+def _prog() -> str:
+    # `python -m bench` is the way in where another `bench` command (Frappe's) shadows ours.
+    return "python -m bench" if Path(sys.argv[0]).name == "__main__.py" else "bench"
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bench", description="Benchmark LLM optimization techniques.")
+    p = argparse.ArgumentParser(prog=_prog(), description="Benchmark LLM optimization techniques.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     v = sub.add_parser("validate", help="check a suite and report the first problem")
@@ -44,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
         "--resume", metavar="RUN_ID", help="finish an earlier run: only cases without an ok result"
     )
     r.add_argument(
+        "--force",
+        action="store_true",
+        help="with --resume: continue even though bench or torch/torchao/transformers changed",
+    )
+    r.add_argument(
         "--inline",
         action="store_true",
         help="run cases in this process (debugging; no isolation, no timeout)",
@@ -68,6 +78,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="EXPR",
         help="'CONSTRAINTS; max|min METRIC', e.g. 'kl_to_baseline <= 0.05; max throughput_tokens'",
     )
+    rep.add_argument(
+        "--pool",
+        action="store_true",
+        help="with --best: pool the repeats of several runs (default: each run on its own)",
+    )
 
     sub.add_parser("names", help="list the registered models, workloads and techniques")
     return p
@@ -84,12 +99,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
-    from bench.suite import load_suite
+    from bench.spec.suite import load_suite
 
     if args.command == "report":
         return _report(args)
     if args.command == "names":
-        from bench.registry import known_names
+        from bench.spec.registry import known_names
 
         for kind, names in known_names().items():
             print(f"{kind}s: {', '.join(names)}")
@@ -99,7 +114,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"{args.suite}: ok, {len(suite.cases)} cases x {suite.run.repeats} repeats")
         return 0
     if args.command == "list":
-        from bench.session import select_cases
+        from bench.run.suite_driver import select_cases
 
         for case in select_cases(suite.cases, args.filter, args.shard):
             print(f"{case.id}  [{case.hash}]")
@@ -108,25 +123,26 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from bench.report import run_dirs, write_reports
+    from bench.analysis.report import run_dirs, write_reports
 
     dirs = run_dirs(args.results)
     if args.best:
         import pandas as pd
 
-        from bench.best import answer
-        from bench.store import load_results
+        from bench.analysis.best import answer
+        from bench.results.store import load_results
 
         with pd.option_context("display.width", 200, "display.max_columns", 20):
-            print(answer(load_results(*dirs), args.best).to_string(index=False))
+            print(answer(load_results(*dirs), args.best, pool=args.pool).to_string(index=False))
     for path in write_reports(dirs, args.out):
         print(path)
     return 0
 
 
 def _run(args: argparse.Namespace, suite, argv: list[str]) -> int:
-    from bench.session import Interrupted, RunOptions, exit_code, make_console, run_suite
-    from bench.summary import print_summary, summarize_results
+    from bench.analysis.console import console_rows, print_table
+    from bench.results.store import results_frame
+    from bench.run.suite_driver import Interrupted, RunOptions, exit_code, make_console, run_suite
 
     if args.timeout is not None and args.timeout <= 0:
         raise UserError(f"--timeout {args.timeout:g}: must be a positive number of seconds")
@@ -136,6 +152,7 @@ def _run(args: argparse.Namespace, suite, argv: list[str]) -> int:
         filter=args.filter,
         shard=args.shard,
         resume=args.resume,
+        force=args.force,
         inline=args.inline,
         timeout=args.timeout,
         argv=["bench", *argv],
@@ -144,14 +161,15 @@ def _run(args: argparse.Namespace, suite, argv: list[str]) -> int:
         outcome = run_suite(suite, opts, console)
     except Interrupted as e:
         console.print(
-            f"interrupted: finished cases are in {e.run_dir}; continue with "
-            f"`bench run {args.suite} --resume {e.run_id}`"
+            f"{e.reason}: finished cases are in {e.run_dir}; continue with "
+            f"`bench run {args.suite} --resume {e.run_id}`",
+            highlight=False,
         )
-        return 130
-    print_summary(summarize_results(outcome.results), console)
+        return e.code
+    print_table(console_rows(results_frame(outcome.results)), console)
     console.print(f"results: {outcome.run_dir}")
     if not args.no_report:
-        from bench.report import write_reports
+        from bench.analysis.report import write_reports
 
         (report,) = write_reports([outcome.run_dir], args.reports)
         console.print(f"report: {report}")

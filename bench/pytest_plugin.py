@@ -15,7 +15,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _has_cuda() -> bool:
     try:
-        from bench.env import gpu_info
+        from bench.telemetry.machine import gpu_info
     except ImportError:  # pragma: no cover
         return False
     return bool(gpu_info().get("available"))

@@ -19,11 +19,11 @@ import time
 
 import torch
 
-from bench import _child
-from bench.launch import InlineLauncher, ProcessLauncher
 from bench.models import TinyGPTOverrides, tinygpt_config
 from bench.models.tinygpt import GPT
-from bench.suite import parse_suite
+from bench.run import child as _child
+from bench.run.case_process import InlineLauncher, ProcessLauncher
+from bench.spec.suite import parse_suite
 from bench.telemetry.timer import PerfCounterClock
 from bench.workloads.generate import greedy_generate
 

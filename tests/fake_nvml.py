@@ -54,6 +54,18 @@ class FakeNVML:
     def nvmlDeviceGetHandleByIndex(self, i):
         return f"gpu{i}"
 
+    def uuid(self, i: int) -> str:
+        return f"GPU-0000000{i}-aaaa-bbbb-cccc-dddddddddddd"
+
+    def nvmlDeviceGetHandleByUUID(self, uuid):
+        for i in range(self.gpus):
+            if self.uuid(i) == uuid:
+                return f"gpu{i}"
+        raise FakeNVMLError("Not Found")
+
+    def nvmlDeviceGetIndex(self, h):
+        return int(h.removeprefix("gpu"))
+
     def nvmlSystemGetDriverVersion(self):
         return "999.99"
 

@@ -52,9 +52,40 @@ def test_console_script_prints_no_traceback(tmp_path):
 
 def test_import_bench_is_light():
     code = (
-        "import sys, bench; bench.load_results; "
+        "import sys, bench, bench.spec, bench.run, bench.results, bench.analysis, "
+        "bench.telemetry, bench.models, bench.techniques, bench.workloads; bench.load_results; "
         "heavy = [m for m in ('torch', 'transformers', 'pandas', 'matplotlib') if m in sys.modules]; "
         "print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# What each stage must never import (DESIGN.md, "Arrows"): the folders are the flow.
+FORBIDDEN = {
+    "telemetry": ("bench.models", "bench.techniques", "bench.workloads", "bench.run"),
+    "techniques": ("bench.run",),
+    "analysis": ("bench.run", "bench.telemetry"),
+    "spec": ("bench.run", "bench.analysis"),
+    "results": ("bench.run", "bench.analysis", "bench.telemetry"),
+}
+
+
+def test_no_import_points_back_up_the_flow():
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).parents[1] / "bench"
+    found = []
+    for stage, banned in FORBIDDEN.items():
+        for path in (root / stage).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = (
+                    [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module or ""]
+                    if isinstance(node, ast.ImportFrom)
+                    else []
+                )
+                found += [f"{path.relative_to(root)}: {n}" for n in names if n.startswith(banned)]
+    assert found == []

@@ -3,12 +3,13 @@
 import pytest
 import torch
 
-from bench import registry
-from bench.context import CaseContext
 from bench.errors import UserError
-from bench.quality import agreement_metrics, logits_of, reference_inputs
-from bench.runner import execute, model_bytes
-from bench.suite import parse_suite
+from bench.run.case import execute
+from bench.run.context import CaseContext
+from bench.spec import registry
+from bench.spec.suite import parse_suite
+from bench.telemetry.size import model_bytes
+from bench.workloads.quality import agreement_metrics, logits_of, reference_inputs
 from tests.conftest import TINY_MODEL
 
 CTX = CaseContext("cpu", "float32", 0, 1, 2)
@@ -129,17 +130,18 @@ name = "compile"
     assert r.status == "ok", r.traceback
     m = {x.name: x for x in r.metrics}
     assert m["compile_time"].value > 10 * m["latency_median"].value  # compiling dwarfs a call
-    assert m["compile_time"].method == "first_warmup_call-steady_median"
+    assert m["compile_time"].method == "first_warmup_call-steady_median (inductor cache cold)"
     assert any((tmp_path / "inductor-cache").iterdir())  # the cache lives in the run folder
     g = execute(generate, facts={"run_dir": str(tmp_path)})
     assert g.status == "ok", g.traceback  # varying positions recompile within the limit
+    assert g.info["techniques"][0]["inductor_cache_state"] == "warm"  # the first case filled it
 
 
 @pytest.mark.parametrize("name", ["tinygpt-s", "gpt2-tiny"])
 def test_csr_execution_matches_the_dense_pruned_model(name):
     import warnings
 
-    from bench.runner import model_size_metrics
+    from bench.telemetry.size import model_size_metrics
 
     entry = registry.models.get(name)
     params = {"n_layer": 1, "n_embd": 32, "n_head": 2} if name == "tinygpt-s" else {}
@@ -184,7 +186,7 @@ def _masked_like_shrink(model, amount: float, n: int):
 @pytest.mark.parametrize("name", ["tinygpt-s", "gpt2-tiny", "llama-tiny"])
 @pytest.mark.parametrize("n", [1, 2])
 def test_shrink_removes_mlp_channels_and_computes_what_the_mask_does(name, n):
-    from bench.runner import model_size_metrics
+    from bench.telemetry.size import model_size_metrics
 
     entry = registry.models.get(name)
     params = {"n_layer": 2, "n_embd": 32, "n_head": 2} if name == "tinygpt-s" else {}
@@ -314,7 +316,7 @@ def test_heads_are_zeroed_whole_in_query_and_output(name, heads):
 
 
 def test_size_counts_quantized_weights_and_says_why_zeros_are_not_counted():
-    from bench.runner import model_size_metrics
+    from bench.telemetry.size import model_size_metrics
 
     before = {m.name: m.value for m in model_size_metrics(fresh())}
     dyn, _ = apply(fresh(), "quantize", scheme="int8_dynamic")  # packed, not parameters

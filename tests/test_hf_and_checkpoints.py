@@ -6,11 +6,11 @@ import pickle
 import pytest
 import torch
 
-from bench import registry
-from bench.context import CaseContext
 from bench.errors import UserError
-from bench.runner import execute
-from bench.suite import parse_suite
+from bench.run.case import execute
+from bench.run.context import CaseContext
+from bench.spec import registry
+from bench.spec.suite import parse_suite
 from tests.conftest import TINY_MODEL
 
 CTX = CaseContext("cpu", "float32", 0, 1, 2)
@@ -182,3 +182,60 @@ def test_gpt2_conv1d_layers_are_quantized_as_linears():
     assert type(model.hf.transformer.h[0].mlp.c_fc).__name__ == "Linear"
     with torch.inference_mode():
         torch.testing.assert_close(model(x), ref, rtol=0.05, atol=0.05)
+
+
+@pytest.fixture(scope="module")
+def gpt2_ckpt(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ckpt") / "gpt2"
+    build("gpt2-tiny").hf.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def _copy_with(src, dst, drop=(), add=None, config=None):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(src, dst)
+    (file,) = dst.glob("*.safetensors")
+    tensors = {k: v for k, v in load_file(str(file)).items() if k not in drop}
+    tensors.update(add or {})
+    save_file(tensors, str(file), metadata={"format": "pt"})
+    if config:
+        cfg = json.loads((dst / "config.json").read_text())
+        (dst / "config.json").write_text(json.dumps({**cfg, **config}))
+    return dst
+
+
+def _refused(folder) -> str:
+    with pytest.raises(UserError) as info:
+        parse_suite(bad_suite(f'name = "hf-local"\npath = "{folder}"'), where="s.toml")
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+def test_a_checkpoint_missing_tensors_is_refused_not_randomly_filled(gpt2_ckpt, tmp_path):
+    holes = _copy_with(gpt2_ckpt, tmp_path / "holes", drop=("transformer.h.0.mlp.c_fc.weight",
+                                                           "transformer.ln_f.bias"))  # fmt: skip
+    msg = _refused(holes)
+    assert "lacks 2 tensor(s) the architecture needs" in msg and "ln_f.bias" in msg
+
+
+def test_a_config_that_does_not_match_the_weights_is_refused(gpt2_ckpt, tmp_path):
+    bigger = _copy_with(gpt2_ckpt, tmp_path / "bigger", config={"n_inner": 999})
+    assert "the config does not match the weights' shapes" in _refused(bigger)
+
+
+def test_an_encoder_only_checkpoint_is_refused(tmp_path):
+    from transformers import BertConfig, BertModel
+
+    cfg = BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=37)  # fmt: skip
+    BertModel(cfg).save_pretrained(tmp_path / "enc", safe_serialization=True)
+    assert "holds a BertModel, not a causal language model" in _refused(tmp_path / "enc")
+
+
+def test_unused_tensors_are_recorded_in_the_case_info(gpt2_ckpt, tmp_path):
+    extra = _copy_with(gpt2_ckpt, tmp_path / "extra", add={"score.weight": torch.zeros(2, 2)})
+    model = build("hf-local", path=str(extra))
+    assert model.bench_info["unused_tensors"] == ["score.weight"]

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import store
-from bench.session import RunOptions, exit_code, run_suite
-from bench.suite import load_suite
+from bench.results import store
+from bench.run.suite_driver import RunOptions, exit_code, run_suite
+from bench.spec.suite import load_suite
 from tests.conftest import TINY_MODEL
 
 pytestmark = pytest.mark.slow

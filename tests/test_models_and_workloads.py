@@ -3,12 +3,13 @@ import itertools
 import pytest
 import torch
 
-from bench import registry
-from bench.context import CaseContext
 from bench.models import TinyGPTOverrides, tinygpt_config
 from bench.models.tinygpt import GPT
-from bench.runner import execute, model_size_metrics
-from bench.suite import parse_suite
+from bench.run.case import execute
+from bench.run.context import CaseContext
+from bench.spec import registry
+from bench.spec.suite import parse_suite
+from bench.telemetry.size import model_size_metrics
 from bench.telemetry.timer import PerfCounterClock
 from bench.workloads.generate import greedy_generate
 from tests.conftest import TINY_MODEL
@@ -111,7 +112,11 @@ def test_generate_case_splits_prefill_and_decode():
     r = execute(suite_case('[[workloads]]\nname = "generate"\nprompt_len = 4\nnew_tokens = 5\n'))
     assert r.status == "ok", r.traceback
     m = {x.name: x for x in r.metrics}
-    assert len(r.samples["decode_step"]["values"]) == 3 * 4  # iterations x (new_tokens - 1)
+    # The generation is the unit of a decode step's interval: one value per generation
+    # (the median of its steps); every step is still kept, apart.
+    assert len(r.samples["decode_step"]["values"]) == 3  # iterations
+    assert len(r.samples["decode_step_all"]["values"]) == 3 * 4  # x (new_tokens - 1)
+    assert m["decode_step_median_ci_low"].method.endswith("+in_process_bootstrap95")
     assert m["ttft_median"].value < m["latency_median"].value
     assert m["throughput_tokens"].value == pytest.approx(5 / m["latency_median"].value)
 
@@ -197,9 +202,24 @@ def test_static_and_compiled_decoding_generate_what_eager_does(model, runtime):
             assert torch.equal(out, eager)
 
 
-def test_forward_and_decode_report_memory_traffic_against_the_copy_bandwidth():
-    facts = {"copy_bandwidth": {"cpu": {"bytes_per_s": 1e10, "method": "fake copy"}}}
-    forward = '[[workloads]]\nname = "forward"\nseq_len = 16\n'
+def test_weight_bytes_read_counts_embedding_rows_looked_up_by_hand():
+    from torch import nn
+
+    from bench.telemetry.traffic import weight_bytes_read
+
+    untied = nn.ModuleDict({"emb": nn.Embedding(100, 8), "head": nn.Linear(8, 10)})
+    # 3 rows of 8 fp32 values, plus the whole head: 8 x 10 weights and 10 biases.
+    assert weight_bytes_read(untied, 3)[0] == 3 * 8 * 4 + (8 * 10 + 10) * 4
+    assert weight_bytes_read(untied, 1000)[0] == (100 * 8 + 8 * 10 + 10) * 4  # every row
+    tied = nn.ModuleDict({"emb": nn.Embedding(10, 8), "head": nn.Linear(8, 10, bias=False)})
+    tied["head"].weight = tied["emb"].weight  # the head reads the whole table anyway
+    assert weight_bytes_read(tied, 1) == (10 * 8 * 4, "state_dict_bytes")
+
+
+def test_forward_and_decode_report_memory_traffic_against_the_read_bandwidth():
+    bw = {"read_bytes_per_s": 1e10, "read_method": "fake read", "bytes_per_s": 2e10}
+    facts = {"copy_bandwidth": {"cpu@default-threads": bw}}
+    forward = '[[workloads]]\nname = "forward"\nseq_len = 16\nbatch = 2\n'
     fwd = execute(suite_case(forward), facts=facts)
     gen = execute(
         suite_case('[[workloads]]\nname = "generate"\nprompt_len = 4\nnew_tokens = 5\n'),
@@ -209,24 +229,27 @@ def test_forward_and_decode_report_memory_traffic_against_the_copy_bandwidth():
         assert r.status == "ok", r.traceback
     f = {x.name: x for x in fwd.metrics}
     weights = f["state_dict_bytes"].value
-    assert f["memory_traffic_per_call"].value == weights
-    assert f["memory_traffic"].value == pytest.approx(weights / f["latency_median"].value)
-    assert f["bandwidth_utilization"].value == pytest.approx(f["memory_traffic"].value / 1e8)
-    assert (
-        f["bandwidth_utilization"].unit == "%" and "fake copy" in f["bandwidth_utilization"].method
+    # TINY_MODEL: the token table is tied to the LM head (read whole); the 64 x 32 fp32
+    # position table is read one row per token: 32 of its 64 rows in a 2 x 16 call.
+    row = 32 * 4
+    assert f["memory_traffic_per_call"].value == weights - 32 * row
+    assert f["memory_traffic"].value == pytest.approx(
+        (weights - 32 * row) / f["latency_median"].value
     )
+    assert f["bandwidth_utilization"].value == pytest.approx(f["memory_traffic"].value / 1e8)
+    assert "fake read" in f["bandwidth_utilization"].method
 
     g = {x.name: x for x in gen.metrics}
-    # TINY_MODEL: 1 layer x 32 channels x (K, V) x 4 bytes per position; the steps read
-    # 5..8 positions, 6.5 on average.
+    # A decode step looks up 1 position row; the KV cache: 1 layer x 32 channels x (K, V)
+    # x 4 bytes per position; the steps read 5..8 positions, 6.5 on average.
     kv = 1 * 32 * 2 * 4 * 6.5
-    assert g["memory_traffic_per_call"].value == pytest.approx(weights + kv)
+    assert g["memory_traffic_per_call"].value == pytest.approx(weights - 63 * row + kv)
     assert g["memory_traffic"].value == pytest.approx(
-        (weights + kv) / g["decode_step_median"].value
+        (weights - 63 * row + kv) / g["decode_step_median"].value
     )
     no_bw = execute(suite_case(forward))
     assert "bandwidth_utilization" not in {x.name for x in no_bw.metrics}
-    assert no_bw.info["absent"]["bandwidth_utilization"].startswith("no copy bandwidth")
+    assert no_bw.info["absent"]["bandwidth_utilization"].startswith("no read bandwidth")
 
 
 def test_compiled_decoding_reports_its_compile_time_apart():
@@ -241,3 +264,27 @@ def test_compiled_decoding_reports_its_compile_time_apart():
     assert m["compile_time"].value > 10 * m["latency_median"].value
     assert r.info["runtime"] == "compiled" and r.info["compile_mode"] == "default"
     assert "whole static cache" in m["memory_traffic"].method
+
+
+def test_compile_time_is_never_negative_and_says_if_the_cache_was_warm():
+    from types import SimpleNamespace
+
+    from bench.run.case import _lazy_costs
+
+    case = suite_case('[[workloads]]\nname = "forward"\n')
+    slow_first = SimpleNamespace(
+        lazy_costs=("compile_time",),
+        samples={"latency": {"warmup": [5.0, 1.0], "values": [1.0, 1.1, 0.9]}},
+        info={"inductor_cache_state": "cold"},
+    )
+    absent: dict = {}
+    (m,) = _lazy_costs(case, slow_first, [], absent)
+    assert m.value == pytest.approx(4.0) and "inductor cache cold" in m.method
+    warm = SimpleNamespace(
+        lazy_costs=("compile_time",),
+        samples={"latency": {"warmup": [0.95], "values": [1.0, 1.1, 0.9]}},
+        info={"inductor_cache_state": "warm"},
+    )
+    assert _lazy_costs(case, warm, [], absent) == []
+    assert "no slower than the steady median" in absent["compile_time"]
+    assert "inductor cache warm" in absent["compile_time"]

@@ -3,12 +3,14 @@
 import pytest
 from matplotlib.figure import Figure
 
-from bench import load_results, plots, store, tables
-from bench.best import answer
+from bench import load_results
+from bench.analysis import plots, tables
+from bench.analysis.best import answer
+from bench.analysis.report import write_reports
 from bench.cli import main
-from bench.report import write_reports
-from bench.result import CaseResult, Metric
-from bench.suite import parse_suite
+from bench.results import store
+from bench.results.schema import CaseResult, Metric
+from bench.spec.suite import parse_suite
 
 SUITE = """
 name = "rep"
@@ -64,20 +66,81 @@ def run_dir(tmp_path):
     return run
 
 
-def test_ratio_to_baseline_with_bootstrap_interval(run_dir):
+def test_ratio_to_baseline_with_its_interval_over_process_repeats(run_dir):
     df = load_results(run_dir)
     r = tables.ratio_table(df, ["throughput_tokens"]).set_index("case_id")
     row = r.loc["tinygpt-s/generate-b1-p32-n32/prune-l1-0.5"]
-    assert row.ratio == pytest.approx(2.0) and row.repeats == 3
+    assert row.ratio == pytest.approx(2.0) and row.n_case == 3 and row.n_base == 3
     assert row.ci_low <= 2.0 <= row.ci_high and row.ci_low > 1.5
-    assert r.loc["tinygpt-s/generate-b1-p32-n32/baseline"].ratio == 1.0
+    assert row.method == "welch_t_on_log_runs"
+    assert r.loc["tinygpt-s/generate-b1-p32-n32/baseline"].ratio == pytest.approx(1.0)
+    # The inverse direction really is the inverse (an inverted ratio would fail here).
+    lat = tables.ratio_table(df, ["latency_median"]).set_index("case_id")
+    assert lat.loc["tinygpt-s/generate-b1-p32-n32/prune-l1-0.5"].ratio == pytest.approx(0.5)
 
 
-def test_one_repeat_has_no_interval(run_dir):
+def test_modelled_energy_gets_no_ratio_and_no_winner(run_dir, tmp_path):
     df = load_results(run_dir)
-    df = df[df.repeat == 0]
+    r = tables.ratio_table(df, ["energy_per_token"])
+    assert r.ratio.isna().all() and r.note.str.contains("proportional to time").all()
+    (html_path,) = write_reports([run_dir], tmp_path / "reports")
+    md = (html_path.parent / "report.md").read_text()
+    assert "least energy per token: not ranked (modelled" in md
+
+
+def test_below_three_repeats_there_is_no_interval_and_no_winner(run_dir, tmp_path):
+    from bench.analysis.report import summary_sentences
+
+    df = load_results(run_dir)
+    df = df[df.repeat < 2]
     r = tables.ratio_table(df, ["throughput_tokens"])
-    assert r.ci_low.isna().all() and (r.repeats == 1).all()
+    assert r.ci_low.isna().all() and (r.n_case == 2).all()
+    assert r.note.str.contains("2 runs; an interval needs 3").all()
+    (sentence,) = summary_sentences(df)
+    assert "highest throughput: no clear winner (within noise: prune-l1-0.9 leads" in sentence
+
+
+def test_noisy_repeats_name_no_winner(run_dir):
+    import numpy as np
+
+    df = load_results(run_dir)
+    tps = df.metric == "throughput_tokens"
+    noise = np.tile([1.0, 0.5, 1.6], len(df[tps]) // 3 + 1)[: tps.sum()]
+    df.loc[tps, "value"] = df.loc[tps, "value"].to_numpy() * noise
+    w = tables.winners(df, "throughput_tokens")[("run1", "tinygpt-s", "generate-b1-p32-n32")]
+    assert w.best is None and w.leader == "prune-l1-0.9"
+
+
+def test_outlying_repeats_are_flagged_not_dropped(run_dir):
+    df = load_results(run_dir)
+    hit = (df.metric == "latency_median") & (df.techniques == "baseline") & (df.repeat == 1)
+    df.loc[hit, "value"] = df.loc[hit, "value"] * 2.5
+    out = tables.outlier_table(df, ["latency_median"])
+    assert out[["case_id", "repeat"]].to_dict("records") == [
+        {"case_id": "tinygpt-s/generate-b1-p32-n32/baseline", "repeat": 1}
+    ]
+    r = tables.ratio_table(df, ["latency_median"])
+    assert (r.n_base == 3).all()  # still counted
+
+
+def test_figures_are_per_run_unless_pooled(run_dir, tmp_path):
+    import shutil
+
+    other = run_dir.parent / "run2"
+    shutil.copytree(run_dir, other)
+    for f in (other / "cases").glob("*.json"):
+        data = store.read_json(f)
+        data["run_id"] = "run2"
+        store.write_json_atomic(f, data)
+    df = load_results(run_dir.parent)
+    t = tables.case_table(df, ["throughput_tokens"])
+    assert t.index.names == ["run_id", "case_id"] and len(t) == 6
+    pooled = tables.case_table(df, ["throughput_tokens"], pool=True)
+    assert len(pooled) == 3
+    r = tables.ratio_table(df, ["throughput_tokens"], pool=True)
+    assert set(r.run_id) == {"pooled: run1, run2"} and (r.n_case == 6).all()
+    best = answer(df, "kl_to_baseline <= 0.05; max throughput_tokens")
+    assert best.run.tolist() == ["run1", "run2"]
 
 
 def test_case_table_has_units_and_problems_are_listed(run_dir):
@@ -138,7 +201,9 @@ def test_report_files_exist_and_html_escapes_user_strings(run_dir, tmp_path):
     assert "data:image/png;base64," in text
     out = html_path.parent
     assert (out / "report.md").is_file() and (out / "speed_vs_quality.png").is_file()
-    assert "highest throughput: prune-l1-0.9 (300 tokens/s)" in (out / "report.md").read_text()
+    md = (out / "report.md").read_text()
+    assert "highest throughput: prune-l1-0.9 (300 tokens/s; 1.5× [" in md
+    assert "| 3× [" in md.split("## Ratio to the baseline")[1]
     assert (tmp_path / "reports" / "index.html").read_text().count("<li>") == 1
 
 
@@ -146,6 +211,7 @@ def test_best_under_constraints(run_dir):
     df = load_results(run_dir)
     best = answer(df, "kl_to_baseline <= 0.05; max throughput_tokens")
     assert best.best.tolist() == ["prune-l1-0.5"] and best.eligible.tolist() == [2]
+    assert best.clear.iloc[0].startswith("prune-l1-0.5 (2×")
     none = answer(df, "kl_to_baseline < 0, heldout_bits_per_byte < 1; min latency_median")
     assert none.best.isna().all()
 
@@ -166,3 +232,44 @@ def test_best_errors_are_one_line_exit_2(run_dir, capsys, expr, message):
     assert main(["report", str(run_dir), "--out", str(run_dir / "r"), "--best", expr]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_level_curves_keep_variants_of_a_technique_on_separate_lines():
+    text = SUITE.replace(
+        'name = "prune"\namount = [0.5, 0.9]',
+        'name = "prune"\namount = [0.5, 0.9]\nexecution = ["dense", "csr"]',
+    )
+    suite = parse_suite(text, where="rep.toml")
+    rows = []
+    for case in suite.cases:
+        result = CaseResult(case.to_json(), case.id, case.hash, 0, "ok", "t", "", 1.0,
+                            metrics=[Metric("latency_median", 1.0, "s", "x")], run_id="r")  # fmt: skip
+        rows.append(result.to_json())
+    df = store.results_frame(rows)
+    fig = plots.level_curves(df, metrics=("latency_median",))
+    labels = sorted(line.get_label() for line in fig.axes[0].lines)
+    assert len(labels) == 2 and any("csr" in label for label in labels)
+    assert all(len(line.get_xdata()) == 2 for line in fig.axes[0].lines)
+
+
+def test_bars_show_spread_across_runs_and_never_a_zero_width_bar(run_dir):
+    df = load_results(run_dir)
+    fig = plots.metric_bars(df, "throughput_tokens")
+    (whiskers,) = [c for c in fig.axes[0].collections if len(c.get_segments())]
+    lo_hi = sorted(tuple(sorted(s[:, 0])) for s in whiskers.get_segments())
+    assert lo_hi == [(90.0, 110.0), (180.0, 220.0), (270.0, 330.0)]  # min..max of repeats
+    one = plots.metric_bars(df[df.repeat == 0], "throughput_tokens")
+    assert not [c for c in one.axes[0].collections if len(c.get_segments())]
+    assert all("1 run: no spread" in t.get_text() for t in one.axes[0].get_yticklabels())
+
+
+def test_markdown_cells_cannot_break_the_table(run_dir, tmp_path):
+    from bench.analysis.report import _md_cell
+
+    assert _md_cell("a|b\nc") == "a\\|b c"
+    manifest = store.read_json(run_dir / "manifest.json")
+    manifest["run_id"] = "../../../escape"
+    manifest["suite"]["name"] = "/etc"
+    store.write_json_atomic(run_dir / "manifest.json", manifest)
+    (html_path,) = write_reports([run_dir], tmp_path / "reports")
+    assert (tmp_path / "reports").resolve() in html_path.resolve().parents

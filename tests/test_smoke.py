@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench import load_results
-from bench.data import bigram_bits_per_byte
+from bench.models.corpus import bigram_bits_per_byte
 
 ROOT = Path(__file__).parents[1]
 LEVELS = ["prune-l1-0", "prune-l1-0.3", "prune-l1-0.5", "prune-l1-0.7", "prune-l1-0.9"]

@@ -5,9 +5,10 @@ import os
 import pandas as pd
 import pytest
 
-from bench import load_results, store
-from bench.result import CaseResult, Metric
-from bench.suite import parse_suite
+from bench import load_results
+from bench.results import store
+from bench.results.schema import CaseResult, Metric
+from bench.spec.suite import parse_suite
 
 SUITE = """
 name = "t"

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.errors import UserError
-from bench.suite import Case, load_suite, parse_suite
+from bench.spec.suite import Case, load_suite, parse_suite
 
 BASE = """
 name = "t"

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench.env import gpu_info
 from bench.telemetry import nvml as nvml_mod
 from bench.telemetry.energy import RaplMeter, idle_power, measure_energy, rapl_zones
+from bench.telemetry.machine import gpu_info
 from bench.telemetry.memory import MemoryMonitor, rss_bytes
 from bench.telemetry.nvml import Nvml, NvmlUnavailable
 from bench.telemetry.sampler import Sampler, integrate_power
@@ -249,19 +249,28 @@ def test_cuda_event_clock_agrees_with_triton_do_bench():
 def test_a_case_opens_its_gpu_through_nvml_or_says_why_not(fake, monkeypatch):
     import torch
 
-    from bench.runner import open_gpu
+    from bench.run.case import open_gpu
 
     absent: dict[str, str] = {}
     with open_gpu("cpu", absent) as gpu:
         assert gpu is None
     assert absent == {"gpu_telemetry": "CPU case: no GPU sampler, GPU memory or GPU energy"}
 
-    f = fake()
+    from bench.run import case as case_mod
+
+    f = fake(gpus=2)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(case_mod, "cuda_uuid", lambda i: f.uuid(i)[4:])
     absent.clear()
     with open_gpu("cuda", absent) as gpu:
         assert gpu.index == 0 and gpu.energy_mj() is not None
     assert absent == {} and f.calls == ["shutdown"]
+
+    # CUDA_VISIBLE_DEVICES=1: CUDA's device 0 is NVML's GPU 1. The case (and so its idle
+    # baseline, keyed by NVML index) must read GPU 1, not GPU 0.
+    monkeypatch.setattr(case_mod, "cuda_uuid", lambda i: f.uuid(1 - i))
+    with open_gpu("cuda", absent) as gpu:
+        assert gpu.index == 1 and gpu.handle == "gpu1"
 
     fake(init_error="Driver Not Loaded")
     with open_gpu("cuda", absent) as gpu:
@@ -270,11 +279,11 @@ def test_a_case_opens_its_gpu_through_nvml_or_says_why_not(fake, monkeypatch):
 
 
 def test_idle_power_is_measured_once_per_run_for_gpu_suites(fake, monkeypatch, tmp_path):
-    from bench.session import measure_idle
+    from bench.run.suite_driver import measure_idle
     from bench.telemetry import energy as energy_mod
 
     monkeypatch.setattr(energy_mod, "POWERCAP", tmp_path / "no-powercap")
-    from bench.suite import parse_suite
+    from bench.spec.suite import parse_suite
 
     class Quiet:
         def print(self, *a, **k):
@@ -297,6 +306,7 @@ def test_copy_bandwidth_is_measured_once_per_machine(monkeypatch, tmp_path):
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path))
     first = bandwidth.machine_bandwidth("cpu")
     assert first["bytes_per_s"] > 1e8 and first["unit"] == "bytes/s"
+    assert first["read_bytes_per_s"] > 1e8 and "bytes read" in first["read_method"]
     assert "bytes read + written" in first["method"] and first["machine"]["device"] == "cpu"
 
     def no_second_measurement(*a, **k):
@@ -304,6 +314,13 @@ def test_copy_bandwidth_is_measured_once_per_machine(monkeypatch, tmp_path):
 
     monkeypatch.setattr(bandwidth, "measure_copy", no_second_measurement)
     assert bandwidth.machine_bandwidth("cpu") == first
+    # Another thread count is another machine: measured at that count, and filed apart.
+    monkeypatch.undo()
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path))
+    one = bandwidth.machine_bandwidth("cpu", threads=1)
+    assert one["torch_threads"] == 1 and one["machine"]["threads"] == 1
+    assert len(list((tmp_path / "machine").glob("*.json"))) == 2
+    assert torch.get_num_threads() == first["torch_threads"]  # restored
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without CUDA")

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from bench.registry import Params, register_model
+from bench.spec.registry import Params, register_model
 
 # Named sizes of the built-in byte-level GPT. Parameter counts include the tied embedding.
 TINYGPT_SIZES: dict[str, dict[str, int]] = {
@@ -25,7 +25,7 @@ class TinyGPTOverrides(Params):
     n_head: int | None = Field(None, ge=1, le=128)
     n_embd: int | None = Field(None, ge=8, le=16384)
     block_size: int | None = Field(None, ge=8, le=65536)
-    # "random": seeded random init. "pydoc": trained on the pydoc corpus (bench.data),
+    # "random": seeded random init. "pydoc": trained on the pydoc corpus (bench.models.corpus),
     # cached; quality metrics then mean something.
     weights: Literal["random", "pydoc"] = "random"
     train_steps: int | None = Field(None, ge=1, le=1_000_000)  # None: TrainConfig's default

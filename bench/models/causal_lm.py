@@ -16,9 +16,27 @@ class Shape:
     block_size: int  # longest sequence the position embedding covers
 
 
+TRANSFORMERS_MAJOR = 5  # `cache=` in forward; on 4.x it vanishes into **kwargs
+
+
+def require_transformers() -> None:
+    """Refuse a transformers this code cannot drive. On 4.x, forward's ``cache=`` keyword
+    falls into ``**kwargs`` and decoding silently runs without its KV cache."""
+    import transformers
+
+    major = int(transformers.__version__.split(".")[0])
+    if major != TRANSFORMERS_MAJOR:
+        raise RuntimeError(
+            f"transformers {transformers.__version__} is not supported: bench drives "
+            f"transformers {TRANSFORMERS_MAJOR}.x (it passes the KV cache as `cache=`); "
+            f"install 'transformers>={TRANSFORMERS_MAJOR},<{TRANSFORMERS_MAJOR + 1}'"
+        )
+
+
 class CausalLM(nn.Module):
     def __init__(self, hf: nn.Module):
         super().__init__()
+        require_transformers()
         self.hf = hf
         c = hf.config
         block = getattr(c, "max_position_embeddings", None) or getattr(c, "n_positions", None)
@@ -54,4 +72,7 @@ class CausalLM(nn.Module):
         else:
             positions = torch.arange(pos, pos + idx.shape[1], device=idx.device)
         out = self.hf(input_ids=idx, cache=cache, use_cache=True, cache_position=positions)
+        # Checked at the prefill only: a per-step check would add to every timed step.
+        if isinstance(pos, int) and pos == 0 and cache.get_seq_length() == 0:
+            raise RuntimeError("the KV cache was not filled: decoding would run without it")
         return out.logits

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from bench.registry import Params, register_model
+from bench.spec.registry import Params, register_model
 
 # Nothing is ever fetched from a model hub: configs are built here, weights come from disk.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -150,12 +150,83 @@ def check_checkpoint_dir(path: Path) -> None:
         raise ValueError(f"{path} has {what}; bench never unpickles: convert to safetensors")
     from safetensors import safe_open
 
+    shapes: dict[str, tuple[int, ...]] = {}
     for file in path.glob("*.safetensors"):
         try:
-            with safe_open(str(file), framework="pt"):
-                pass
+            with safe_open(str(file), framework="pt") as f:
+                shapes.update({k: tuple(f.get_slice(k).get_shape()) for k in f.keys()})  # noqa: SIM118
         except Exception as e:  # corrupt or not safetensors at all
             raise ValueError(f"{file} is not a readable safetensors file ({e})") from None
+    check_checkpoint_fits(path, shapes)
+
+
+CAUSAL_LM_SUFFIXES = ("ForCausalLM", "LMHeadModel")
+
+
+def _expected_shapes(path: Path):
+    """The config, and each parameter the architecture needs as a group of names that
+    share one tensor (tied weights) with its shape, from a model built on the meta device
+    (no memory, no random init)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        config = AutoConfig.from_pretrained(str(path), local_files_only=True)
+    except Exception as e:  # unknown model_type, malformed JSON
+        raise ValueError(f"{path}/config.json cannot be read by transformers ({e})") from None
+    archs = list(getattr(config, "architectures", None) or [])
+    if archs and not any(a.endswith(CAUSAL_LM_SUFFIXES) for a in archs):
+        raise ValueError(
+            f"{path} holds a {', '.join(archs)}, not a causal language model; bench's "
+            "workloads drive next-token prediction (an encoder would get a random LM head)"
+        )
+    if getattr(config, "is_encoder_decoder", False):
+        raise ValueError(f"{path} is an encoder-decoder model; bench drives decoder-only LMs")
+    try:
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config)
+    except ValueError as e:
+        raise ValueError(f"{path}: {config.model_type} is not a causal LM ({e})") from None
+    groups: dict[int, list[str]] = {}
+    shape_of: dict[int, tuple[int, ...]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(p), []).append(name)
+        shape_of[id(p)] = tuple(p.shape)
+    return config, [(names, shape_of[i]) for i, names in groups.items()]
+
+
+def check_checkpoint_fits(path: Path, shapes: dict[str, tuple[int, ...]]) -> None:
+    """Refuse weights that do not cover their architecture (a missing tensor would be
+    randomly initialised and pose as the checkpoint) or do not match its shapes."""
+    _, expected = _expected_shapes(path)
+    missing, wrong = [], []
+    for names, shape in expected:
+        present = [n for n in names if n in shapes]
+        if not present:
+            missing.append(names[0])
+        elif shapes[present[0]] != shape:
+            wrong.append(f"{present[0]} {list(shapes[present[0]])} (config: {list(shape)})")
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise ValueError(
+            f"{path} lacks {len(missing)} tensor(s) the architecture needs "
+            f"({', '.join(missing[:3])}{more}); they would be random, not the checkpoint"
+        )
+    if wrong:
+        raise ValueError(f"{path}: the config does not match the weights' shapes: {wrong[0]}")
+
+
+def unused_tensors(path: Path) -> list[str]:
+    """Tensors of the checkpoint that the architecture does not use (kept in case info)."""
+    from safetensors import safe_open
+
+    _, expected = _expected_shapes(path)
+    known = {n for names, _ in expected for n in names}
+    found = []
+    for file in sorted(path.glob("*.safetensors")):
+        with safe_open(str(file), framework="pt") as f:
+            found += [k for k in f.keys() if k not in known]  # noqa: SIM118
+    return found
 
 
 @register_model(
@@ -173,4 +244,9 @@ def build_local(params: LocalCheckpoint, ctx: Any):
     hf = AutoModelForCausalLM.from_pretrained(
         params.path, local_files_only=True, use_safetensors=True
     )
-    return CausalLM(hf)
+    model = CausalLM(hf)
+    model.bench_info = {
+        "checkpoint": params.path,
+        "unused_tensors": unused_tensors(Path(params.path)),
+    }
+    return model

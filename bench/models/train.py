@@ -10,14 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.data import as_tensor, corpus_sha256, corpus_split
+from bench.atomic import atomic_path
+from bench.cache import cache_dir
+from bench.models.corpus import as_tensor, corpus_sha256, corpus_split
 
 
 @dataclass(frozen=True)
@@ -28,14 +28,6 @@ class TrainConfig:
     lr: float = 3e-3  # peak learning rate of the one-cycle schedule
     weight_decay: float = 0.01
     seed: int = 0
-
-
-def cache_dir() -> Path:
-    """BENCH_CACHE, else $XDG_CACHE_HOME/llm-bench, else ~/.cache/llm-bench."""
-    if os.environ.get("BENCH_CACHE"):
-        return Path(os.environ["BENCH_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "llm-bench"
 
 
 def cache_path(name: str, model_cfg: Any, train_cfg: TrainConfig, device: str = "cpu") -> Path:
@@ -122,14 +114,66 @@ def train(model, cfg: TrainConfig, progress=None) -> dict[str, Any]:
     }
 
 
+SHIPPED = Path(__file__).parent / "weights"  # trained weights that ship with the package
+
+
+def shipped_path(name: str) -> Path:
+    return SHIPPED / f"{name}-pydoc.safetensors"
+
+
+def _shipped_key(model_cfg: Any, train_cfg: TrainConfig) -> dict[str, Any]:
+    return {"model": asdict(model_cfg), "train": asdict(train_cfg), "corpus": corpus_sha256()}
+
+
+def load_shipped(name: str, model, train_cfg: TrainConfig) -> dict[str, Any] | None:
+    """Fill ``model`` with the weights shipped in the package when they are exactly what
+    was asked for (same shape, training recipe and corpus); None otherwise.
+
+    Shipped weights make every machine measure the same model: seeded CPU training is not
+    bit-reproducible from run to run (three trainings landed 0.05 bits/byte apart), so
+    weights trained on each machine would differ."""
+    from safetensors import safe_open
+    from safetensors.torch import load_model
+
+    path = shipped_path(name)
+    if not path.is_file():
+        return None
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    if json.loads(meta["key"]) != _shipped_key(model.config, train_cfg):
+        return None
+    load_model(model, str(path))
+    return {**json.loads(meta["record"]), "cached": True, "shipped": True, "path": str(path)}
+
+
+def ship(name: str, model, train_cfg: TrainConfig, progress=None) -> dict[str, Any]:
+    """The recipe of the shipped weights: train ``model`` on the CPU and write it (with its
+    key and training record) to ``shipped_path(name)``. Run by
+    ``python -m bench.models.train tinygpt-s``."""
+    from safetensors.torch import save_model
+
+    record = train(model.cpu(), train_cfg, progress)
+    meta = {
+        "key": json.dumps(_shipped_key(model.config, train_cfg), sort_keys=True),
+        "record": json.dumps({**record, "trained_on": "cpu"}),
+    }
+    with atomic_path(shipped_path(name)) as tmp:
+        save_model(model, str(tmp), metadata=meta)
+    return record
+
+
 def load_or_train(
     name: str, model, train_cfg: TrainConfig, progress=None, device: str = "cpu"
 ) -> dict[str, Any]:
-    """Fill ``model`` with cached trained weights, training (and caching) them on
-    ``device`` if absent. Returns the training record; ``cached`` says whether it trained."""
+    """Fill ``model`` with trained weights: the shipped ones when they fit, else cached
+    ones, else train (and cache) them on ``device``. Returns the training record;
+    ``cached`` says whether it trained, ``shipped`` whether the weights came with bench."""
     from safetensors import safe_open
     from safetensors.torch import load_model, save_model
 
+    shipped = load_shipped(name, model, train_cfg)
+    if shipped is not None:
+        return shipped
     path = cache_path(name, model.config, train_cfg, device)
     if path.exists():
         load_model(model, str(path))
@@ -138,12 +182,23 @@ def load_or_train(
         return {**record, "cached": True, "path": str(path)}
     record = train(model.to(device), train_cfg, progress)
     model.cpu()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_model(model, tmp, metadata={"record": json.dumps(record)})
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_path(path) as tmp:
+        save_model(model, str(tmp), metadata={"record": json.dumps(record)})
     return {**record, "cached": False, "path": str(path)}
+
+
+if __name__ == "__main__":
+    import sys
+
+    import torch
+
+    from bench.models import TINYGPT_SIZES, TinyGPTOverrides, tinygpt_config
+    from bench.models.tinygpt import GPT
+
+    for arg in sys.argv[1:] or ["tinygpt-s"]:
+        torch.manual_seed(0)
+        size = arg.removeprefix("tinygpt-")
+        assert size in TINYGPT_SIZES, arg
+        net = GPT(tinygpt_config(size, TinyGPTOverrides(weights="pydoc")))
+        rec = ship(arg, net, TrainConfig())
+        print(f"{arg}: {rec['held_out_bits_per_byte']:.4f} bits/byte -> {shipped_path(arg)}")

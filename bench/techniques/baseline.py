@@ -1,6 +1,6 @@
 """The unoptimized model: the reference every other technique is compared with."""
 
-from bench.registry import NoParams, register_technique
+from bench.spec.registry import NoParams, register_technique
 
 
 @register_technique("baseline", params=NoParams, label=lambda p: "baseline")

@@ -2,9 +2,10 @@
 
 That first call lands in the workload's warm-up, so its cost is reported apart as
 ``compile_time`` (first warm-up call minus the steady-state median), never mixed into
-steady-state latency. The inductor cache lives in the run's folder, so one run's cases
-share it and nothing leaks into the user's home. Hitting dynamo's recompile limit fails
-the case rather than silently falling back to eager.
+steady-state latency, and tagged with the inductor cache's state (cold or warm). The
+inductor cache lives in the run's folder, so one run's cases share it and nothing leaks
+into the user's home. A recompile below dynamo's limit is allowed (its time lands in
+warm-up); hitting the limit fails the case rather than silently falling back to eager.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from bench.registry import Params, register_technique
+from bench.spec.registry import Params, register_technique
 
 
 class CompileParams(Params):
@@ -29,17 +30,22 @@ def _label(p: CompileParams) -> str:
     return "-".join(parts)
 
 
-def prepare_compile(run_dir: str | None) -> str | None:
+def prepare_compile(run_dir: str | None) -> tuple[str | None, str]:
     """What every torch.compile of a case needs: the inductor cache in the run's folder
-    (when there is one) and a recompile limit that fails loudly. Returns the cache path."""
+    (when there is one) and a recompile limit that fails loudly. Returns the cache path and
+    its state before this case: "cold" (empty: this case compiles from scratch) or "warm"
+    (an earlier case or repeat left kernels there), so compile times are never compared
+    across the two."""
     import torch
 
+    state = "unknown (no run folder: the user's inductor cache)"
     if run_dir:
         cache = Path(run_dir) / "inductor-cache"
         cache.mkdir(parents=True, exist_ok=True)
+        state = "warm" if any(cache.iterdir()) else "cold"
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache)
     torch._dynamo.config.fail_on_recompile_limit_hit = True
-    return os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    return os.environ.get("TORCHINDUCTOR_CACHE_DIR"), state
 
 
 @register_technique("compile", params=CompileParams, label=_label, lazy_cost="compile_time")
@@ -47,7 +53,7 @@ def apply_compile(model, params: CompileParams, ctx):
     """Wrap the model in torch.compile; compilation happens on the first call."""
     import torch
 
-    cache = prepare_compile(ctx.run_dir)
+    cache, state = prepare_compile(ctx.run_dir)
     # The wrapper forwards attribute lookups (config, new_cache) to the model it wraps.
     compiled = torch.compile(
         model, mode=params.mode, backend=params.backend, fullgraph=params.fullgraph
@@ -56,5 +62,6 @@ def apply_compile(model, params: CompileParams, ctx):
         "modules_touched": 1,
         "modules_candidates": 1,
         "inductor_cache": cache,
+        "inductor_cache_state": state,
         "recompile_limit_fails_case": True,
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from bench.registry import Params, register_technique
+from bench.spec.registry import Params, register_technique
 
 
 class PrecisionParams(Params):

@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from bench.registry import Params, register_technique
+from bench.spec.registry import Params, register_technique
 from bench.techniques.layers import out_dim, prunable_linears
 
 SHORT = {

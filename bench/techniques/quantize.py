@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field
 
 from bench.errors import UnsupportedHere
-from bench.registry import Params, register_technique
+from bench.spec.registry import Params, register_technique
 from bench.techniques.layers import as_linear, prunable_linears
 
 Scheme = Literal[
@@ -89,7 +89,7 @@ def _check_device(scheme: str, device: str) -> None:
 @register_technique("quantize", params=QuantizeParams, label=_label, preload=("torchao",))
 def apply_quantize(model, params: QuantizeParams, ctx):
     """Quantize the weights of every linear layer the scheme can take."""
-    from bench.runner import model_bytes
+    from bench.telemetry.size import model_bytes
 
     device = "cpu" if ctx.device == "cpu" else "cuda"
     _check_device(params.scheme, device)

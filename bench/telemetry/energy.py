@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.result import Metric
+from bench.results.schema import Metric
 from bench.telemetry.sampler import Sampler, integrate_power
 
 POWERCAP = Path("/sys/class/powercap")

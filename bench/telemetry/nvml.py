@@ -111,6 +111,19 @@ class Nvml:
             raise NvmlUnavailable(f"NVML sees no GPU with index {index}")
         return Gpu(self.nvml, index, self.nvml.nvmlDeviceGetHandleByIndex(index))
 
+    def gpu_by_uuid(self, uuid: str) -> Gpu:
+        """The GPU with this UUID, under NVML's own index. CUDA numbers devices after
+        CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER, NVML by PCI order: only the UUID (or
+        the bus id) names the same device on both sides."""
+        if not uuid.startswith(("GPU-", "MIG-")):
+            uuid = f"GPU-{uuid}"
+        try:
+            handle = self.nvml.nvmlDeviceGetHandleByUUID(uuid)
+            index = int(self.nvml.nvmlDeviceGetIndex(handle))
+        except self.nvml.NVMLError as e:
+            raise NvmlUnavailable(f"NVML sees no GPU with UUID {uuid}: {e}") from e
+        return Gpu(self.nvml, index, handle)
+
     def driver(self) -> str:
         v = self.nvml.nvmlSystemGetDriverVersion()
         return v.decode() if isinstance(v, bytes) else v

@@ -1,13 +1,14 @@
-"""Evaluation on the held-out pydoc bytes: quality (loss, perplexity, bits per byte) and
+"""Evaluation on the held-out pydoc bytes: quality (loss, perplexity, bits per byte) at the
+workload's own context length, as ``eval_*`` (``heldout_*`` is run.quality's, at 128), and
 how fast the model scores text."""
 
 from __future__ import annotations
 
 from pydantic import Field
 
-from bench.registry import Params, register_workload
-from bench.result import EnergyWork, Metric, WorkloadOutput, summary_metrics
-from bench.stats import summarize
+from bench.results.schema import EnergyWork, Metric, WorkloadOutput, summary_metrics
+from bench.spec.registry import Params, register_workload
+from bench.telemetry.series import summarize
 from bench.telemetry.timer import time_calls
 from bench.workloads import inference
 
@@ -22,13 +23,12 @@ class EvalParams(Params):
     "eval",
     params=EvalParams,
     label=lambda p: f"eval-s{p.seq_len}",
-    headline="heldout_bits_per_byte",
-    higher_is_better=False,
+    headline="eval_bits_per_byte",
 )
 def run_eval(model, params: EvalParams, ctx) -> WorkloadOutput:
     """Score the held-out split: quality on all of it, speed on its first ``timed_bytes``."""
     from bench.models.train import held_out_nats_per_byte
-    from bench.quality import heldout_metrics
+    from bench.workloads.quality import heldout_metrics
 
     if model.config.vocab_size != 256:
         raise ValueError(
@@ -41,7 +41,7 @@ def run_eval(model, params: EvalParams, ctx) -> WorkloadOutput:
     s = summarize(samples.values)
     scored = params.timed_bytes // seq * seq
     metrics = [
-        *heldout_metrics(model, seq),
+        *heldout_metrics(model, seq, prefix="eval"),
         *summary_metrics("latency", s, "s", samples.method),
         Metric(
             "throughput_tokens", scored / s["median"], "tokens/s", "scored_bytes/latency_median"

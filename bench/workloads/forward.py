@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from bench.registry import Params, register_workload
-from bench.result import EnergyWork, Metric, Traffic, WorkloadOutput, summary_metrics
-from bench.stats import summarize
+from bench.results.schema import EnergyWork, Metric, Traffic, WorkloadOutput, summary_metrics
+from bench.spec.registry import Params, register_workload
+from bench.telemetry.series import summarize
 from bench.telemetry.timer import time_calls
 from bench.workloads import inference, random_tokens
 
@@ -21,7 +21,6 @@ class ForwardParams(Params):
     params=ForwardParams,
     label=lambda p: f"forward-b{p.batch}-s{p.seq_len}",
     headline="latency_median",
-    higher_is_better=False,
 )
 def run_forward(model, params: ForwardParams, ctx) -> WorkloadOutput:
     """One forward pass over ``batch`` x ``seq_len`` random tokens, no KV cache."""
@@ -45,5 +44,5 @@ def run_forward(model, params: ForwardParams, ctx) -> WorkloadOutput:
         metrics,
         samples={"latency": samples.to_json()},
         energy=EnergyWork(call, {"tokens": tokens, "samples": params.batch}),
-        traffic=Traffic("latency_median"),
+        traffic=Traffic("latency_median", tokens),
     )

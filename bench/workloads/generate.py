@@ -20,14 +20,15 @@ reads) against the machine's measured copy bandwidth.
 from __future__ import annotations
 
 import itertools
+import statistics
 from contextlib import nullcontext
 from typing import Literal
 
 from pydantic import Field
 
-from bench.registry import Params, register_workload
-from bench.result import EnergyWork, Metric, Traffic, WorkloadOutput, summary_metrics
-from bench.stats import summarize
+from bench.results.schema import EnergyWork, Metric, Traffic, WorkloadOutput, summary_metrics
+from bench.spec.registry import Params, register_workload
+from bench.telemetry.series import summarize
 from bench.telemetry.timer import Samples, warm_up
 from bench.workloads import inference, random_tokens
 
@@ -92,11 +93,11 @@ class StaticDecoder:
         self.cuda_graphs = compiled and device.startswith("cuda")
         self.mode = "reduce-overhead" if self.cuda_graphs else "default"
         self._step = self._decode_one
-        self.inductor_cache = None
+        self.inductor_cache = self.inductor_cache_state = None
         if compiled:
             from bench.techniques.compile import prepare_compile
 
-            self.inductor_cache = prepare_compile(run_dir)
+            self.inductor_cache, self.inductor_cache_state = prepare_compile(run_dir)
             self._step = torch.compile(self._decode_one, mode=self.mode, fullgraph=True)
 
     def _decode_one(self, tok, pos):
@@ -124,7 +125,6 @@ class StaticDecoder:
     params=GenerateParams,
     label=_label,
     headline="throughput_tokens",
-    higher_is_better=True,
 )
 def run_generate(model, params: GenerateParams, ctx) -> WorkloadOutput:
     """Greedy decode of ``new_tokens`` after a random prompt, using the model's KV cache."""
@@ -153,14 +153,18 @@ def run_generate(model, params: GenerateParams, ctx) -> WorkloadOutput:
         lambda: greedy_generate(model, prompt, params.new_tokens, clock, decoder=decoder)
     )
     discarded, settled = warm_up(generate, ctx.warmup, clock)
-    totals, ttfts, steps = [], [], []
+    totals, ttfts, steps, all_steps = [], [], [], []
     for _ in range(ctx.iterations):
         _, marks = generate()
         clock.finish()
         secs = [clock.seconds(a, b) for a, b in itertools.pairwise(marks)]
         totals.append(sum(secs))
         ttfts.append(secs[0])
-        steps.extend(secs[1:])
+        if len(secs) > 1:
+            # The generation is the unit: the steps of one generation share its cache
+            # state and timing, so they are one sample (their median), not many.
+            steps.append(statistics.median(secs[1:]))
+            all_steps.extend(secs[1:])
     # One more generation, untimed, with memory windows around prefill and decode.
     inference(
         lambda: greedy_generate(
@@ -205,9 +209,15 @@ def run_generate(model, params: GenerateParams, ctx) -> WorkloadOutput:
             )
         )
     samples = {name: s.to_json() for name, s in series_by_name.items()}
+    if all_steps:
+        samples["decode_step_all"] = series(all_steps, []).to_json()
     info = {"runtime": params.runtime}
     if params.runtime == "compiled":
-        info.update(compile_mode=decoder.mode, inductor_cache=decoder.inductor_cache)
+        info.update(
+            compile_mode=decoder.mode,
+            inductor_cache=decoder.inductor_cache,
+            inductor_cache_state=decoder.inductor_cache_state,
+        )
     return WorkloadOutput(
         metrics,
         samples=samples,
@@ -228,4 +238,9 @@ def decode_traffic(model, params: GenerateParams) -> Traffic:
     else:
         positions, how = plen + n, "whole static cache"
     kv = params.batch * model.kv_bytes_per_token() * positions
-    return Traffic("decode_step_median", kv, f"kv_cache_bytes ({how}, {positions:g} positions)")
+    return Traffic(
+        "decode_step_median",
+        params.batch,
+        kv,
+        f"kv_cache_bytes ({how}, {positions:g} positions)",
+    )

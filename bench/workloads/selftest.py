@@ -11,9 +11,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from bench.registry import Params, register_workload
-from bench.result import WorkloadOutput, summary_metrics
-from bench.stats import summarize
+from bench.results.schema import WorkloadOutput, summary_metrics
+from bench.spec.registry import Params, register_workload
+from bench.telemetry.series import summarize
 from bench.telemetry.timer import time_calls
 
 
@@ -38,7 +38,6 @@ def _alloc_too_much():
         + {"sleep": f"{p.seconds:g}s", "exit": str(p.exit_code)}.get(p.mode, "")
     ),
     headline="latency_median",
-    higher_is_better=False,
 )
 def run_selftest(model, params: SelftestParams, ctx) -> WorkloadOutput:
     """ok: time a trivial call; raise: an exception; exit: os._exit; sleep: sleep then ok;

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from bench.analysis import stats
+from bench.analysis.tables import ok_rows, run_values, scoped
 from bench.errors import UserError
-from bench.tables import ok_rows
 
 OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq}
 _CONSTRAINT = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(<=|>=|==|<|>)\s*([-+0-9.eE]+)\s*$")
@@ -67,23 +68,35 @@ def _known(metric: str, known: set[str]) -> str:
     return metric
 
 
-def answer(df: pd.DataFrame, expr: str) -> pd.DataFrame:
-    """Per model and workload: the best case meeting the constraints (none if no case does)."""
+def answer(df: pd.DataFrame, expr: str, pool: bool = False) -> pd.DataFrame:
+    """Per run, model and workload: the best case meeting the constraints (none if no case
+    does), by its median over process repeats, and whether its lead over the next eligible
+    case clears that case's interval (``clear``) or is within noise. Runs are kept apart
+    unless ``pool`` asks to pool them; ``run`` says which runs a row holds."""
+    df = scoped(df, pool)
     rows = ok_rows(df)
     q = parse(expr, set(rows.metric))
-    index = ["model", "workload", "case_id", "techniques"]
-    wide = rows.pivot_table(index=index, columns="metric", values="value", aggfunc="median")
+    index = ["run_id", "model", "workload", "case_id", "techniques"]
+    wide = rows.pivot_table(index=index, columns="metric", values="value", aggfunc=stats.center)
     wide = wide.reset_index()
     keep = pd.Series(True, index=wide.index)
     for metric, op, value in q.constraints:
         keep &= wide[metric].notna() & OPS[op](wide[metric], value)
     eligible = wide[keep & wide[q.objective].notna()]
+    values = run_values(df)
     out = []
-    for (model, workload), g in wide.groupby(["model", "workload"], sort=False):
-        e = eligible[(eligible.model == model) & (eligible.workload == workload)]
-        row = {"model": model, "workload": workload, "best": None, q.objective: None}
+    for (run, model, workload), g in wide.groupby(["run_id", "model", "workload"], sort=False):
+        e = eligible[
+            (eligible.run_id == run) & (eligible.model == model) & (eligible.workload == workload)
+        ]
+        row = {"run": run, "model": model, "workload": workload, "best": None}
+        row.update({q.objective: None, "clear": None})
         if not e.empty:
-            pick = e[q.objective].idxmax() if q.direction == "max" else e[q.objective].idxmin()
-            row.update(best=e.loc[pick, "techniques"], **{q.objective: e.loc[pick, q.objective]})
+            runs = {t: values[(run, c, q.objective)] for t, c in zip(e.techniques, e.case_id,
+                                                                    strict=True)}  # fmt: skip
+            w = stats.winner(runs, q.direction == "max")
+            best = e[e.techniques == w.leader].iloc[0]
+            row.update(best=w.leader, **{q.objective: best[q.objective]})
+            row["clear"] = "only eligible case" if w.runner_up is None else w.describe()
         out.append({**row, "eligible": len(e), "cases": len(g)})
     return pd.DataFrame(out)

@@ -10,8 +10,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.telemetry.machine import cpu_model, gpu_info
 
-def git_state(cwd: str | Path | None = None) -> dict[str, Any]:
+
+def git_state(cwd: str | Path | None = None, pathspec: str | None = None) -> dict[str, Any]:
+    """HEAD and whether the tree is dirty; with ``pathspec``, dirty counts untracked files
+    under it too (a new module changes what runs)."""
+
     def git(*args: str) -> str | None:
         try:
             out = subprocess.run(
@@ -24,30 +29,30 @@ def git_state(cwd: str | Path | None = None) -> dict[str, Any]:
     commit = git("rev-parse", "HEAD")
     if commit is None:
         return {"commit": None, "dirty": None, "reason": "not a git checkout or git missing"}
-    status = git("status", "--porcelain", "--untracked-files=no")
+    if pathspec is None:
+        status = git("status", "--porcelain", "--untracked-files=no")
+    else:
+        status = git("status", "--porcelain", "--untracked-files=all", "--", pathspec)
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 
-def cpu_model() -> str | None:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
+def software() -> dict[str, Any]:
+    """What a resumed run must share with the run it continues: bench itself (its version,
+    and the git state of its own source, untracked modules counted as dirty) and the
+    versions of the libraries that shape the measurements."""
+    from importlib.metadata import PackageNotFoundError, version
 
+    import bench
 
-def gpu_info() -> dict[str, Any]:
-    """GPU facts through NVML (clocks, power limit, driver), without creating a CUDA context."""
-    from bench.telemetry.nvml import Nvml, NvmlUnavailable
-
-    try:
-        with Nvml() as nvml:
-            gpus = [nvml.gpu(i).facts() for i in range(nvml.count())]
-            return {"available": bool(gpus), "driver": nvml.driver(), "devices": gpus}
-    except NvmlUnavailable as e:
-        return {"available": False, "reason": str(e)}
+    source = Path(bench.__file__).resolve().parent
+    state = git_state(source, pathspec=str(source))
+    libs = {}
+    for name in ("torch", "torchao", "transformers"):
+        try:
+            libs[name] = version(name)
+        except PackageNotFoundError:
+            libs[name] = None
+    return {"bench": bench.__version__, "bench_source": state, **libs}
 
 
 def fingerprint(cwd: str | Path | None = None) -> dict[str, Any]:
@@ -55,6 +60,7 @@ def fingerprint(cwd: str | Path | None = None) -> dict[str, Any]:
 
     return {
         "git": git_state(cwd),
+        "software": software(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "torch": torch.__version__,

@@ -3,25 +3,37 @@ the moment it exists, show progress, and leave a run that ``--resume`` can finis
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fnmatch
+import signal
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import store
 from bench.errors import UserError
-from bench.launch import make_launcher
-from bench.runner import now_iso
-from bench.suite import Case, Suite
+from bench.filenames import path_component
+from bench.results import store
+from bench.run.case import now_iso
+from bench.run.case_process import make_launcher
+from bench.spec.suite import Case, Suite
 
 
 class Interrupted(Exception):
-    """Ctrl-C: finished cases are stored; the run can be resumed."""
+    """The run was stopped (Ctrl-C, SIGTERM, a full disk): finished cases are stored, the
+    manifest says so, and the run can be resumed."""
 
-    def __init__(self, run_id: str, run_dir: Path):
+    def __init__(self, run_id: str, run_dir: Path, reason: str = "interrupted", code: int = 130):
         super().__init__(run_id)
         self.run_id = run_id
         self.run_dir = run_dir
+        self.reason = reason
+        self.code = code  # the exit code: 130 Ctrl-C, 143 SIGTERM, 74 an I/O error
+
+
+class _Terminated(BaseException):
+    """SIGTERM (what Slurm, CI time-outs and systemd send first), handled as Ctrl-C is."""
 
 
 @dataclass
@@ -30,6 +42,7 @@ class RunOptions:
     filter: str | None = None
     shard: str | None = None  # "K/N", 1-based
     resume: str | None = None
+    force: bool = False  # resume even though bench or its libraries changed
     inline: bool = False
     timeout: float | None = None  # overrides the suite's run.timeout_s
     argv: list[str] = field(default_factory=list)
@@ -52,6 +65,10 @@ def make_console():
 
 
 def select_cases(cases: tuple[Case, ...], pattern: str | None, shard: str | None) -> list[Case]:
+    """The cases a run takes: those matching ``pattern``, then the K-th of N shards.
+
+    Shards deal whole groups (a model x workload with its baseline), never single cases,
+    so every shard holds each of its cases' baseline and its ratios stand on their own."""
     chosen = [c for c in cases if pattern is None or fnmatch.fnmatchcase(c.id, pattern)]
     if pattern is not None and not chosen:
         raise UserError(f"--filter {pattern!r} matches no case; see `bench list`")
@@ -63,12 +80,53 @@ def select_cases(cases: tuple[Case, ...], pattern: str | None, shard: str | None
             raise ValueError
     except ValueError:
         raise UserError(f"--shard {shard!r}: expected K/N with 1 <= K <= N, e.g. 2/4") from None
-    return chosen[k - 1 :: n]
+    groups = list(dict.fromkeys(c.group for c in chosen))
+    mine = set(groups[k - 1 :: n])
+    return [c for c in chosen if c.group in mine]
+
+
+def schedule(cases: list[Case], repeats: int) -> list[tuple[Case, int]]:
+    """(case, repeat) in the order they run.
+
+    Round-major: round r runs every case once, so slow drift of the machine (heat, other
+    load) spreads over all cases instead of landing on whichever ran last. Inside a round
+    each group with cases to compare opens and closes with its baseline (repeats 2r and
+    2r+1), so the baseline's runs bracket its cases in time and drift within the round does
+    not land on the ratios.
+    """
+    order: list[tuple[Case, int]] = []
+    groups: dict[str, list[Case]] = {}
+    for c in cases:
+        groups.setdefault(c.group, []).append(c)
+    for r in range(repeats):
+        for members in groups.values():
+            base = [c for c in members if c.is_baseline]
+            rest = [c for c in members if not c.is_baseline]
+            if not rest:  # nothing to compare with: the baseline is a case like any other
+                order += [(b, r) for b in base]
+                continue
+            order += [(b, 2 * r) for b in base]
+            order += [(c, r) for c in rest]
+            order += [(b, 2 * r + 1) for b in base]
+    return order
+
+
+def _selection(suite: Suite, cases: list[Case], opts: RunOptions) -> dict[str, Any] | None:
+    if opts.filter is None and opts.shard is None:
+        return None
+    return {
+        "filter": opts.filter,
+        "shard": opts.shard,
+        "cases": sorted(c.id for c in cases),
+        "of": len(suite.cases),
+    }
 
 
 def _open_run(suite: Suite, opts: RunOptions) -> tuple[str, Path, dict[str, Any]]:
+    from bench.run.environment import fingerprint, software
+
     if opts.resume:
-        run_dir = opts.results / opts.resume
+        run_dir = opts.results / path_component(opts.resume)
         try:
             manifest = store.read_json(run_dir / store.MANIFEST)
         except (OSError, ValueError):
@@ -81,10 +139,16 @@ def _open_run(suite: Suite, opts: RunOptions) -> tuple[str, Path, dict[str, Any]
                 "(hash differs); resume needs the same suite",
                 where=suite.path,
             )
+        changed = _changes(manifest.get("environment", {}).get("software"), software())
+        if changed and not opts.force:
+            raise UserError(
+                f"--resume {opts.resume}: {'; '.join(changed)} since that run started, so its "
+                "numbers would mix two setups; rerun it, or pass --force to resume anyway"
+            )
+        if changed:
+            manifest.setdefault("resumed_across", []).append(changed)
         return opts.resume, run_dir, manifest
-    from bench.env import fingerprint
-
-    run_id = store.new_run_id(suite.name)
+    run_id, run_dir = store.create_run_dir(opts.results, suite.name)
     manifest = {
         "schema_version": 1,
         "run_id": run_id,
@@ -98,7 +162,24 @@ def _open_run(suite: Suite, opts: RunOptions) -> tuple[str, Path, dict[str, Any]
         "started": now_iso(),
         "attempts": [],
     }
-    return run_id, opts.results / run_id, manifest
+    return run_id, run_dir, manifest
+
+
+def _changes(before: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
+    """What differs between the software a run started with and today's, in words."""
+    if before is None:
+        return ["the run records no software versions (made by an older bench)"]
+    out = []
+    for key, value in now.items():
+        old = before.get(key)
+        if key == "bench_source":
+            old = {k: (old or {}).get(k) for k in ("commit", "dirty")}
+            value = {k: value.get(k) for k in ("commit", "dirty")}
+            if old != value:
+                out.append(f"bench's source changed (git {old} -> {value})")
+        elif old != value:
+            out.append(f"{key} changed ({old} -> {value})")
+    return out
 
 
 def run_suite(suite: Suite, opts: RunOptions, console=None) -> RunOutcome:
@@ -106,11 +187,11 @@ def run_suite(suite: Suite, opts: RunOptions, console=None) -> RunOutcome:
     cases = select_cases(suite.cases, opts.filter, opts.shard)
     run_id, run_dir, manifest = _open_run(suite, opts)
     done = store.finished_ok(run_dir) if opts.resume else set()
-    repeats = suite.run.repeats
-    # Repeat-major order: slow drift of the machine (heat, other load) spreads over all
-    # cases instead of landing on whichever ran last.
-    todo = [(c, r) for r in range(repeats) for c in cases if (c.id, r) not in done]
+    todo = [(c, r) for c, r in schedule(cases, suite.run.repeats) if (c.id, r) not in done]
     timeout = opts.timeout or suite.run.timeout_s
+    selection = _selection(suite, cases, opts)
+    if selection is not None:
+        manifest["selection"] = selection
 
     attempt = {
         "started": now_iso(),
@@ -125,46 +206,46 @@ def run_suite(suite: Suite, opts: RunOptions, console=None) -> RunOutcome:
     console.print(
         f"run [bold]{run_id}[/] → {run_dir}  ({len(todo)} to run, {len(done)} already done)"
     )
-
-    if todo and "idle_power" not in manifest:
-        manifest["idle_power"] = measure_idle(suite, cases, console)
-        store.write_json_atomic(run_dir / store.MANIFEST, manifest)
-    idle = manifest["idle_power"].get("domains")
-    facts: dict[str, Any] = {"run_dir": str(run_dir)}
-    if idle:
-        facts["idle_power"] = idle
-    if todo:
-        facts["copy_bandwidth"] = copy_bandwidth(manifest, cases, console)
-        store.write_json_atomic(run_dir / store.MANIFEST, manifest)
-        prepare_models(cases, console)
-
-    from bench import registry
-
-    preload = set()
-    for c in cases:
-        entries = [
-            registry.models.get(c.model.name),
-            *(registry.techniques.get(t.name) for t in c.techniques),
-        ]
-        preload.update(m for e in entries for m in e.meta.get("preload", ()))
-    launcher = make_launcher(opts.inline, tuple(sorted(preload)))
     executed = 0
+
+    def stop(reason: str, code: int) -> Interrupted:
+        attempt.update(status="interrupted", reason=reason, ended=now_iso(), executed=executed)
+        manifest["status"] = "interrupted"
+        with contextlib.suppress(OSError):  # a full disk may refuse this too
+            store.write_json_atomic(run_dir / store.MANIFEST, manifest)
+        return Interrupted(run_id, run_dir, reason, code)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
+    launcher = None
     try:
+        facts = _prepare(suite, cases, manifest, run_dir, console) if todo else {}
+        launcher = make_launcher(opts.inline, _preload(cases))
         for case, repeat, result in _progress(
             todo, console, launcher, run_id, run_dir, timeout, facts
         ):
             store.write_json_atomic(store.case_path(run_dir, case.id, repeat), result)
             executed += 1
-            _print_line(console, result, repeats)
+            _print_line(console, result, suite.run.repeats)
     except KeyboardInterrupt:
-        launcher.abort()
-        attempt.update(status="interrupted", ended=now_iso(), executed=executed)
-        manifest["status"] = "interrupted"
-        store.write_json_atomic(run_dir / store.MANIFEST, manifest)
-        raise Interrupted(run_id, run_dir) from None
+        _abort(launcher)
+        raise stop("interrupted (Ctrl-C)", 130) from None
+    except _Terminated:
+        _abort(launcher)
+        raise stop("terminated (SIGTERM)", 143) from None
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise
+        _abort(launcher)
+        raise stop(f"cannot write results: {e.strerror} ({e.filename or run_dir})", 74) from None
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)
 
-    attempt.update(status="complete", ended=now_iso(), executed=executed)
-    manifest["status"] = "complete"
+    status = "complete" if selection is None else "partial"
+    attempt.update(status=status, ended=now_iso(), executed=executed)
+    manifest["status"] = status
     manifest["ended"] = now_iso()
     store.write_json_atomic(run_dir / store.MANIFEST, manifest)
     order = {c.id: i for i, c in enumerate(cases)}
@@ -176,12 +257,50 @@ def run_suite(suite: Suite, opts: RunOptions, console=None) -> RunOutcome:
     return RunOutcome(run_id, run_dir, results, executed)
 
 
+def _raise_terminated(signum, frame) -> None:
+    raise _Terminated
+
+
+def _abort(launcher) -> None:
+    if launcher is not None:
+        launcher.abort()
+
+
+def _prepare(suite, cases, manifest, run_dir, console) -> dict[str, Any]:
+    """What every case of the run shares, measured once before the first: idle power, the
+    machine's copy bandwidth, the models made ready (trained, cached)."""
+    if "idle_power" not in manifest:
+        manifest["idle_power"] = measure_idle(suite, cases, console)
+        store.write_json_atomic(run_dir / store.MANIFEST, manifest)
+    facts: dict[str, Any] = {"run_dir": str(run_dir)}
+    idle = manifest["idle_power"].get("domains")
+    if idle:
+        facts["idle_power"] = idle
+    facts["copy_bandwidth"] = copy_bandwidth(manifest, cases, console)
+    store.write_json_atomic(run_dir / store.MANIFEST, manifest)
+    prepare_models(cases, console)
+    return facts
+
+
+def _preload(cases: list[Case]) -> tuple[str, ...]:
+    from bench.spec import registry
+
+    preload = set()
+    for c in cases:
+        entries = [
+            registry.models.get(c.model.name),
+            *(registry.techniques.get(t.name) for t in c.techniques),
+        ]
+        preload.update(m for e in entries for m in e.meta.get("preload", ()))
+    return tuple(sorted(preload))
+
+
 def prepare_models(cases: list[Case], console) -> None:
     """Give each model a chance to get ready once, here, before any case is timed (the
     built-in GPT trains and caches its weights), with a progress bar."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from bench import registry
+    from bench.spec import registry
 
     seen: set[str] = set()
     for case in cases:
@@ -213,18 +332,23 @@ def prepare_models(cases: list[Case], console) -> None:
 
 
 def copy_bandwidth(manifest: dict[str, Any], cases: list[Case], console) -> dict[str, Any]:
-    """The machine's copy bandwidth per device the cases use (cached per machine), kept in
-    the run's environment fingerprint; a resumed run reuses the figure it started with."""
-    from bench.telemetry.bandwidth import machine_bandwidth
+    """The machine's memory bandwidth per device and CPU thread count the cases use (cached
+    per machine), kept in the run's environment; a resumed run reuses what it started with."""
+    from bench.telemetry.bandwidth import bandwidth_key, machine_bandwidth
 
     known = manifest["environment"].setdefault("copy_bandwidth", {})
-    for device in sorted({c.run["device"] for c in cases} - set(known)):
+    wanted = {bandwidth_key(c.run["device"], c.run["threads"]): c for c in cases}
+    for key in sorted(set(wanted) - set(known)):
+        device, threads = wanted[key].run["device"], wanted[key].run["threads"]
         if device == "cuda" and not _cuda_available():
-            known[device] = {"reason": "no CUDA device on this machine"}
+            known[key] = {"reason": "no CUDA device on this machine"}
             continue
-        known[device] = found = machine_bandwidth(device)
+        known[key] = found = machine_bandwidth(device, threads)
         if "bytes_per_s" in found:
-            console.print(f"copy bandwidth of {device}: {found['bytes_per_s'] / 1e9:.1f} GB/s")
+            console.print(
+                f"memory bandwidth of {key}: read {found['read_bytes_per_s'] / 1e9:.1f} GB/s, "
+                f"copy {found['bytes_per_s'] / 1e9:.1f} GB/s"
+            )
     return known
 
 

@@ -17,8 +17,12 @@ from typing import Any
 
 import pandas as pd
 
-from bench import plots, store, tables
+from bench import atomic
+from bench.analysis import plots, stats, tables
 from bench.errors import UserError
+from bench.filenames import path_component
+from bench.results import store
+from bench.results.metric_info import MODELLED_NOTE, is_modelled
 
 AXES = [  # (metric, label) of what a reader asks "who won?" about
     ("latency_median", "fastest (latency)"),
@@ -34,6 +38,15 @@ HEADLINE_METRICS = [
     "kl_to_baseline", "top1_agreement", "params_total", "params_nonzero_fraction",
     "state_dict_bytes", "bandwidth_utilization", "memory_prefill_peak_rss", "energy_per_token",
 ]  # fmt: skip
+
+
+RATIO_TITLE = "Ratio to the baseline case (95% interval over process repeats)"
+RATIO_NOTE = (
+    "Each case's metric over its baseline's, from the per-process figures of each side: "
+    "a Welch t interval on log values (valid from 3 repeats a side; fewer give no "
+    "interval). An interval that contains 1 means the difference is within noise."
+)
+OUTLIER_TITLE = "Outlying process repeats (kept in every figure)"
 
 
 def run_dirs(paths: list[Path]) -> list[Path]:
@@ -60,22 +73,35 @@ def _fmt(value: Any) -> str:
 
 
 def summary_sentences(df: pd.DataFrame) -> list[str]:
-    """One sentence per model/workload group: which case won on each axis."""
-    out = []
+    """One sentence per run, model and workload: who won on each axis, named only where
+    the winner's interval over process repeats clears the runner-up's; energy that was
+    modelled rather than measured names no winner."""
     rows = tables.ok_rows(df)
-    for (model, workload), g in rows.groupby(["model", "workload"], sort=False):
-        parts = []
-        for metric, label in AXES:
-            m = g[g.metric == metric].groupby("techniques").value.median()
-            if len(m) < 2 or m.max() == m.min():
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for metric, label in AXES:
+        here = rows[rows.metric == metric]
+        if here.empty:
+            continue
+        if here.method.map(is_modelled).any():
+            for key in here.groupby(["run_id", "model", "workload"], sort=False).groups:
+                groups.setdefault(key, []).append(f"{label}: not ranked ({MODELLED_NOTE})")
+            continue
+        unit = here.unit.iloc[0]
+        for key, w in tables.winners(df, metric).items():
+            if w.runner_up is None:
                 continue  # nothing to choose between
-            higher = tables.DIRECTION.get(metric, False)
-            best = m.idxmax() if higher else m.idxmin()
-            unit = g[g.metric == metric].unit.iloc[0]
-            parts.append(f"{label}: {best} ({m[best]:.4g} {unit})")
-        if parts:
-            out.append(f"{model} / {workload} — " + "; ".join(parts) + ".")
-    return out
+            text = w.describe()
+            if w.best is not None:
+                best = stats.center(here[(here.run_id == key[0]) & (here.model == key[1])
+                                         & (here.workload == key[2])
+                                         & (here.techniques == w.best)].value)  # fmt: skip
+                text = f"{w.best} ({best:.4g} {unit}; {w.margin.describe()} vs {w.runner_up})"
+            groups.setdefault(key, []).append(f"{label}: {text}")
+    several = df.run_id.nunique() > 1
+    return [
+        f"{f'{run} — ' if several else ''}{model} / {workload} — " + "; ".join(parts) + "."
+        for (run, model, workload), parts in groups.items()
+    ]
 
 
 def _figures(df: pd.DataFrame, results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -106,7 +132,8 @@ def write_run_report(run_dir: Path, out_root: Path) -> Path:
         suite["description"] = tomllib.loads(suite.get("text", "")).get("description", "")
     except tomllib.TOMLDecodeError:
         suite["description"] = ""
-    out = out_root / suite["name"] / manifest["run_id"]
+    # The manifest is a file anyone may have edited: its names never choose a path.
+    out = out_root / path_component(str(suite["name"])) / path_component(str(manifest["run_id"]))
     out.mkdir(parents=True, exist_ok=True)
     env = manifest.get("environment", {})
     cases = tables.case_table(df, HEADLINE_METRICS)
@@ -116,7 +143,8 @@ def write_run_report(run_dir: Path, out_root: Path) -> Path:
     images = {}
     for name, fig in _figures(df, results).items():
         path = out / f"{name}.png"
-        fig.savefig(path, dpi=110)
+        with atomic.atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
         images[name] = path
     facts = {
         "suite": f"{suite['name']} ({suite.get('path')})",
@@ -132,14 +160,23 @@ def write_run_report(run_dir: Path, out_root: Path) -> Path:
         "idle power": json.dumps(manifest.get("idle_power", {})),
     }
     ratio_view = ratios.assign(
-        interval=[
-            "n/a (1 repeat)" if pd.isna(lo) else f"{lo:.3g}–{hi:.3g}"
-            for lo, hi in zip(ratios.ci_low, ratios.ci_high, strict=True)
-        ]
-    )[["case_id", "metric", "ratio", "interval", "repeats"]]
-    _write_markdown(out / "report.md", suite, facts, summary, cases, ratio_view, problems, images)
-    _write_html(out / "report.html", suite, facts, summary, cases, ratio_view, problems, images)
+        **{"ratio [95% interval]": [tables.describe_ratio(r) for r in ratios.itertuples()]},
+        runs=[f"{c} vs {b}" for c, b in zip(ratios.n_case, ratios.n_base, strict=True)],
+    )[["case_id", "metric", "ratio [95% interval]", "runs", "method"]]
+    outliers = tables.outlier_table(df)[["case_id", "metric", "repeat", "value", "vs_median"]]
+    _write_markdown(
+        out / "report.md", suite, facts, summary, cases, ratio_view, outliers, problems, images
+    )
+    _write_html(
+        out / "report.html", suite, facts, summary, cases, ratio_view, outliers, problems, images
+    )
     return out / "report.html"
+
+
+def _md_cell(value: Any) -> str:
+    """A value as one Markdown table cell: a '|' or a line break would end the row."""
+    text = _fmt(value).replace("\\", "\\\\").replace("|", "\\|")
+    return " ".join(text.splitlines())
 
 
 def _md_table(df: pd.DataFrame, index: bool = True) -> str:
@@ -149,13 +186,12 @@ def _md_table(df: pd.DataFrame, index: bool = True) -> str:
     head = "| " + " | ".join(map(str, frame.columns)) + " |"
     sep = "| " + " | ".join("---" for _ in frame.columns) + " |"
     body = [
-        "| " + " | ".join(_fmt(v).replace("|", "\\|") for v in row) + " |"
-        for row in frame.itertuples(index=False)
+        "| " + " | ".join(_md_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)
     ]
     return "\n".join([head, sep, *body]) + "\n"
 
 
-def _write_markdown(path, suite, facts, summary, cases, ratios, problems, images) -> None:
+def _write_markdown(path, suite, facts, summary, cases, ratios, outliers, problems, images) -> None:
     lines = [
         f"# {suite['name']}: {facts['run']}",
         "",
@@ -168,16 +204,19 @@ def _write_markdown(path, suite, facts, summary, cases, ratios, problems, images
     lines += ["", "## What won", "", *(summary or ["No group has two cases to compare."]), ""]
     lines += ["## Cases (median over repeats)", "", _md_table(cases)]
     lines += [
-        "## Ratio to the baseline case (95% bootstrap interval over repeats)",
+        f"## {RATIO_TITLE}",
+        "",
+        RATIO_NOTE,
         "",
         _md_table(ratios, index=False),
     ]
+    lines += [f"## {OUTLIER_TITLE}", "", _md_table(outliers, index=False)]
     lines += ["## Failed or skipped", "", _md_table(problems, index=False)]
     lines += ["## Figures", ""] + [f"![{n}]({p.name})" for n, p in images.items()]
-    path.write_text("\n".join(lines) + "\n")
+    atomic.write_text(path, "\n".join(lines) + "\n")
 
 
-def _write_html(path, suite, facts, summary, cases, ratios, problems, images) -> None:
+def _write_html(path, suite, facts, summary, cases, ratios, outliers, problems, images) -> None:
     e = html.escape
 
     def table(df: pd.DataFrame, index: bool = True) -> str:
@@ -203,8 +242,8 @@ def _write_html(path, suite, facts, summary, cases, ratios, problems, images) ->
         f"<h2>Environment</h2><ul>{env_items}</ul>",
         f"<h2>What won</h2>{won}",
         f"<h2>Cases (median over repeats)</h2>{table(cases)}",
-        "<h2>Ratio to the baseline case (95% bootstrap interval over repeats)</h2>"
-        + table(ratios, index=False),
+        f"<h2>{RATIO_TITLE}</h2><p>{e(RATIO_NOTE)}</p>" + table(ratios, index=False),
+        f"<h2>{OUTLIER_TITLE}</h2>" + table(outliers, index=False),
         f"<h2>Failed or skipped</h2>{table(problems, index=False)}",
         f"<h2>Figures</h2>{imgs}",
     ]
@@ -212,7 +251,7 @@ def _write_html(path, suite, facts, summary, cases, ratios, problems, images) ->
         f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
         f"<style>{style}</style></head><body>\n" + "\n".join(sections) + "\n</body></html>\n"
     )
-    path.write_text(doc)
+    atomic.write_text(path, doc)
 
 
 def write_index(out_root: Path) -> Path:
@@ -225,7 +264,7 @@ def write_index(out_root: Path) -> Path:
     )
     path = out_root / "index.html"
     head = "<!doctype html><html><head><meta charset='utf-8'><title>reports</title></head>"
-    path.write_text(f"{head}<body><h1>Reports</h1><ul>{items}</ul></body></html>\n")
+    atomic.write_text(path, f"{head}<body><h1>Reports</h1><ul>{items}</ul></body></html>\n")
     return path
 
 

@@ -20,9 +20,9 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any, Protocol
 
-from bench import runner
-from bench.result import CaseResult
-from bench.suite import Case
+from bench.results.schema import CaseResult
+from bench.run import case as runner
+from bench.spec.suite import Case
 
 LOG_TAIL_CHARS = 4000
 
@@ -61,11 +61,11 @@ class ProcessLauncher:
         # ``preload``: heavy modules the run's models need (transformers takes ~3 s to
         # import), imported once by the fork server instead of by every case.
         self._ctx = mp.get_context("forkserver")
-        self._ctx.set_forkserver_preload(["bench._child", *preload])
+        self._ctx.set_forkserver_preload(["bench.run.child", *preload])
         self._proc: Any = None
 
     def run(self, case, repeat, run_id, log, timeout, facts=None) -> dict[str, Any]:
-        from bench import _child
+        from bench.run import child as _child
 
         if log is not None:
             log.parent.mkdir(parents=True, exist_ok=True)

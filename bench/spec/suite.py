@@ -1,6 +1,6 @@
 """Suites: TOML files naming models, workloads and techniques, expanded into cases.
 
-A suite is data. Names are looked up in the registries (bench.registry); list values
+A suite is data. Names are looked up in the registries (bench.spec.registry); list values
 become matrix axes; every mistake a user can make is reported as a UserError naming
 the file, the key path and what is allowed.
 """
@@ -19,12 +19,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bench import registry
 from bench.errors import UserError
-from bench.registry import Params, Registry
-from bench.schema_errors import user_error
+from bench.spec import registry
+from bench.spec.messages import user_error
+from bench.spec.registry import Params, Registry
 
 BASELINE = "baseline"
+
+
+def is_baseline(technique_names: list[str]) -> bool:
+    """A case is its group's baseline when it applies no technique but ``baseline``."""
+    return all(name == BASELINE for name in technique_names)
 
 
 class RunSettings(Params):
@@ -111,7 +116,7 @@ class Case:
 
     @property
     def is_baseline(self) -> bool:
-        return all(t.name == BASELINE for t in self.techniques)
+        return is_baseline([t.name for t in self.techniques])
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -364,6 +369,7 @@ __all__ = [
     "Component",
     "RunSettings",
     "Suite",
+    "is_baseline",
     "load_suite",
     "parse_suite",
 ]

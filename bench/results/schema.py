@@ -27,11 +27,17 @@ SUMMARY_KEYS = ("median", "median_ci_low", "median_ci_high", "mean", "p10", "p90
 def summary_metrics(prefix: str, summary: dict[str, float], unit: str, method: str) -> list[Metric]:
     """The standard figures of one timed series (``summary`` from stats.summarize).
 
-    ``median_ci_*`` bound the median's 95% bootstrap interval over in-process samples,
-    and say so in their method.
+    ``median_ci_*`` bound the median's 95% bootstrap interval over the samples of one
+    process, and say so in their method: they describe that process, not a rerun (the
+    process-level run is the unit of evidence across runs: bench.analysis.stats).
     """
     out = [
-        Metric(f"{prefix}_{k}", summary[k], unit, method + ("+bootstrap95" if "_ci_" in k else ""))
+        Metric(
+            f"{prefix}_{k}",
+            summary[k],
+            unit,
+            method + ("+in_process_bootstrap95" if "_ci_" in k else ""),
+        )
         for k in SUMMARY_KEYS
     ]
     out.append(Metric(f"{prefix}_cv", summary["cv"], "1", method))
@@ -54,6 +60,7 @@ class Traffic:
     the median of the timed series ``per``."""
 
     per: str  # a metric this workload reports, e.g. "latency_median", "decode_step_median"
+    tokens: int  # tokens one call looks up: rows read from each embedding table
     extra_bytes: float = 0.0
     extra_what: str = ""
 

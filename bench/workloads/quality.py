@@ -9,28 +9,31 @@ that needs them), stored as safetensors in the run folder, and reused by every o
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.result import Metric
+from bench.atomic import atomic_path
+from bench.filenames import path_component
+from bench.results.schema import Metric
 
 REF_BATCH = 4  # sequences in the agreement input set
 REF_SEQ = 128  # tokens per sequence (capped by the model's block size)
 
 
-def heldout_metrics(model, seq_len: int = REF_SEQ) -> list[Metric]:
-    """Held-out loss, perplexity and bits per byte on the pydoc split (byte-level models)."""
+def heldout_metrics(model, seq_len: int = REF_SEQ, prefix: str = "heldout") -> list[Metric]:
+    """Held-out loss, perplexity and bits per byte on the pydoc split (byte-level models).
+
+    ``heldout_*`` is always this at REF_SEQ (run.quality); a workload scoring at its own
+    context length names its figures apart (``eval_*``): one definition per name."""
     from bench.models.train import held_out_nats_per_byte
 
     seq = min(seq_len, model.config.block_size)
     nats = held_out_nats_per_byte(model, seq)
     method = f"cross_entropy_pydoc_heldout_seq{seq}"
     return [
-        Metric("heldout_loss", nats, "nats/byte", method),
-        Metric("heldout_perplexity", math.exp(nats), "1", method),
-        Metric("heldout_bits_per_byte", nats / math.log(2), "bits/byte", method),
+        Metric(f"{prefix}_loss", nats, "nats/byte", method),
+        Metric(f"{prefix}_perplexity", math.exp(nats), "1", method),
+        Metric(f"{prefix}_bits_per_byte", nats / math.log(2), "bits/byte", method),
     ]
 
 
@@ -38,7 +41,7 @@ def reference_inputs(model, seed: int):
     """The agreement input set: held-out text for byte-level models, else seeded random ids."""
     import torch
 
-    from bench.data import as_tensor, corpus_split
+    from bench.models.corpus import as_tensor, corpus_split
 
     seq = min(REF_SEQ, model.config.block_size)
     vocab = model.config.vocab_size
@@ -57,6 +60,12 @@ def logits_of(model, inputs):
         return model(inputs.to(device)).float().cpu()
 
 
+def reference_file(refs_dir: Path, model_label: str) -> Path:
+    """Where a model's baseline logits are kept in a run (its label encoded: a label is
+    built from suite strings and must not leave the folder)."""
+    return refs_dir / f"{path_component(model_label)}.safetensors"
+
+
 def reference_logits(ref_file: Path, build_baseline, inputs):
     """The baseline's logits on ``inputs``: from ``ref_file``, or computed and stored there."""
     from safetensors.torch import load_file, save_file
@@ -66,14 +75,8 @@ def reference_logits(ref_file: Path, build_baseline, inputs):
         if stored["inputs"].shape == inputs.shape and bool((stored["inputs"] == inputs).all()):
             return stored["logits"], True
     logits = logits_of(build_baseline(), inputs)
-    ref_file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=ref_file.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({"inputs": inputs.contiguous(), "logits": logits.contiguous()}, tmp)
-        os.replace(tmp, ref_file)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_path(ref_file) as tmp:
+        save_file({"inputs": inputs.contiguous(), "logits": logits.contiguous()}, str(tmp))
     return logits, False
 
 
@@ -111,7 +114,7 @@ def quality_metrics(
     if refs_dir is None:
         info["agreement"] = "no run folder to keep the baseline's outputs in (inline library call)"
         return metrics, info
-    ref_file = refs_dir / f"{case.model.label}.safetensors"
+    ref_file = reference_file(refs_dir, case.model.label)
     ref, reused = reference_logits(ref_file, build_baseline, inputs)
     info["reference"] = {"file": ref_file.name, "reused": reused}
     torch.manual_seed(case.run["seed"])

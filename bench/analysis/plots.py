@@ -12,7 +12,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from bench.tables import DIRECTION, ok_rows, parameter
+from bench.analysis.stats import center
+from bench.analysis.tables import ok_rows, parameter, series_label
+from bench.results.metric_info import HIGHER_IS_BETTER
 
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 
@@ -23,7 +25,14 @@ def _medians(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     keys = ["case_id", "model", "workload", "techniques"]
     return (
         rows.groupby(keys, sort=False)
-        .agg(value=("value", "median"), unit=("unit", "first"), method=("method", "first"))
+        .agg(
+            value=("value", center),
+            lo=("value", "min"),
+            hi=("value", "max"),
+            runs=("value", "size"),
+            unit=("unit", "first"),
+            method=("method", "first"),
+        )
         .reset_index()
     )
 
@@ -63,7 +72,11 @@ def speed_vs_quality(
     for ax, ((model, workload), g) in zip(axes, groups, strict=False):
         g = g.reset_index(drop=True)
         front = pareto_front(
-            g, "value_q", "value_s", DIRECTION.get(quality, False), DIRECTION.get(speed, True)
+            g,
+            "value_q",
+            "value_s",
+            HIGHER_IS_BETTER.get(quality, False),
+            HIGHER_IS_BETTER.get(speed, True),
         )
         ax.scatter(g.value_q, g.value_s, color=PALETTE[0], zorder=3, label="case")
         f = g[front].sort_values("value_q")
@@ -79,7 +92,7 @@ def speed_vs_quality(
             )
         ax.set_xlabel(
             _label(quality, g.unit_q.iloc[0])
-            + (" (lower is better)" if not DIRECTION.get(quality, False) else "")
+            + (" (lower is better)" if not HIGHER_IS_BETTER.get(quality, False) else "")
         )
         ax.set_ylabel(_label(speed, g.unit_s.iloc[0]))
         ax.set_title(f"{model} / {workload}: speed vs quality")
@@ -110,15 +123,15 @@ def level_curves(
         m = _medians(df, metric)
         m["level"] = m.case_id.map(levels)
         m = m.dropna(subset=["level"])
-        m["method"] = m.techniques.map(
-            lambda t: "-".join(t.split("-")[:2]) if t != "baseline" else None
-        )
-        methods = list(m.method.dropna().unique())
+        m["series"] = m.case_id.map(series_label(df, technique, param))
+        methods = list(m.series.dropna().unique())
         pairs = [(a, w) for a in methods for w in dict.fromkeys(m.workload)]
-        for i, (method, workload) in enumerate(pairs):
+        for i, (series, workload) in enumerate(pairs):
             colour = PALETTE[i % len(PALETTE)]
-            line = m[(m.method == method) & (m.workload == workload)].sort_values("level")
-            ax.plot(line.level, line.value, marker="o", color=colour, label=f"{method}, {workload}")
+            line = m[(m.series == series) & (m.workload == workload)].sort_values("level")
+            if line.empty:
+                continue
+            ax.plot(line.level, line.value, marker="o", color=colour, label=f"{series}, {workload}")
             base = m[(m.techniques == "baseline") & (m.workload == workload)]
             ax.scatter(base.level, base.value, marker="*", s=120, color=colour, zorder=3)
         ax.set_xlabel(f"{technique} {param}")
@@ -135,29 +148,28 @@ def level_curves(
 
 
 def metric_bars(df: pd.DataFrame, metric: str = "latency_median") -> Figure:
-    """The metric per case, grouped by model and workload. Error bars: the 95% interval of
-    the in-process median where the metric has one, else the range over repeats."""
+    """The metric per case (median over process repeats), grouped by model and workload.
+    Error bars: the range over process repeats, the spread a rerun lands in. A case with
+    one repeat has no bar, and its label says so: a missing spread is never drawn as zero."""
     m = _medians(df, metric)
-    lo, hi = _medians(df, f"{metric}_ci_low"), _medians(df, f"{metric}_ci_high")
-    rows = ok_rows(df)
-    spread = rows[rows.metric == metric].groupby("case_id").value.agg(["min", "max"])
     groups = list(m.groupby(["model", "workload"], sort=False))
     fig = Figure(figsize=(7.0, 2.8 * max(1, len(groups))), layout="constrained")
     axes = fig.subplots(max(1, len(groups)), 1, squeeze=False)[:, 0]
     for ax, ((model, workload), g) in zip(axes, groups, strict=False):
-        if len(lo) and len(hi):
-            low = g.case_id.map(lo.set_index("case_id").value)
-            high = g.case_id.map(hi.set_index("case_id").value)
-            what = "95% CI of the median"
-        else:
-            low, high = g.case_id.map(spread["min"]), g.case_id.map(spread["max"])
-            what = "range over repeats"
-        err = np.vstack(
-            [(g.value - low).clip(lower=0).fillna(0), (high - g.value).clip(lower=0).fillna(0)]
-        )
-        ax.barh(g.techniques, g.value, xerr=err, color=PALETTE[0], ecolor="black", capsize=3)
+        spread = g.runs > 1
+        labels = [t if s else f"{t} (1 run: no spread)" for t, s in zip(g.techniques, spread,
+                                                                       strict=True)]  # fmt: skip
+        ax.barh(labels, g.value, color=PALETTE[0])
+        if spread.any():
+            h = g[spread]
+            err = np.vstack([h.value - h.lo, h.hi - h.value])
+            y = [labels[i] for i in np.flatnonzero(spread.to_numpy())]
+            ax.errorbar(h.value, y, xerr=err, fmt="none", ecolor="black", capsize=3)
         ax.invert_yaxis()
-        ax.set_xlabel(f"{_label(metric, g.unit.iloc[0])}; error bars: {what}")
+        ax.set_xlabel(
+            f"{_label(metric, g.unit.iloc[0])}; bars: median over process repeats, "
+            "whiskers: their range"
+        )
         ax.set_title(f"{model} / {workload}")
         _log_if_wide(ax, "x", g.value)
     return fig

@@ -15,8 +15,9 @@ import codecarbon  # noqa: F401  - CPU/RAM energy model, imported once for all c
 import scipy.stats  # noqa: F401  - bootstrap intervals; ~1 s to import, paid once here
 import torch  # noqa: F401  - imported here so that forked children find it loaded
 
-from bench import registry, runner
-from bench.suite import Case
+from bench.run import case as runner
+from bench.spec import registry
+from bench.spec.suite import Case
 
 registry.load_plugins()
 

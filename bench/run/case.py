@@ -15,14 +15,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench import registry
-from bench.context import CaseContext
 from bench.errors import UnsupportedHere
-from bench.result import CaseResult, Metric
-from bench.suite import Case
+from bench.results.schema import CaseResult, Metric
+from bench.run.context import CaseContext
+from bench.spec import registry
+from bench.spec.suite import Case
+from bench.telemetry.bandwidth import bandwidth_key
 from bench.telemetry.energy import cpu_meter, measure_energy
 from bench.telemetry.nvml import Nvml, NvmlUnavailable
 from bench.telemetry.sampler import Sampler
+from bench.telemetry.size import model_size_metrics
+from bench.telemetry.traffic import traffic_metrics
 
 
 def now_iso() -> str:
@@ -144,12 +147,13 @@ def _measure(case, result, ctx, sampler, facts, absent) -> None:
         if ctx.device.startswith("cuda") and "idle_power" not in facts:
             absent["energy_over_idle"] = "no idle baseline was measured for this run"
 
-    lazy = _lazy_costs(case, out, absent)
+    lazy = _lazy_costs(case, out, steps, absent)
     size = model_size_metrics(model, absent)
-    traffic = traffic_metrics(out, size, facts.get("copy_bandwidth", {}).get(run["device"]), absent)
+    bandwidth = facts.get("copy_bandwidth", {}).get(bandwidth_key(run["device"], run["threads"]))
+    traffic = traffic_metrics(model, out, bandwidth, absent)
     quality: list[Metric] = []
     if run["quality"]:
-        from bench.quality import quality_metrics
+        from bench.workloads.quality import quality_metrics
 
         refs = Path(facts["run_dir"]) / "refs" if facts.get("run_dir") else None
         quality, result.info["quality"] = quality_metrics(model, case, build, refs)
@@ -175,9 +179,11 @@ def _measure(case, result, ctx, sampler, facts, absent) -> None:
     )
 
 
-def _lazy_costs(case: Case, out, absent: dict[str, str]) -> list[Metric]:
+def _lazy_costs(case: Case, out, steps: list[dict[str, Any]], absent: dict[str, str]):
     """One-off costs a technique pays on the model's first call (compilation): the first
-    warm-up call minus the steady-state median, reported apart from latency."""
+    warm-up call minus the steady-state median, reported apart from latency, with the
+    inductor cache's state (cold or warm) in its method. Never negative: a first call no
+    slower than the steady state (a warm cache, noise) leaves the cost absent, with why."""
     from statistics import median
 
     names = [registry.techniques.get(t.name).meta.get("lazy_cost") for t in case.techniques]
@@ -190,48 +196,18 @@ def _lazy_costs(case: Case, out, absent: dict[str, str]) -> list[Metric]:
         for n in names:
             absent[n] = "needs at least one warm-up call of a timed workload"
         return []
-    return [
-        Metric(n, warm[0] - median(values), "s", "first_warmup_call-steady_median") for n in names
-    ]
-
-
-def traffic_metrics(out, size: list[Metric], bandwidth, absent: dict[str, str]) -> list[Metric]:
-    """Achieved memory traffic of the workload's timed call, and its share of the machine's
-    measured copy bandwidth: how close the case runs to the memory roofline.
-
-    The bytes are a floor: the weights read once per call plus what the workload declares
-    (a decode step's KV cache); activations and re-reads are not counted.
-    """
-    if out.traffic is None:
-        absent["memory_traffic"] = "this workload declares no memory traffic"
-        return []
-    t = out.traffic
-    seconds = next((m.value for m in out.metrics if m.name == t.per), None)
-    weights = next(m.value for m in size if m.name == "state_dict_bytes")
-    if not seconds:
-        absent["memory_traffic"] = f"no {t.per} to divide by"
-        return []
-    extra = f" + {t.extra_what}" if t.extra_bytes else ""
-    achieved = (weights + t.extra_bytes) / seconds
-    out_metrics = [
-        Metric(
-            "memory_traffic_per_call", weights + t.extra_bytes, "bytes", f"state_dict_bytes{extra}"
-        ),
-        Metric("memory_traffic", achieved, "bytes/s", f"(state_dict_bytes{extra})/{t.per}"),
-    ]
-    if bandwidth and bandwidth.get("bytes_per_s"):
-        out_metrics.append(
-            Metric(
-                "bandwidth_utilization",
-                100 * achieved / bandwidth["bytes_per_s"],
-                "%",
-                f"memory_traffic/copy_bandwidth ({bandwidth['method']})",
+    cost = warm[0] - median(values)
+    states = [s["inductor_cache_state"] for s in steps if "inductor_cache_state" in s]
+    state = out.info.get("inductor_cache_state") or (states[0] if states else "unknown")
+    if cost <= 0:
+        for n in names:
+            absent[n] = (
+                f"the first call ({warm[0]:.4g} s) was no slower than the steady median "
+                f"({median(values):.4g} s; inductor cache {state}): no one-off cost to report"
             )
-        )
-    else:
-        reason = (bandwidth or {}).get("reason", "not measured for this run")
-        absent["bandwidth_utilization"] = f"no copy bandwidth of this device: {reason}"
-    return out_metrics
+        return []
+    method = f"first_warmup_call-steady_median (inductor cache {state})"
+    return [Metric(n, cost, "s", method) for n in names]
 
 
 @contextmanager
@@ -250,9 +226,7 @@ def open_gpu(device: str, absent: dict[str, str]) -> Iterator[Any]:
         yield None
         return
     try:
-        # NVML indexes GPUs as the driver does; with CUDA_VISIBLE_DEVICES unset this
-        # is torch's index too.
-        gpu = nvml.gpu(torch.cuda.current_device())
+        gpu = nvml.gpu_by_uuid(cuda_uuid(torch.cuda.current_device()))
     except NvmlUnavailable as e:
         absent["gpu_telemetry"] = str(e)
         gpu = None
@@ -262,88 +236,11 @@ def open_gpu(device: str, absent: dict[str, str]) -> Iterator[Any]:
         nvml.close()
 
 
-def _storages(t, out: dict) -> None:
-    """Every storage behind ``t``: quantized tensor subclasses (torchao) keep several inner
-    tensors (data, scales, zero points), packed ones (torch.ao) their own buffers."""
+def cuda_uuid(device: int) -> str:
+    """The UUID of CUDA device ``device`` (as this process numbers it)."""
     import torch
 
-    if isinstance(t, tuple | list):  # torch.ao's packed params: (weight, bias)
-        for x in t:
-            _storages(x, out)
-        return
-    if hasattr(t, "__tensor_flatten__"):
-        names, _ = t.__tensor_flatten__()
-        for n in names:
-            _storages(getattr(t, n), out)
-        return
-    if isinstance(t, torch.Tensor):
-        if t.layout == torch.sparse_csr:
-            for part in (t.crow_indices(), t.col_indices(), t.values()):
-                out[part.untyped_storage().data_ptr()] = part.untyped_storage().nbytes()
-            return
-        if t.is_quantized:
-            n = t.int_repr().nbytes
-            if t.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
-                n += t.q_per_channel_scales().nbytes + t.q_per_channel_zero_points().nbytes
-            out[("q", id(t))] = n
-            return
-        out[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-
-
-def model_bytes(model) -> int:
-    """Bytes of the model's state: shared tensors (tied embeddings) counted once."""
-    out: dict = {}
-    for t in model.state_dict().values():
-        _storages(t, out)
-    return sum(out.values())
-
-
-def _weights(model) -> list:
-    """Every weight tensor by its logical shape, each once: parameters (tied ones once),
-    CSR buffers (sparse execution), and torch.ao's packed quantized weights, which are
-    not parameters at all."""
-    import torch
-
-    found = {id(p): p for p in model.parameters()}
-    found.update({id(b): b for b in model.buffers() if b.layout == torch.sparse_csr})
-    for m in model.modules():
-        # torch.ao's dynamic quantized Linear: weight() unpacks; its holder has no weight.
-        if hasattr(m, "_packed_params") and callable(getattr(m, "weight", None)):
-            for t in (m.weight(), m.bias()):
-                if t is not None:
-                    found[id(t)] = t
-    return list(found.values())
-
-
-def _nonzero(t) -> int:
-    import torch
-
-    if t.layout == torch.sparse_csr:
-        t = t.values()
-    elif t.is_quantized:
-        t = t.int_repr()  # symmetric int8: a zero weight is a zero integer
-    return int(torch.count_nonzero(t.detach()))
-
-
-def model_size_metrics(model, absent: dict[str, str] | None = None) -> list[Metric]:
-    """Parameter count, fraction of non-zero parameters, bytes of the state dict.
-
-    Weights count by their logical shape whatever their storage (quantized, packed,
-    sparse); tensors shared between names (tied embeddings) count once.
-    """
-    weights = _weights(model)
-    total = sum(t.numel() for t in weights)
-    out = [Metric("params_total", float(total), "count", "numel")]
-    try:
-        fraction = sum(_nonzero(t) for t in weights) / total
-        out.append(Metric("params_nonzero_fraction", fraction, "1", "count_nonzero"))
-    except (RuntimeError, NotImplementedError, TypeError) as e:
-        if absent is not None:  # torchao's quantized tensor subclasses do not count zeros
-            absent["params_nonzero_fraction"] = f"count_nonzero failed: {type(e).__name__}"
-    out.append(
-        Metric("state_dict_bytes", float(model_bytes(model)), "bytes", "tensor_storage_nbytes")
-    )
-    return out
+    return str(torch.cuda.get_device_properties(device).uuid)
 
 
 def _is_oom(e: BaseException) -> bool:

@@ -6,14 +6,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import os
-import re
 import secrets
-import tempfile
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from bench import atomic
+from bench.filenames import hashed_name, path_component
+from bench.spec.suite import is_baseline
 
 MANIFEST = "manifest.json"
 CASES = "cases"
@@ -21,34 +22,16 @@ LOGS = "logs"
 
 COLUMNS = [
     "run_id", "suite", "case_id", "case_hash", "repeat", "status", "model", "workload",
-    "techniques", "parameters", "metric", "value", "unit", "method", "error", "started",
+    "techniques", "is_baseline", "parameters", "metric", "value", "unit", "method", "error",
+    "started",
 ]  # fmt: skip
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:
-    """Write ``obj`` so that ``path`` holds either the old file or the whole new one.
-
-    Temp file in the same folder, fsync, rename over, fsync the folder: a kill or power
-    loss at any point never leaves half a file under the real name.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``obj`` as strict JSON so that ``path`` holds either the old file or the whole
+    new one (``bench.atomic``)."""
     data = json.dumps(_finite(obj), indent=1, allow_nan=False, default=str).encode()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    atomic.write_bytes(path, data)
 
 
 def _finite(obj: Any) -> Any:
@@ -63,13 +46,31 @@ def _finite(obj: Any) -> Any:
 
 
 def new_run_id(suite_name: str) -> str:
+    """A run id: UTC time to the second, the suite's name, 32 random bits."""
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
-    return f"{stamp}-{suite_name}-{secrets.token_hex(2)}"
+    return f"{stamp}-{path_component(suite_name)}-{secrets.token_hex(4)}"
+
+
+def create_run_dir(results: Path, suite_name: str) -> tuple[str, Path]:
+    """A new run id and its folder, created exclusively: two runs started in the same
+    second (shards, parallel jobs) never share a folder."""
+    results.mkdir(parents=True, exist_ok=True)
+    while True:
+        run_id = new_run_id(suite_name)
+        try:
+            (results / run_id).mkdir()
+        except FileExistsError:
+            continue
+        return run_id, results / run_id
 
 
 def case_file_stem(case_id: str, repeat: int) -> str:
-    safe = re.sub(r"[^A-Za-z0-9_.+-]", "_", case_id.replace("/", "__"))
-    return f"{safe}.r{repeat}"
+    """A case id's parts joined by '__' (readable), one-to-one: an id that the plain form
+    cannot carry back (unsafe characters, a '__' of its own) gets a hash of itself."""
+    parts = case_id.split("/")
+    if all(path_component(p) == p and "__" not in p for p in parts):
+        return f"{'__'.join(parts)}.r{repeat}"
+    return f"{hashed_name('__'.join(parts), case_id)}.r{repeat}"
 
 
 def case_path(run_dir: Path, case_id: str, repeat: int) -> Path:
@@ -122,18 +123,27 @@ def load_results(*paths: str | Path) -> Any:
     still gets one row, with its status and error and an empty metric, so it is never
     silently dropped. Unreadable or truncated files are reported with a warning and skipped.
     """
-    import pandas as pd
-
-    rows: list[dict[str, Any]] = []
+    records = []
     for path in _result_files(paths or ("results",)):
         try:
             r = read_json(path)
-            case = r["case"]
+            r["case"]["model"]
         except (OSError, ValueError, KeyError, TypeError) as e:
             warnings.warn(
                 f"{path}: unreadable result file ({type(e).__name__}: {e}); skipped", stacklevel=2
             )
             continue
+        records.append(r)
+    return results_frame(records)
+
+
+def results_frame(records: Iterable[dict[str, Any]]) -> Any:
+    """Case results (as written to disk) as the long DataFrame of ``load_results``."""
+    import pandas as pd
+
+    rows: list[dict[str, Any]] = []
+    for r in records:
+        case = r["case"]
         base = {
             "run_id": r.get("run_id"),
             "suite": case.get("suite"),
@@ -144,11 +154,14 @@ def load_results(*paths: str | Path) -> Any:
             "model": case["model"]["label"],
             "workload": case["workload"]["label"],
             "techniques": "+".join(t["label"] for t in case["techniques"]),
+            "is_baseline": is_baseline([t["name"] for t in case["techniques"]]),
             "parameters": json.dumps(
                 {
                     "model": case["model"]["params"],
                     "workload": case["workload"]["params"],
+                    "workload_name": case["workload"]["name"],
                     "techniques": [t["params"] for t in case["techniques"]],
+                    "technique_names": [t["name"] for t in case["techniques"]],
                 },
                 sort_keys=True,
             ),

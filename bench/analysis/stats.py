@@ -1,0 +1,161 @@
+"""Statistics across process-level runs: the one place that turns repeats into figures,
+intervals and winners. Tables, plots, reports, the console summary (and compare and the
+nightly history) all call it.
+
+The unit of evidence is one process-level run: each repeat of a case is a fresh process
+whose figure (e.g. the median of its timed calls) is one observation. Samples inside a
+process share the machine state of that process and never stand in for runs.
+
+Ratios are compared on the log scale, where timing noise is close to symmetric: the
+interval of ``case / baseline`` is a Welch t interval on the difference of the mean log
+values (unequal variances, Welch-Satterthwaite degrees of freedom), exponentiated. It is
+valid at small n under log-normal noise, which a coverage simulation in the tests checks
+(3 and 10 runs per side). Below ``MIN_RUNS`` runs on either side no interval is given:
+a percentile bootstrap over 2 runs is the min/max range, which covers ~67%, not 95%.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+MIN_RUNS = 3  # fewer process runs on either side: no interval
+CONFIDENCE = 0.95
+# A run is flagged as outlying when its log value sits further from the median of the
+# case's runs than both of: OUTLIER_Z modified z-scores (Iglewicz and Hoaglin's 3.5, on
+# the log scale) and OUTLIER_MIN_REL relative distance (this VM's run-to-run noise).
+OUTLIER_Z = 3.5
+OUTLIER_MIN_REL = 0.20
+RATIO_METHOD = "welch_t_on_log_runs"
+
+
+def center(values: Sequence[float]) -> float:
+    """The figure of a case over its process runs: their median."""
+    x = np.asarray(values, dtype=float)
+    x = x[~np.isnan(x)]
+    return float(np.median(x)) if x.size else math.nan
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """``case / baseline`` over process runs, with its interval when there is one.
+
+    ``value`` is the ratio of geometric means (the point estimate the interval is built
+    around). ``low``/``high`` are NaN when no valid interval exists, and ``why`` says why.
+    """
+
+    value: float
+    low: float
+    high: float
+    n_case: int
+    n_base: int
+    method: str
+    why: str = ""
+
+    @property
+    def has_interval(self) -> bool:
+        return not math.isnan(self.low)
+
+    def excludes_one(self) -> bool:
+        return self.has_interval and (self.low > 1 or self.high < 1)
+
+    def describe(self, digits: int = 3) -> str:
+        """'1.42× [1.21, 1.66]' or '1.42× (no interval: 2 runs)'."""
+        if math.isnan(self.value):
+            return f"n/a ({self.why})"
+        point = f"{self.value:.{digits}g}×"
+        if not self.has_interval:
+            return f"{point} (no interval: {self.why})"
+        return f"{point} [{self.low:.{digits}g}, {self.high:.{digits}g}]"
+
+
+def ratio(case: Sequence[float], base: Sequence[float], confidence: float = CONFIDENCE) -> Ratio:
+    """The ratio of a case's runs to its baseline's runs, with a Welch t interval on logs."""
+    from scipy import stats
+
+    c = _finite(case)
+    b = _finite(base)
+    nc, nb = len(c), len(b)
+    if nc == 0 or nb == 0:
+        return Ratio(math.nan, math.nan, math.nan, nc, nb, RATIO_METHOD, "no runs")
+    if (c <= 0).any() or (b <= 0).any():
+        why = "a value is zero or negative: no ratio on the log scale"
+        return Ratio(math.nan, math.nan, math.nan, nc, nb, RATIO_METHOD, why)
+    lc, lb = np.log(c), np.log(b)
+    diff = lc.mean() - lb.mean()
+    point = math.exp(diff)
+    if nc < MIN_RUNS or nb < MIN_RUNS:
+        why = f"{min(nc, nb)} run{'s' if min(nc, nb) != 1 else ''}; an interval needs {MIN_RUNS}"
+        return Ratio(point, math.nan, math.nan, nc, nb, RATIO_METHOD, why)
+    vc, vb = lc.var(ddof=1) / nc, lb.var(ddof=1) / nb
+    se = math.sqrt(vc + vb)
+    if se == 0:  # deterministic figures (bytes, parameter counts): the ratio is exact
+        return Ratio(point, point, point, nc, nb, "exact (no spread across runs)")
+    df = (vc + vb) ** 2 / (vc**2 / (nc - 1) + vb**2 / (nb - 1))
+    t = stats.t.ppf(0.5 + confidence / 2, df)
+    return Ratio(point, math.exp(diff - t * se), math.exp(diff + t * se), nc, nb, RATIO_METHOD)
+
+
+def outlying_runs(values: Sequence[float]) -> list[int]:
+    """Indices of runs far from the others (see OUTLIER_Z); none below 3 runs.
+
+    They are kept in every figure: flagged for a reader, never silently dropped."""
+    x = np.asarray(values, dtype=float)
+    if x.size < 3 or (x <= 0).any() or np.isnan(x).any():
+        return []
+    logs = np.log(x)
+    med = np.median(logs)
+    dev = np.abs(logs - med)
+    mad = np.median(dev)
+    limit = max(OUTLIER_Z * 1.4826 * mad, math.log1p(OUTLIER_MIN_REL))
+    return [int(i) for i in np.flatnonzero(dev > limit)]
+
+
+@dataclass(frozen=True)
+class Winner:
+    """The best of several alternatives, named only when the evidence supports it."""
+
+    best: str | None  # None: no clear winner (within noise), or nothing to compare
+    leader: str | None  # the best by center, clear or not
+    runner_up: str | None
+    margin: Ratio | None  # leader over runner-up, oriented so > 1 means the leader is better
+
+    def describe(self, fmt=lambda name: name) -> str:
+        if self.leader is None:
+            return "nothing to compare"
+        if self.best is not None:
+            return f"{fmt(self.best)} ({self.margin.describe()} better than {self.runner_up})"
+        why = (
+            self.margin.why
+            if self.margin is not None and not self.margin.has_interval
+            else f"{self.margin.describe()} over {self.runner_up}"
+            if self.margin
+            else ""
+        )
+        return f"no clear winner (within noise: {fmt(self.leader)} leads, {why})"
+
+
+def winner(runs: Mapping[str, Sequence[float]], higher_is_better: bool) -> Winner:
+    """The alternative whose interval against the runner-up clears 1; else none.
+
+    ``runs`` maps each alternative to its process-run values. A leader by center whose
+    ratio to the runner-up has no interval (too few runs) or an interval containing 1 is
+    reported as within noise.
+    """
+    scored = {k: center(v) for k, v in runs.items() if not math.isnan(center(v))}
+    if len(scored) < 2:
+        return Winner(None, next(iter(scored), None), None, None)
+    order = sorted(scored, key=scored.get, reverse=higher_is_better)
+    leader, second = order[0], order[1]
+    # Oriented so that > 1 means the leader is better.
+    num, den = (leader, second) if higher_is_better else (second, leader)
+    r = ratio(runs[num], runs[den])
+    return Winner(leader if r.has_interval and r.low > 1 else None, leader, second, r)
+
+
+def _finite(values: Sequence[float]) -> np.ndarray:
+    x = np.asarray(values, dtype=float)
+    return x[np.isfinite(x)]
