@@ -24,6 +24,36 @@ def test_training_is_cached_by_content_and_never_pickled(tmp_path, monkeypatch):
     assert other["cached"] is False  # another training config is another cache entry
 
 
+def test_the_default_trained_model_ships_with_bench_and_trains_nothing(tmp_path, monkeypatch):
+    from bench.spec import registry
+
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path))
+    record = registry.models.get("tinygpt-s").meta["prepare"](TinyGPTOverrides(weights="pydoc"))
+    assert record["shipped"] is True and record["cached"] is True
+    assert not (tmp_path / "models").exists()  # nothing trained, nothing cached
+    assert 2.8 < record["held_out_bits_per_byte"] < 3.1
+
+
+@pytest.mark.slow
+def test_retraining_with_the_recipe_lands_within_a_tenth_of_a_bit_of_the_shipped_weights():
+    """The recipe in bench.models.train.ship, rerun: CPU training is not bit-reproducible,
+    but it must land where the shipped weights did."""
+    import json
+
+    from safetensors import safe_open
+
+    from bench.models import tinygpt_config
+    from bench.models.tinygpt import GPT
+    from bench.models.train import TrainConfig, shipped_path, train
+
+    with safe_open(str(shipped_path("tinygpt-s")), framework="pt") as f:
+        shipped = json.loads(f.metadata()["record"])["held_out_bits_per_byte"]
+    torch.manual_seed(0)
+    model = GPT(tinygpt_config("s", TinyGPTOverrides(weights="pydoc")))
+    again = train(model, TrainConfig())["held_out_bits_per_byte"]
+    assert abs(again - shipped) < 0.1
+
+
 def test_agreement_of_identical_and_different_logits():
     ref = torch.randn(2, 5, 11)
     same = {m.name: m.value for m in agreement_metrics(ref.clone(), ref)}

@@ -89,14 +89,14 @@ def test_modelled_energy_gets_no_ratio_and_no_winner(run_dir, tmp_path):
 
 
 def test_below_three_repeats_there_is_no_interval_and_no_winner(run_dir, tmp_path):
-    from bench.analysis.report import summary_sentences
+    from bench.analysis.report import what_won
 
     df = load_results(run_dir)
     df = df[df.repeat < 2]
     r = tables.ratio_table(df, ["throughput_tokens"])
     assert r.ci_low.isna().all() and (r.n_case == 2).all()
     assert r.note.str.contains("2 runs; an interval needs 3").all()
-    (sentence,) = summary_sentences(df)
+    (sentence,) = what_won(df)
     assert "highest throughput: no clear winner (within noise: prune-l1-0.9 leads" in sentence
 
 

@@ -226,3 +226,53 @@ def test_sigterm_stops_cleanly_and_says_how_to_resume(write_suite, tmp_path):
 def test_python_dash_m_bench_is_the_command(tmp_path):
     out = subprocess.run(_cli("--help"), capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0 and "python -m bench" in out.stdout
+
+
+@pytest.mark.slow
+def test_a_timeout_kills_the_workers_a_case_started_too(write_suite, tmp_path):
+    path = write_suite(
+        """
+        name = "spawn"
+        [run]
+        warmup = 0
+        iterations = 1
+        energy = false
+        idle_s = 0
+        timeout_s = 4
+        [[workloads]]
+        name = "selftest"
+        mode = "spawn"
+        seconds = 60
+        """
+        + TINY_MODEL
+    )
+    out = run_suite(load_suite(path), RunOptions(results=tmp_path / "r"))
+    (result,) = out.results
+    assert result["status"] == "timeout"
+    (log,) = (out.run_dir / store.LOGS).glob("*.log")
+    pid = int(log.read_text().split("worker pid ")[1].split()[0])
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        raise AssertionError(f"worker {pid} outlived its case's timeout")
+
+
+def test_an_oom_kill_is_blamed_on_the_case_only_when_the_kernel_names_it(monkeypatch):
+    from bench.run import case_process
+
+    launcher = case_process.ProcessLauncher
+    monkeypatch.setattr(case_process, "cgroup_oom_kills", lambda: 5)
+    monkeypatch.setattr(case_process, "oom_victim", lambda pid: pid == 42)
+    assert launcher._classify_exit(-9, 4, 42)[0] == "oom"
+    status, why = launcher._classify_exit(-9, 4, 43)
+    assert status == "killed" and "names another victim" in why
+    monkeypatch.setattr(case_process, "oom_victim", lambda pid: None)
+    status, why = launcher._classify_exit(-9, 4, 42)
+    assert status == "killed" and "could not be read" in why
+    assert launcher._classify_exit(-9, 5, 42) == ("killed", "child killed by SIGKILL")

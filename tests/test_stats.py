@@ -6,11 +6,11 @@ import pytest
 from bench.analysis import stats
 from bench.analysis.console import console_rows
 from bench.results.store import results_frame
-from bench.telemetry.series import median_ci, summarize
+from bench.telemetry.series import describe_series, median_ci
 
 
 def test_summary_of_known_samples():
-    s = summarize([1.0, 2.0, 3.0, 4.0, 100.0])
+    s = describe_series([1.0, 2.0, 3.0, 4.0, 100.0])
     assert s["median"] == 3.0 and s["n"] == 5
     assert s["p10"] == pytest.approx(1.4) and s["p90"] == pytest.approx(61.6)
     assert s["iqr"] == pytest.approx(2.0)
@@ -18,13 +18,13 @@ def test_summary_of_known_samples():
 
 
 def test_single_sample_has_no_spread_rather_than_zero():
-    s = summarize([2.0])
+    s = describe_series([2.0])
     assert s["median"] == 2.0 and math.isnan(s["cv"]) and math.isnan(s["std"])
 
 
 def test_empty_is_an_error():
     with pytest.raises(ValueError):
-        summarize([])
+        describe_series([])
 
 
 def test_median_ci_brackets_the_median_and_is_absent_below_three_samples():

@@ -72,7 +72,7 @@ def _fmt(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def summary_sentences(df: pd.DataFrame) -> list[str]:
+def what_won(df: pd.DataFrame) -> list[str]:
     """One sentence per run, model and workload: who won on each axis, named only where
     the winner's interval over process repeats clears the runner-up's; energy that was
     modelled rather than measured names no winner."""
@@ -139,7 +139,7 @@ def write_run_report(run_dir: Path, out_root: Path) -> Path:
     cases = tables.case_table(df, HEADLINE_METRICS)
     ratios = tables.ratio_table(df)
     problems = tables.problems_table(df)
-    summary = summary_sentences(df)
+    won = what_won(df)
     images = {}
     for name, fig in _figures(df, results).items():
         path = out / f"{name}.png"
@@ -165,10 +165,10 @@ def write_run_report(run_dir: Path, out_root: Path) -> Path:
     )[["case_id", "metric", "ratio [95% interval]", "runs", "method"]]
     outliers = tables.outlier_table(df)[["case_id", "metric", "repeat", "value", "vs_median"]]
     _write_markdown(
-        out / "report.md", suite, facts, summary, cases, ratio_view, outliers, problems, images
+        out / "report.md", suite, facts, won, cases, ratio_view, outliers, problems, images
     )
     _write_html(
-        out / "report.html", suite, facts, summary, cases, ratio_view, outliers, problems, images
+        out / "report.html", suite, facts, won, cases, ratio_view, outliers, problems, images
     )
     return out / "report.html"
 
@@ -191,7 +191,7 @@ def _md_table(df: pd.DataFrame, index: bool = True) -> str:
     return "\n".join([head, sep, *body]) + "\n"
 
 
-def _write_markdown(path, suite, facts, summary, cases, ratios, outliers, problems, images) -> None:
+def _write_markdown(path, suite, facts, won, cases, ratios, outliers, problems, images) -> None:
     lines = [
         f"# {suite['name']}: {facts['run']}",
         "",
@@ -201,7 +201,7 @@ def _write_markdown(path, suite, facts, summary, cases, ratios, outliers, proble
         "",
     ]
     lines += [f"- **{k}**: {v}" for k, v in facts.items()]
-    lines += ["", "## What won", "", *(summary or ["No group has two cases to compare."]), ""]
+    lines += ["", "## What won", "", *(won or ["No group has two cases to compare."]), ""]
     lines += ["## Cases (median over repeats)", "", _md_table(cases)]
     lines += [
         f"## {RATIO_TITLE}",
@@ -216,7 +216,7 @@ def _write_markdown(path, suite, facts, summary, cases, ratios, outliers, proble
     atomic.write_text(path, "\n".join(lines) + "\n")
 
 
-def _write_html(path, suite, facts, summary, cases, ratios, outliers, problems, images) -> None:
+def _write_html(path, suite, facts, won, cases, ratios, outliers, problems, images) -> None:
     e = html.escape
 
     def table(df: pd.DataFrame, index: bool = True) -> str:
@@ -230,7 +230,7 @@ def _write_html(path, suite, facts, summary, cases, ratios, outliers, problems, 
         for n, p in images.items()
     )
     env_items = "".join(f"<li><b>{e(k)}</b>: {e(str(v))}</li>" for k, v in facts.items())
-    won = "".join(f"<p>{e(s)}</p>" for s in summary) or "<p>No group has two cases to compare.</p>"
+    won_html = "".join(f"<p>{e(s)}</p>" for s in won) or "<p>No group has two cases to compare.</p>"
     title = f"{e(suite['name'])}: {e(facts['run'])}"
     style = (
         "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
@@ -240,7 +240,7 @@ def _write_html(path, suite, facts, summary, cases, ratios, outliers, problems, 
     sections = [
         f"<h1>{title}</h1><p>{e(suite.get('description') or '')}</p>",
         f"<h2>Environment</h2><ul>{env_items}</ul>",
-        f"<h2>What won</h2>{won}",
+        f"<h2>What won</h2>{won_html}",
         f"<h2>Cases (median over repeats)</h2>{table(cases)}",
         f"<h2>{RATIO_TITLE}</h2><p>{e(RATIO_NOTE)}</p>" + table(ratios, index=False),
         f"<h2>{OUTLIER_TITLE}</h2>" + table(outliers, index=False),

@@ -150,12 +150,13 @@ def ship(name: str, model, train_cfg: TrainConfig, progress=None) -> dict[str, A
     """The recipe of the shipped weights: train ``model`` on the CPU and write it (with its
     key and training record) to ``shipped_path(name)``. Run by
     ``python -m bench.models.train tinygpt-s``."""
+    import torch
     from safetensors.torch import save_model
 
     record = train(model.cpu(), train_cfg, progress)
     meta = {
         "key": json.dumps(_shipped_key(model.config, train_cfg), sort_keys=True),
-        "record": json.dumps({**record, "trained_on": "cpu"}),
+        "record": json.dumps({**record, "trained_on": "cpu", "torch": torch.__version__}),
     }
     with atomic_path(shipped_path(name)) as tmp:
         save_model(model, str(tmp), metadata=meta)

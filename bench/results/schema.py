@@ -21,11 +21,13 @@ class Metric:
         return asdict(self)
 
 
-SUMMARY_KEYS = ("median", "median_ci_low", "median_ci_high", "mean", "p10", "p90", "p99", "iqr")
+SERIES_KEYS = ("median", "median_ci_low", "median_ci_high", "mean", "p10", "p90", "p99", "iqr")
 
 
-def summary_metrics(prefix: str, summary: dict[str, float], unit: str, method: str) -> list[Metric]:
-    """The standard figures of one timed series (``summary`` from stats.summarize).
+def series_metrics(
+    prefix: str, described: dict[str, float], unit: str, method: str
+) -> list[Metric]:
+    """The standard figures of one timed series (``described``: telemetry.series).
 
     ``median_ci_*`` bound the median's 95% bootstrap interval over the samples of one
     process, and say so in their method: they describe that process, not a rerun (the
@@ -34,13 +36,13 @@ def summary_metrics(prefix: str, summary: dict[str, float], unit: str, method: s
     out = [
         Metric(
             f"{prefix}_{k}",
-            summary[k],
+            described[k],
             unit,
             method + ("+in_process_bootstrap95" if "_ci_" in k else ""),
         )
-        for k in SUMMARY_KEYS
+        for k in SERIES_KEYS
     ]
-    out.append(Metric(f"{prefix}_cv", summary["cv"], "1", method))
+    out.append(Metric(f"{prefix}_cv", described["cv"], "1", method))
     return out
 
 

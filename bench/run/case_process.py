@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
+import os
 import signal
 import time
 from multiprocessing.connection import wait
@@ -74,7 +75,15 @@ class ProcessLauncher:
         recv, send = self._ctx.Pipe(duplex=False)
         proc = self._ctx.Process(
             target=_child.main,
-            args=(case.to_json(), repeat, run_id, str(log) if log else None, facts, send),
+            args=(
+                case.to_json(),
+                repeat,
+                run_id,
+                str(log) if log else None,
+                facts,
+                send,
+                os.getpid(),
+            ),
             name=f"bench-case-{case.hash}",
         )
         self._proc = proc
@@ -91,7 +100,7 @@ class ProcessLauncher:
                 f"timed out after {timeout:g} s (start-up included); child killed",
             )
         else:
-            status, error = self._classify_exit(proc.exitcode, oom_before)
+            status, error = self._classify_exit(proc.exitcode, oom_before, proc.pid)
         result = CaseResult(
             case=case.to_json(),
             case_id=case.id,
@@ -114,8 +123,7 @@ class ProcessLauncher:
         while proc.sentinel in waiting:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                proc.kill()
-                proc.join()
+                kill_group(proc)
                 return payload, payload is None
             for ready in wait(waiting, timeout=remaining):
                 if ready is recv:
@@ -131,19 +139,25 @@ class ProcessLauncher:
         return payload, False
 
     @staticmethod
-    def _classify_exit(code: int | None, oom_before: int | None) -> tuple[str, str]:
+    def _classify_exit(
+        code: int | None, oom_before: int | None, pid: int | None = None
+    ) -> tuple[str, str]:
         if code is not None and code < 0:
             sig = signal.Signals(-code).name
             after = cgroup_oom_kills()
-            if (
-                sig == "SIGKILL"
-                and oom_before is not None
-                and after is not None
-                and after > oom_before
-            ):
-                return (
-                    "oom",
-                    "killed by the kernel's OOM killer (cgroup memory.events oom_kill rose)",
+            rose = oom_before is not None and after is not None and after > oom_before
+            if sig == "SIGKILL" and rose:
+                # The count is the cgroup's: another process may have been the victim.
+                victim = oom_victim(pid) if pid is not None else None
+                if victim:
+                    return "oom", f"killed by the kernel's OOM killer (kernel log names pid {pid})"
+                why = (
+                    "the kernel log names another victim"
+                    if victim is False
+                    else "the kernel log could not be read to confirm the victim"
+                )
+                return "killed", (
+                    f"child killed by SIGKILL while the cgroup's OOM-kill count rose; {why}"
                 )
             return "killed", f"child killed by {sig}"
         return "failed", f"child exited with code {code} before reporting a result"
@@ -151,8 +165,44 @@ class ProcessLauncher:
     def abort(self) -> None:
         proc = self._proc
         if proc is not None and proc.is_alive():
-            proc.kill()
-            proc.join()
+            kill_group(proc)
+
+
+def kill_group(proc) -> None:
+    """SIGKILL the case process and everything it started (it leads its own process group:
+    workers, launcher ranks), then reap it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()  # not a group leader yet (killed before it got there)
+    proc.join()
+
+
+def oom_victim(pid: int) -> bool | None:
+    """Whether the kernel log names ``pid`` as an OOM-killer victim: True, False (it names
+    others only), or None when the log cannot be read (no privilege, no /dev/kmsg)."""
+    try:
+        fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    seen_oom = False
+    try:
+        while True:
+            try:
+                record = os.read(fd, 8192).decode(errors="replace")
+            except BlockingIOError:
+                break
+            except OSError:  # EPIPE: a record was overwritten while reading; go on
+                continue
+            if not record:
+                break
+            if "Killed process" in record or "oom-kill:" in record:
+                seen_oom = True
+                if f"Killed process {pid} " in record or f"pid={pid}," in record:
+                    return True
+    finally:
+        os.close(fd)
+    return False if seen_oom else None
 
 
 def cgroup_oom_kills() -> int | None:

@@ -54,22 +54,43 @@ def steady_malloc() -> dict:
     }
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(launcher_pid: int | None) -> None:
     """Ask Linux to SIGKILL this process if its parent (the fork server) dies, so a
-    ``kill -9`` of ``bench run`` leaves no case running behind a resumed run."""
+    ``kill -9`` of ``bench run`` leaves no case running behind a resumed run.
+
+    The request only covers a death after it is made: if the fork server or ``bench run``
+    died between our fork and here, we have been re-parented already and exit now."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except (OSError, AttributeError):
         pass
+    orphaned = os.getppid() == 1
+    if launcher_pid is not None and not orphaned:
+        try:
+            os.kill(launcher_pid, 0)
+        except ProcessLookupError:
+            orphaned = True
+        except PermissionError:
+            pass
+    if orphaned:
+        os._exit(1)
 
 
 def main(
-    case_json: dict, repeat: int, run_id: str | None, log_path: str | None, facts, conn
+    case_json: dict,
+    repeat: int,
+    run_id: str | None,
+    log_path: str | None,
+    facts,
+    conn,
+    launcher_pid: int | None = None,
 ) -> None:
     # Ctrl-C reaches the whole process group; the parent decides what happens to us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
+    # Lead a process group of our own, so a timeout kills whatever the case started too.
+    os.setpgid(0, 0)
+    _die_with_parent(launcher_pid)
     if log_path:
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(fd, 1)

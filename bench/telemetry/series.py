@@ -28,7 +28,7 @@ def median_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float,
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
-def summarize(values: Sequence[float]) -> dict[str, float]:
+def describe_series(values: Sequence[float]) -> dict[str, float]:
     """Median (with its 95% bootstrap interval), mean, spread and tails of one series of
     samples, warm-up already removed.
 
@@ -37,7 +37,7 @@ def summarize(values: Sequence[float]) -> dict[str, float]:
     """
     x = np.asarray(values, dtype=float)
     if x.size == 0:
-        raise ValueError("no samples to summarize")
+        raise ValueError("no samples to describe_series")
     p10, p25, p50, p75, p90, p99 = np.percentile(x, [10, 25, 50, 75, 90, 99])
     mean = float(x.mean())
     std = float(x.std(ddof=1)) if x.size > 1 else math.nan

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from bench.results.schema import EnergyWork, Metric, WorkloadOutput, summary_metrics
+from bench.results.schema import EnergyWork, Metric, WorkloadOutput, series_metrics
 from bench.spec.registry import Params, register_workload
-from bench.telemetry.series import summarize
+from bench.telemetry.series import describe_series
 from bench.telemetry.timer import time_calls
 from bench.workloads import inference
 
@@ -38,11 +38,11 @@ def run_eval(model, params: EvalParams, ctx) -> WorkloadOutput:
     seq = min(params.seq_len, model.config.block_size)
     call = inference(lambda: held_out_nats_per_byte(model, seq, params.batch, params.timed_bytes))
     samples = time_calls(call, warmup=ctx.warmup, iterations=ctx.iterations, clock=ctx.clock)
-    s = summarize(samples.values)
+    s = describe_series(samples.values)
     scored = params.timed_bytes // seq * seq
     metrics = [
         *heldout_metrics(model, seq, prefix="eval"),
-        *summary_metrics("latency", s, "s", samples.method),
+        *series_metrics("latency", s, "s", samples.method),
         Metric(
             "throughput_tokens", scored / s["median"], "tokens/s", "scored_bytes/latency_median"
         ),

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from bench.results.schema import EnergyWork, Metric, Traffic, WorkloadOutput, summary_metrics
+from bench.results.schema import EnergyWork, Metric, Traffic, WorkloadOutput, series_metrics
 from bench.spec.registry import Params, register_workload
-from bench.telemetry.series import summarize
+from bench.telemetry.series import describe_series
 from bench.telemetry.timer import time_calls
 from bench.workloads import inference, random_tokens
 
@@ -29,10 +29,10 @@ def run_forward(model, params: ForwardParams, ctx) -> WorkloadOutput:
     samples = time_calls(call, warmup=ctx.warmup, iterations=ctx.iterations, clock=ctx.clock)
     with ctx.memory.phase("prefill", ctx.sync):
         call()
-    s = summarize(samples.values)
+    s = describe_series(samples.values)
     tokens = params.batch * params.seq_len
     metrics = [
-        *summary_metrics("latency", s, "s", samples.method),
+        *series_metrics("latency", s, "s", samples.method),
         Metric(
             "throughput_tokens", tokens / s["median"], "tokens/s", "batch*seq_len/latency_median"
         ),

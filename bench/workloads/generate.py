@@ -26,9 +26,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from bench.results.schema import EnergyWork, Metric, Traffic, WorkloadOutput, summary_metrics
+from bench.results.schema import EnergyWork, Metric, Traffic, WorkloadOutput, series_metrics
 from bench.spec.registry import Params, register_workload
-from bench.telemetry.series import summarize
+from bench.telemetry.series import describe_series
 from bench.telemetry.timer import Samples, warm_up
 from bench.workloads import inference, random_tokens
 
@@ -187,9 +187,9 @@ def run_generate(model, params: GenerateParams, ctx) -> WorkloadOutput:
     medians = {}
     metrics = []
     for name, s in series_by_name.items():
-        summary = summarize(s.values)
-        medians[name] = summary["median"]
-        metrics += summary_metrics(name, summary, "s", s.method)
+        described = describe_series(s.values)
+        medians[name] = described["median"]
+        metrics += series_metrics(name, described, "s", s.method)
     generated = params.batch * params.new_tokens
     metrics.append(
         Metric(

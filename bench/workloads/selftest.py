@@ -11,14 +11,14 @@ from typing import Literal
 
 from pydantic import Field
 
-from bench.results.schema import WorkloadOutput, summary_metrics
+from bench.results.schema import WorkloadOutput, series_metrics
 from bench.spec.registry import Params, register_workload
-from bench.telemetry.series import summarize
+from bench.telemetry.series import describe_series
 from bench.telemetry.timer import time_calls
 
 
 class SelftestParams(Params):
-    mode: Literal["ok", "raise", "exit", "sleep", "sigkill", "alloc"] = "ok"
+    mode: Literal["ok", "raise", "exit", "sleep", "sigkill", "alloc", "spawn"] = "ok"
     seconds: float = Field(0.0, ge=0, le=86_400)  # for "sleep": how long, before returning ok
     exit_code: int = Field(3, ge=0, le=255)  # for "exit"
 
@@ -35,13 +35,16 @@ def _alloc_too_much():
     params=SelftestParams,
     label=lambda p: (
         f"selftest-{p.mode}"
-        + {"sleep": f"{p.seconds:g}s", "exit": str(p.exit_code)}.get(p.mode, "")
+        + {"sleep": f"{p.seconds:g}s", "spawn": f"{p.seconds:g}s", "exit": str(p.exit_code)}.get(
+            p.mode, ""
+        )
     ),
     headline="latency_median",
 )
 def run_selftest(model, params: SelftestParams, ctx) -> WorkloadOutput:
     """ok: time a trivial call; raise: an exception; exit: os._exit; sleep: sleep then ok;
-    sigkill: the process kills itself; alloc: a real allocation the allocator refuses."""
+    sigkill: the process kills itself; alloc: a real allocation the allocator refuses;
+    spawn: start a worker process (as a parallel case does), print its pid, then sleep."""
     if params.mode == "raise":
         raise RuntimeError("selftest: raised on purpose")
     if params.mode == "exit":
@@ -50,12 +53,17 @@ def run_selftest(model, params: SelftestParams, ctx) -> WorkloadOutput:
         os.kill(os.getpid(), signal.SIGKILL)
     if params.mode == "alloc":
         _alloc_too_much()
-    if params.mode == "sleep":
+    if params.mode == "spawn":
+        import subprocess
+
+        worker = subprocess.Popen(["sleep", "600"])
+        print(f"worker pid {worker.pid}", flush=True)
+    if params.mode in ("sleep", "spawn"):
         time.sleep(params.seconds)
     samples = time_calls(
         lambda: None, warmup=ctx.warmup, iterations=ctx.iterations, clock=ctx.clock
     )
     return WorkloadOutput(
-        summary_metrics("latency", summarize(samples.values), "s", samples.method),
+        series_metrics("latency", describe_series(samples.values), "s", samples.method),
         samples={"latency": samples.to_json()},
     )
