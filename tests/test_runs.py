@@ -249,7 +249,7 @@ def test_a_timeout_kills_the_workers_a_case_started_too(write_suite, tmp_path):
     out = run_suite(load_suite(path), RunOptions(results=tmp_path / "r"))
     (result,) = out.results
     assert result["status"] == "timeout"
-    (log,) = (out.run_dir / store.LOGS).glob("*.log")
+    (log,) = (out.run_dir / store.LOGS).glob("*selftest*.log")
     pid = int(log.read_text().split("worker pid ")[1].split()[0])
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
@@ -276,3 +276,33 @@ def test_an_oom_kill_is_blamed_on_the_case_only_when_the_kernel_names_it(monkeyp
     status, why = launcher._classify_exit(-9, 4, 42)
     assert status == "killed" and "could not be read" in why
     assert launcher._classify_exit(-9, 5, 42) == ("killed", "child killed by SIGKILL")
+
+
+@pytest.mark.slow
+def test_library_noise_goes_to_the_run_log_not_the_console(tmp_path):
+    suite = _suite_file(
+        tmp_path,
+        """
+name = "noise"
+[run]
+warmup = 0
+iterations = 1
+energy = false
+idle_s = 0
+[[workloads]]
+name = "forward"
+batch = 1
+seq_len = 8
+[[techniques]]
+name = "quantize"
+scheme = "int8_weight_only"
+"""
+        + TINY_MODEL,
+        name="noise.toml",
+    )
+    cmd = _cli("run", str(suite), "--results", str(tmp_path / "r"), "--no-report")
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    assert "Failed to load" not in proc.stderr and "_pytree" not in proc.stderr
+    (log,) = (tmp_path / "r").glob("*/logs/fork-server.log")
+    assert log.is_file()

@@ -21,7 +21,7 @@ from bench.run.context import CaseContext
 from bench.spec import registry
 from bench.spec.suite import Case
 from bench.telemetry.bandwidth import bandwidth_key
-from bench.telemetry.energy import cpu_meter, measure_energy
+from bench.telemetry.energy import CodecarbonMeter, cpu_meter, measure_energy, modelled_energy
 from bench.telemetry.nvml import Nvml, NvmlUnavailable
 from bench.telemetry.sampler import Sampler
 from bench.telemetry.size import model_size_metrics
@@ -118,15 +118,35 @@ def _measure(case, result, ctx, sampler, facts, absent) -> None:
             steps.append({"name": step.name, "label": step.label, "seconds": seconds, **info})
 
     wl = registry.workloads.get(case.workload.name)
+    cpu, why = cpu_meter(run["country"]) if run["energy"] else (None, None)
+    # No energy counter for this case's device: codecarbon models CPU and RAM from load
+    # and time, so it runs around the workload's own calls instead of a window of its own.
+    modelled = isinstance(cpu, CodecarbonMeter) and not ctx.device.startswith("cuda")
+    if modelled:
+        cpu.measure_every_s = 1e6  # one reading at the end: no thread waking mid-timing
+        cpu.begin()
+    t = time.perf_counter()
     out = wl.fn(model, wl.params.model_validate(case.workload.params), ctx)
+    workload_s = time.perf_counter() - t
+    modelled_joules = cpu.end() if modelled else None
 
     energy_metrics: list[Metric] = []
     if not run["energy"]:
         absent["energy"] = "turned off in the suite (run.energy = false)"
     elif out.energy is None:
         absent["energy"] = f"workload {case.workload.name!r} does no work to attribute energy to"
+    elif modelled:
+        absent["energy_rapl"] = f"{why}; CPU and RAM energy are modelled by codecarbon"
+        call_s = next((m.value for m in out.metrics if m.name == "latency_median"), None)
+        if call_s is None:
+            absent["energy"] = "modelled energy needs the workload's latency_median"
+        else:
+            win = modelled_energy(
+                modelled_joules, workload_s, call_s, units=out.energy.units, country=run["country"]
+            )
+            energy_metrics = win.metrics
+            result.info["energy_window"] = {"modelled": True, **win.info}
     else:
-        cpu, why = cpu_meter(run["country"])
         if why:
             absent["energy_rapl"] = f"{why}; CPU and RAM energy are modelled by codecarbon"
         win = measure_energy(

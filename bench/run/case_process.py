@@ -58,18 +58,42 @@ class InlineLauncher:
 
 
 class ProcessLauncher:
-    def __init__(self, preload: tuple[str, ...] = ()) -> None:
+    def __init__(self, preload: tuple[str, ...] = (), server_log: Path | None = None) -> None:
         # ``preload``: heavy modules the run's models need (transformers takes ~3 s to
         # import), imported once by the fork server instead of by every case.
         self._ctx = mp.get_context("forkserver")
         self._ctx.set_forkserver_preload(["bench.run.child", *preload])
         self._proc: Any = None
+        self._server_log = server_log
+
+    def _start_server(self) -> None:
+        """Start the fork server with its output in ``server_log``: what libraries print on
+        import (torchao's missing optional kernels, torch deprecation warnings) belongs in
+        the run's logs, not on the user's console."""
+        from multiprocessing import forkserver
+
+        if self._server_log is None:
+            forkserver.ensure_running()
+            return
+        self._server_log.parent.mkdir(parents=True, exist_ok=True)
+        saved = [os.dup(1), os.dup(2)]
+        fd = os.open(self._server_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+        try:
+            for std in (1, 2):
+                os.dup2(fd, std)
+            forkserver.ensure_running()
+        finally:
+            for std, old in zip((1, 2), saved, strict=True):
+                os.dup2(old, std)
+                os.close(old)
+            os.close(fd)
 
     def run(self, case, repeat, run_id, log, timeout, facts=None) -> dict[str, Any]:
         from bench.run import child as _child
 
         if log is not None:
             log.parent.mkdir(parents=True, exist_ok=True)
+        self._start_server()
         oom_before = cgroup_oom_kills()
         started, t0 = runner.now_iso(), time.perf_counter()
         recv, send = self._ctx.Pipe(duplex=False)
@@ -229,5 +253,7 @@ def _tail(log: Path | None) -> str | None:
     return text[-LOG_TAIL_CHARS:] or None
 
 
-def make_launcher(inline: bool, preload: tuple[str, ...] = ()) -> Launcher:
-    return InlineLauncher() if inline else ProcessLauncher(preload)
+def make_launcher(
+    inline: bool, preload: tuple[str, ...] = (), server_log: Path | None = None
+) -> Launcher:
+    return InlineLauncher() if inline else ProcessLauncher(preload, server_log)

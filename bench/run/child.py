@@ -21,6 +21,25 @@ from bench.spec.suite import Case
 
 registry.load_plugins()
 
+
+def _warm_codecarbon() -> None:
+    """codecarbon detects the hardware once per process (0.5 s here) and caches it; doing
+    that once in the fork server spares every case. Its timer threads end before any fork."""
+    import threading
+    import time
+
+    from bench.telemetry.energy import CodecarbonMeter
+
+    meter = CodecarbonMeter("USA", measure_every_s=1e6)
+    meter.begin()
+    meter.end()
+    deadline = time.monotonic() + 5
+    while threading.active_count() > 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+_warm_codecarbon()
+
 _PR_SET_PDEATHSIG = 1
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3

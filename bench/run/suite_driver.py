@@ -221,7 +221,8 @@ def run_suite(suite: Suite, opts: RunOptions, console=None) -> RunOutcome:
     launcher = None
     try:
         facts = _prepare(suite, cases, manifest, run_dir, console) if todo else {}
-        launcher = make_launcher(opts.inline, _preload(cases))
+        server_log = run_dir / store.LOGS / "fork-server.log"
+        launcher = make_launcher(opts.inline, _preload(cases), server_log)
         for case, repeat, result in _progress(
             todo, console, launcher, run_id, run_dir, timeout, facts
         ):

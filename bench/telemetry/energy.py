@@ -87,8 +87,10 @@ class RaplMeter:
 class CodecarbonMeter:
     method = "codecarbon_model"
 
-    def __init__(self, country: str):
+    def __init__(self, country: str, measure_every_s: float = 1.0):
         self.country = country
+        # Around timed calls, one reading at the end: no timer thread waking mid-window.
+        self.measure_every_s = measure_every_s
         self._tracker: Any = None
 
     def begin(self) -> None:
@@ -103,7 +105,7 @@ class CodecarbonMeter:
             log_level="error",
             tracking_mode="process",
             allow_multiple_runs=True,
-            measure_power_secs=1,
+            measure_power_secs=self.measure_every_s,
         )
         self._tracker.start()
 
@@ -245,6 +247,35 @@ def measure_energy(
         for domain, joules in cpu.end().items():
             domains[domain] = (joules, cpu.method)
 
+    _energy_metrics(win, domains, units, idle, country, device_domain)
+    return win
+
+
+def modelled_energy(
+    joules: dict[str, float],
+    seconds: float,
+    call_s: float,
+    *,
+    units: dict[str, float],
+    country: str = "USA",
+) -> EnergyWindow:
+    """Energy per call where no counter exists (no RAPL, CPU case): codecarbon's model ran
+    around the workload's own calls (``seconds`` long); its mean modelled power times the
+    median call (``call_s``) is the energy of one call. A separate window would only feed
+    the same model (TDP share x load, RAM at a constant), so it would add time, not facts.
+    """
+    win = EnergyWindow(calls=1, seconds=call_s)
+    scale = call_s / seconds
+    how = f"{CodecarbonMeter.method} (mean power over the workload x latency_median)"
+    domains = {d: (j * scale, how) for d, j in joules.items()}
+    win.info["modelled_over_s"] = seconds
+    _energy_metrics(win, domains, units, None, country, "cpu")
+    return win
+
+
+def _energy_metrics(win, domains, units, idle, country, device_domain) -> None:
+    """Per-call energy of each domain, and the derived figures (J/token, J/sample,
+    tokens/kWh, CO2e) from the case device's domains, into ``win``."""
     for domain, (joules, method) in domains.items():
         win.metrics.append(Metric(f"energy_{domain}", joules / win.calls, "J/call", method))
         idle_w = (idle or {}).get(domain, {}).get("watts")
@@ -260,7 +291,7 @@ def measure_energy(
         if (d.startswith("gpu") if device_domain == "gpu" else d in ("cpu", "ram"))
     ]
     if not selected:
-        return win
+        return
     joules = sum(domains[d][0] for d in selected) / win.calls
     method = "+".join(sorted({domains[d][1] for d in selected}))
     win.info["derived_from"] = selected
@@ -281,4 +312,3 @@ def measure_energy(
             f"{method}*codecarbon_{country}",
         )
     )
-    return win
