@@ -84,6 +84,10 @@ def _parser() -> argparse.ArgumentParser:
         help="with --best: pool the repeats of several runs (default: each run on its own)",
     )
 
+    mg = sub.add_parser("merge", help="merge the shards of one suite into one run folder")
+    mg.add_argument("runs", type=Path, nargs="+", help="run folders (one per shard)")
+    mg.add_argument("--results", type=Path, default=Path("results"), metavar="DIR")
+
     sub.add_parser("names", help="list the registered models, workloads and techniques")
     return p
 
@@ -103,6 +107,11 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
 
     if args.command == "report":
         return _report(args)
+    if args.command == "merge":
+        from bench.run.suite_driver import merge_runs
+
+        print(merge_runs(args.runs, args.results))
+        return 0
     if args.command == "names":
         from bench.spec.registry import known_names
 

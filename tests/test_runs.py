@@ -306,3 +306,27 @@ scheme = "int8_weight_only"
     assert "Failed to load" not in proc.stderr and "_pytree" not in proc.stderr
     (log,) = (tmp_path / "r").glob("*/logs/fork-server.log")
     assert log.is_file()
+
+
+def test_shards_merge_into_the_run_an_unsharded_run_would_be(tmp_path):
+    from bench import load_results
+    from bench.run.suite_driver import merge_runs
+
+    suite = load_suite(_suite_file(tmp_path))
+    shards = [
+        run_suite(suite, RunOptions(results=tmp_path / "r", shard=f"{k}/2", inline=True))
+        for k in (1, 2)
+    ]
+    for s in shards:
+        assert store.read_json(s.run_dir / store.MANIFEST)["status"] == "partial"
+    merged = merge_runs([s.run_dir for s in shards], tmp_path / "r")
+    manifest = store.read_json(merged / store.MANIFEST)
+    assert manifest["status"] == "complete" and len(manifest["merged_from"]) == 2
+    whole = run_suite(suite, RunOptions(results=tmp_path / "w", inline=True))
+    key = ["case_id", "repeat", "metric"]
+    a = load_results(merged).sort_values(key)[key].reset_index(drop=True)
+    b = load_results(whole.run_dir).sort_values(key)[key].reset_index(drop=True)
+    assert a.equals(b)
+    assert set(load_results(merged).run_id) == {merged.name}
+    with pytest.raises(UserError, match="in both"):
+        merge_runs([shards[0].run_dir, merged], tmp_path / "r")
