@@ -239,3 +239,37 @@ def test_unused_tensors_are_recorded_in_the_case_info(gpt2_ckpt, tmp_path):
     extra = _copy_with(gpt2_ckpt, tmp_path / "extra", add={"score.weight": torch.zeros(2, 2)})
     model = build("hf-local", path=str(extra))
     assert model.bench_info["unused_tensors"] == ["score.weight"]
+
+
+def _tokenizer(vocab: int):
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    from bench.models.corpus import corpus_split
+
+    tok = Tokenizer(models.BPE(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=vocab, special_tokens=["[UNK]"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())  # fmt: skip
+    tok.train_from_iterator([corpus_split()[0][:50_000].decode(errors="replace")], trainer)
+    return tok
+
+
+def test_a_checkpoint_with_a_tokenizer_scores_held_out_text_in_bits_per_byte(gpt2_ckpt, tmp_path):
+    import shutil
+
+    from bench.workloads.quality import quality_metrics
+
+    folder = tmp_path / "with-tok"
+    shutil.copytree(gpt2_ckpt, folder)
+    _tokenizer(400).save(str(folder / "tokenizer.json"))
+    suite = parse_suite(bad_suite(f'name = "hf-local"\npath = "{folder}"'), where="s.toml")
+    model = build("hf-local", path=str(folder))
+    metrics, _ = quality_metrics(model, suite.cases[0], lambda: model, tmp_path / "refs")
+    m = {x.name: x for x in metrics}
+    # Random weights over 512 ids: about log2(512) = 9 bits per token, and a BPE token of
+    # this tokenizer covers a few bytes, so a few bits per byte; not seeded random ids.
+    assert 1.0 < m["heldout_bits_per_byte"].value < 9.0
+    assert "own_tokenizer" in m["heldout_bits_per_byte"].method
+    assert m["kl_to_baseline"].value == pytest.approx(0.0, abs=1e-6)  # itself, same text
+    _tokenizer(600).save(str(folder / "tokenizer.json"))
+    assert "has 600 tokens; the model embeds 512" in _refused(folder)

@@ -140,3 +140,25 @@ timed_bytes = 1024
     # heldout_* means run.quality's figure at 128 only: one definition per name.
     assert "heldout_bits_per_byte" not in m
     assert m["throughput_tokens"].value == pytest.approx(1024 / m["latency_median"].value)
+
+
+def test_a_baseline_that_disagrees_with_its_own_reference_gets_no_agreement(tmp_path):
+    from bench.workloads.quality import quality_metrics
+
+    text = 'name = "q"\n[run]\nquality = true\n' + TINY_MODEL + '[[workloads]]\nname = "forward"\n'
+    case = parse_suite(text).cases[0]
+    assert case.is_baseline
+
+    def fresh(seed):
+        torch.manual_seed(seed)
+        from bench.run.context import CaseContext
+        from bench.spec import registry
+
+        entry = registry.models.get("tinygpt-s")
+        ctx = CaseContext("cpu", "float32", 0, 1, 2)
+        return entry.fn(entry.params.model_validate(case.model.params), ctx).eval()
+
+    # The reference came from a process whose random weights differed (seed 1, not 0).
+    metrics, info = quality_metrics(fresh(0), case, lambda: fresh(1), tmp_path / "refs")
+    assert "kl_to_baseline" not in {m.name for m in metrics}
+    assert "weights not deterministic" in info["agreement"]

@@ -132,3 +132,7 @@ def test_winner_named_only_when_its_interval_clears_the_runner_up():
     assert "no clear winner (within noise" in noisy.describe()
     few = stats.winner({"a": [1.0], "b": [2.0]}, higher_is_better=True)
     assert few.best is None and few.leader == "b"
+    exact = stats.winner({"a": [1.0], "b": [2.0]}, higher_is_better=True, deterministic=True)
+    assert exact.best == "b" and exact.margin.method == "exact (deterministic figure)"
+    tie = stats.winner({"a": [3.0], "b": [3.0]}, higher_is_better=False, deterministic=True)
+    assert tie.best is None and tie.describe().startswith("no difference")

@@ -42,9 +42,11 @@ HEADLINE_METRICS = [
 
 RATIO_TITLE = "Ratio to the baseline case (95% interval over process repeats)"
 RATIO_NOTE = (
-    "Each case's metric over its baseline's, from the per-process figures of each side: "
-    "a Welch t interval on log values (valid from 3 repeats a side; fewer give no "
-    "interval). An interval that contains 1 means the difference is within noise."
+    "Each case's metric over its baseline's (as measured: for a time, below 1 is faster), "
+    "from the per-process figures of each side: the ratio of geometric means with a Welch "
+    "t interval on log values (valid from 3 repeats a side; fewer give no interval). An "
+    "interval that contains 1 means the difference is within noise. Deterministic figures "
+    "(sizes, quality of fixed weights on fixed text) are exact when their runs agree."
 )
 OUTLIER_TITLE = "Outlying process repeats (kept in every figure)"
 
@@ -95,7 +97,8 @@ def what_won(df: pd.DataFrame) -> list[str]:
                 best = stats.center(here[(here.run_id == key[0]) & (here.model == key[1])
                                          & (here.workload == key[2])
                                          & (here.techniques == w.best)].value)  # fmt: skip
-                text = f"{w.best} ({best:.4g} {unit}; {w.margin.describe()} vs {w.runner_up})"
+                shown = f"{best:.4g} {unit}" if unit != "1" else f"{best:.4g}"
+                text = f"{w.best} ({shown}; {w.margin.describe()} vs {w.runner_up})"
             groups.setdefault(key, []).append(f"{label}: {text}")
     several = df.run_id.nunique() > 1
     return [
@@ -159,10 +162,7 @@ def write_run_report(run_dir: Path, out_root: Path) -> Path:
         "software": f"Python {env.get('python')}, torch {env.get('torch')}, CUDA {env.get('cuda')}",
         "idle power": json.dumps(manifest.get("idle_power", {})),
     }
-    ratio_view = ratios.assign(
-        **{"ratio [95% interval]": [tables.describe_ratio(r) for r in ratios.itertuples()]},
-        runs=[f"{c} vs {b}" for c, b in zip(ratios.n_case, ratios.n_base, strict=True)],
-    )[["case_id", "metric", "ratio [95% interval]", "runs", "method"]]
+    ratio_view = _ratio_view(ratios)
     outliers = tables.outlier_table(df)[["case_id", "metric", "repeat", "value", "vs_median"]]
     _write_markdown(
         out / "report.md", suite, facts, won, cases, ratio_view, outliers, problems, images
@@ -171,6 +171,21 @@ def write_run_report(run_dir: Path, out_root: Path) -> Path:
         out / "report.html", suite, facts, won, cases, ratio_view, outliers, problems, images
     )
     return out / "report.html"
+
+
+def _ratio_view(ratios: pd.DataFrame) -> pd.DataFrame:
+    """Cases x metrics, each cell the ratio with its interval (or why there is none), and
+    the number of runs on each side: one line per case."""
+    if ratios.empty:
+        return pd.DataFrame()
+    cells = ratios.assign(cell=[tables.describe_ratio(r) for r in ratios.itertuples()])
+    view = cells.pivot_table(index="case_id", columns="metric", values="cell", aggfunc="first")
+    view = view[[m for m in dict.fromkeys(ratios.metric) if m in view.columns]]
+    runs = cells.groupby("case_id").apply(
+        lambda g: f"{g.n_case.max()} vs {g.n_base.max()}", include_groups=False
+    )
+    view.insert(0, "runs (case vs baseline)", runs)
+    return view.reindex([c for c in dict.fromkeys(ratios.case_id)])
 
 
 def _md_cell(value: Any) -> str:
@@ -208,7 +223,7 @@ def _write_markdown(path, suite, facts, won, cases, ratios, outliers, problems, 
         "",
         RATIO_NOTE,
         "",
-        _md_table(ratios, index=False),
+        _md_table(ratios),
     ]
     lines += [f"## {OUTLIER_TITLE}", "", _md_table(outliers, index=False)]
     lines += ["## Failed or skipped", "", _md_table(problems, index=False)]
@@ -242,7 +257,7 @@ def _write_html(path, suite, facts, won, cases, ratios, outliers, problems, imag
         f"<h2>Environment</h2><ul>{env_items}</ul>",
         f"<h2>What won</h2>{won_html}",
         f"<h2>Cases (median over repeats)</h2>{table(cases)}",
-        f"<h2>{RATIO_TITLE}</h2><p>{e(RATIO_NOTE)}</p>" + table(ratios, index=False),
+        f"<h2>{RATIO_TITLE}</h2><p>{e(RATIO_NOTE)}</p>" + table(ratios),
         f"<h2>{OUTLIER_TITLE}</h2>" + table(outliers, index=False),
         f"<h2>Failed or skipped</h2>{table(problems, index=False)}",
         f"<h2>Figures</h2>{imgs}",

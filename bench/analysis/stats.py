@@ -63,17 +63,28 @@ class Ratio:
         return self.has_interval and (self.low > 1 or self.high < 1)
 
     def describe(self, digits: int = 3) -> str:
-        """'1.42× [1.21, 1.66]' or '1.42× (no interval: 2 runs)'."""
+        """'1.42× [1.21, 1.66]', '1.42× (no interval: 2 runs)' or '0.5× (exact)'."""
         if math.isnan(self.value):
             return f"n/a ({self.why})"
         point = f"{self.value:.{digits}g}×"
+        if self.method.startswith("exact"):
+            return f"{point} (exact)"
         if not self.has_interval:
             return f"{point} (no interval: {self.why})"
         return f"{point} [{self.low:.{digits}g}, {self.high:.{digits}g}]"
 
 
-def ratio(case: Sequence[float], base: Sequence[float], confidence: float = CONFIDENCE) -> Ratio:
-    """The ratio of a case's runs to its baseline's runs, with a Welch t interval on logs."""
+def ratio(
+    case: Sequence[float],
+    base: Sequence[float],
+    confidence: float = CONFIDENCE,
+    deterministic: bool = False,
+) -> Ratio:
+    """The ratio of a case's runs to its baseline's runs, with a Welch t interval on logs.
+
+    ``deterministic``: the figure does not vary from run to run by nature (bytes,
+    parameter counts, quality on fixed text with fixed weights), so when each side's runs
+    agree the ratio is exact at any n, one run included."""
     from scipy import stats
 
     c = _finite(case)
@@ -87,6 +98,8 @@ def ratio(case: Sequence[float], base: Sequence[float], confidence: float = CONF
     lc, lb = np.log(c), np.log(b)
     diff = lc.mean() - lb.mean()
     point = math.exp(diff)
+    if deterministic and np.ptp(c) == 0 and np.ptp(b) == 0:
+        return Ratio(point, point, point, nc, nb, "exact (deterministic figure)")
     if nc < MIN_RUNS or nb < MIN_RUNS:
         why = f"{min(nc, nb)} run{'s' if min(nc, nb) != 1 else ''}; an interval needs {MIN_RUNS}"
         return Ratio(point, math.nan, math.nan, nc, nb, RATIO_METHOD, why)
@@ -128,6 +141,8 @@ class Winner:
             return "nothing to compare"
         if self.best is not None:
             return f"{fmt(self.best)} ({self.margin.describe()} better than {self.runner_up})"
+        if self.margin is not None and self.margin.method.startswith("exact"):
+            return f"no difference ({fmt(self.leader)} and {self.runner_up} are equal)"
         why = (
             self.margin.why
             if self.margin is not None and not self.margin.has_interval
@@ -138,12 +153,14 @@ class Winner:
         return f"no clear winner (within noise: {fmt(self.leader)} leads, {why})"
 
 
-def winner(runs: Mapping[str, Sequence[float]], higher_is_better: bool) -> Winner:
+def winner(
+    runs: Mapping[str, Sequence[float]], higher_is_better: bool, deterministic: bool = False
+) -> Winner:
     """The alternative whose interval against the runner-up clears 1; else none.
 
     ``runs`` maps each alternative to its process-run values. A leader by center whose
     ratio to the runner-up has no interval (too few runs) or an interval containing 1 is
-    reported as within noise.
+    reported as within noise; a tie between deterministic figures names no winner.
     """
     scored = {k: center(v) for k, v in runs.items() if not math.isnan(center(v))}
     if len(scored) < 2:
@@ -152,7 +169,7 @@ def winner(runs: Mapping[str, Sequence[float]], higher_is_better: bool) -> Winne
     leader, second = order[0], order[1]
     # Oriented so that > 1 means the leader is better.
     num, den = (leader, second) if higher_is_better else (second, leader)
-    r = ratio(runs[num], runs[den])
+    r = ratio(runs[num], runs[den], deterministic=deterministic)
     return Winner(leader if r.has_interval and r.low > 1 else None, leader, second, r)
 
 

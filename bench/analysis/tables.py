@@ -15,7 +15,13 @@ from typing import Any
 import pandas as pd
 
 from bench.analysis import stats
-from bench.results.metric_info import HIGHER_IS_BETTER, MODELLED_NOTE, is_modelled
+from bench.results.metric_info import (
+    DETERMINISTIC,
+    HIGHER_IS_BETTER,
+    MODELLED_NOTE,
+    RELATIVE_TO_BASELINE,
+    is_modelled,
+)
 
 RATIO_COLUMNS = [
     "run_id", "case_id", "baseline", "metric", "ratio", "ci_low", "ci_high", "n_case",
@@ -88,13 +94,18 @@ def ratio_table(
     it is time in disguise."""
     df = scoped(df, pool)
     rows = ok_rows(df)
-    metrics = metrics or [m for m in HIGHER_IS_BETTER if m in set(rows.metric)]
+    present = set(rows.metric)
+    metrics = metrics or [
+        m for m in HIGHER_IS_BETTER if m in present and m not in RELATIVE_TO_BASELINE
+    ]
     base = baseline_of(df)
     values = run_values(df)
     methods = rows.groupby(["run_id", "case_id", "metric"]).method.first()
     out: list[dict[str, Any]] = []
     for run_id, case_id in dict.fromkeys(zip(rows.run_id, rows.case_id, strict=True)):
         b = base.get((run_id, case_id))
+        if b == case_id:
+            continue  # the baseline against itself says nothing
         for metric in metrics:
             here, there = (run_id, case_id, metric), (run_id, b, metric)
             if b is None or here not in values or there not in values:
@@ -105,7 +116,7 @@ def ratio_table(
                             "n_case": len(values[here]), "n_base": len(values[there]),
                             "method": "", "note": MODELLED_NOTE})  # fmt: skip
                 continue
-            r = stats.ratio(values[here], values[there])
+            r = stats.ratio(values[here], values[there], deterministic=metric in DETERMINISTIC)
             out.append(
                 {
                     **row,
@@ -210,7 +221,7 @@ def winners(df: pd.DataFrame, metric: str) -> dict[tuple[str, str, str], stats.W
     out = {}
     for key, g in rows.groupby(["run_id", "model", "workload"], sort=False):
         runs = {t: v.to_numpy(dtype=float) for t, v in g.groupby("techniques", sort=False).value}
-        out[key] = stats.winner(runs, HIGHER_IS_BETTER[metric])
+        out[key] = stats.winner(runs, HIGHER_IS_BETTER[metric], metric in DETERMINISTIC)
     return out
 
 

@@ -197,8 +197,17 @@ def _expected_shapes(path: Path):
 
 def check_checkpoint_fits(path: Path, shapes: dict[str, tuple[int, ...]]) -> None:
     """Refuse weights that do not cover their architecture (a missing tensor would be
-    randomly initialised and pose as the checkpoint) or do not match its shapes."""
-    _, expected = _expected_shapes(path)
+    randomly initialised and pose as the checkpoint) or do not match its shapes, and a
+    tokenizer whose ids the model has no embeddings for."""
+    config, expected = _expected_shapes(path)
+    if (path / "tokenizer.json").is_file():
+        from tokenizers import Tokenizer
+
+        vocab = Tokenizer.from_file(str(path / "tokenizer.json")).get_vocab_size()
+        if vocab > config.vocab_size:
+            raise ValueError(
+                f"{path}/tokenizer.json has {vocab} tokens; the model embeds {config.vocab_size}"
+            )
     missing, wrong = [], []
     for names, shape in expected:
         present = [n for n in names if n in shapes]
@@ -245,8 +254,12 @@ def build_local(params: LocalCheckpoint, ctx: Any):
         params.path, local_files_only=True, use_safetensors=True
     )
     model = CausalLM(hf)
+    tokenizer = Path(params.path) / "tokenizer.json"
+    # Held-out quality then scores the held-out text through the checkpoint's tokenizer.
+    model.tokenizer_file = str(tokenizer) if tokenizer.is_file() else None
     model.bench_info = {
         "checkpoint": params.path,
+        "tokenizer": model.tokenizer_file,
         "unused_tensors": unused_tensors(Path(params.path)),
     }
     return model

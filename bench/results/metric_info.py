@@ -24,6 +24,21 @@ HIGHER_IS_BETTER = {
     "memory_prefill_peak_rss": False,
 }
 
+# Figures that do not vary from run to run by nature: sizes, and quality of fixed weights
+# on fixed text. Equal runs of these give an exact ratio at any number of runs.
+DETERMINISTIC = {
+    "state_dict_bytes",
+    "params_total",
+    "params_nonzero_fraction",
+    "heldout_bits_per_byte",
+    "eval_bits_per_byte",
+    "kl_to_baseline",
+    "top1_agreement",
+}
+
+# Figures that already compare a case with its baseline: a ratio of them says nothing.
+RELATIVE_TO_BASELINE = {"kl_to_baseline", "top1_agreement"}
+
 # Methods whose figures come from a model of the machine, not a counter: on a machine
 # without an energy counter codecarbon's CPU and RAM figures are load x constant power,
 # so they are time in disguise and never name an energy winner or an energy ratio.

@@ -202,8 +202,8 @@ def _measure(case, result, ctx, sampler, facts, absent) -> None:
 def _lazy_costs(case: Case, out, steps: list[dict[str, Any]], absent: dict[str, str]):
     """One-off costs a technique pays on the model's first call (compilation): the first
     warm-up call minus the steady-state median, reported apart from latency, with the
-    inductor cache's state (cold or warm) in its method. Never negative: a first call no
-    slower than the steady state (a warm cache, noise) leaves the cost absent, with why."""
+    inductor cache's state (empty or non-empty) in its method. Never negative: a first call no
+    slower than the steady state (a filled cache, noise) leaves the cost absent, with why."""
     from statistics import median
 
     names = [registry.techniques.get(t.name).meta.get("lazy_cost") for t in case.techniques]

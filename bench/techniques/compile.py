@@ -2,7 +2,9 @@
 
 That first call lands in the workload's warm-up, so its cost is reported apart as
 ``compile_time`` (first warm-up call minus the steady-state median), never mixed into
-steady-state latency, and tagged with the inductor cache's state (cold or warm). The
+steady-state latency, and tagged with the inductor cache's state (empty, or holding
+earlier cases' kernels: a repeat of the same case then mostly loads, another model still
+compiles its own graphs). The
 inductor cache lives in the run's folder, so one run's cases share it and nothing leaks
 into the user's home. A recompile below dynamo's limit is allowed (its time lands in
 warm-up); hitting the limit fails the case rather than silently falling back to eager.
@@ -33,16 +35,16 @@ def _label(p: CompileParams) -> str:
 def prepare_compile(run_dir: str | None) -> tuple[str | None, str]:
     """What every torch.compile of a case needs: the inductor cache in the run's folder
     (when there is one) and a recompile limit that fails loudly. Returns the cache path and
-    its state before this case: "cold" (empty: this case compiles from scratch) or "warm"
-    (an earlier case or repeat left kernels there), so compile times are never compared
-    across the two."""
+    its state before this case: "empty" (this case compiles from scratch) or "non-empty"
+    (earlier cases or repeats left kernels there), so compile times are never compared
+    across the two unknowingly."""
     import torch
 
     state = "unknown (no run folder: the user's inductor cache)"
     if run_dir:
         cache = Path(run_dir) / "inductor-cache"
         cache.mkdir(parents=True, exist_ok=True)
-        state = "warm" if any(cache.iterdir()) else "cold"
+        state = "non-empty" if any(cache.iterdir()) else "empty"
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache)
     torch._dynamo.config.fail_on_recompile_limit_hit = True
     return os.environ.get("TORCHINDUCTOR_CACHE_DIR"), state
