@@ -134,7 +134,8 @@ name = "compile"
     assert any((tmp_path / "inductor-cache").iterdir())  # the cache lives in the run folder
     g = execute(generate, facts={"run_dir": str(tmp_path)})
     assert g.status == "ok", g.traceback  # varying positions recompile within the limit
-    assert g.info["techniques"][0]["inductor_cache_state"] == "non-empty"  # the first case filled it
+    # The first case filled the run's inductor cache.
+    assert g.info["techniques"][0]["inductor_cache_state"] == "non-empty"
 
 
 @pytest.mark.parametrize("name", ["tinygpt-s", "gpt2-tiny"])
