@@ -13,7 +13,6 @@ Run: ``nox -s isolation`` or ``python benchmarks/isolation.py [--rounds N]``.
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import statistics
 import time
 
@@ -65,12 +64,9 @@ new_tokens = 32
 )
 
 
-class SpawnLauncher(ProcessLauncher):
+def SpawnLauncher() -> ProcessLauncher:
     """A fresh interpreter per case: what isolation costs without a fork server."""
-
-    def __init__(self) -> None:
-        self._ctx = mp.get_context("spawn")
-        self._proc = None
+    return ProcessLauncher(method="spawn")
 
 
 def per_case_seconds(launcher, case, n: int) -> list[float]:

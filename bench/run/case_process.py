@@ -58,11 +58,18 @@ class InlineLauncher:
 
 
 class ProcessLauncher:
-    def __init__(self, preload: tuple[str, ...] = (), server_log: Path | None = None) -> None:
+    def __init__(
+        self,
+        preload: tuple[str, ...] = (),
+        server_log: Path | None = None,
+        method: str = "forkserver",
+    ) -> None:
         # ``preload``: heavy modules the run's models need (transformers takes ~3 s to
-        # import), imported once by the fork server instead of by every case.
-        self._ctx = mp.get_context("forkserver")
-        self._ctx.set_forkserver_preload(["bench.run.child", *preload])
+        # import), imported once by the fork server instead of by every case. ``method``
+        # "spawn" (a fresh interpreter per case) is there to measure what the server saves.
+        self._ctx = mp.get_context(method)
+        if method == "forkserver":
+            self._ctx.set_forkserver_preload(["bench.run.child", *preload])
         self._proc: Any = None
         self._server_log = server_log
 
@@ -72,6 +79,8 @@ class ProcessLauncher:
         the run's logs, not on the user's console."""
         from multiprocessing import forkserver
 
+        if self._ctx.get_start_method() != "forkserver":
+            return
         if self._server_log is None:
             forkserver.ensure_running()
             return
