@@ -23,14 +23,23 @@ from tests.conftest import TINY_MODEL
 
 ROOT = Path(__file__).parents[1]
 
-TWO_GROUPS = (
-    """
-name = "groups"
+# Every suite here: one untimed-ish call per case, no energy, no idle baseline.
+QUICK_RUN = """
 [run]
 warmup = 0
 iterations = 1
 energy = false
 idle_s = 0
+"""
+
+
+def quick_suite(name: str, body: str, run_extra: str = "") -> str:
+    return f'name = "{name}"\n' + QUICK_RUN + run_extra + body + TINY_MODEL
+
+
+TWO_GROUPS = quick_suite(
+    "groups",
+    """
 [[workloads]]
 name = "selftest"
 mode = "sleep"
@@ -40,8 +49,7 @@ name = "baseline"
 [[techniques]]
 name = "precision"
 dtype = ["bfloat16", "float16"]
-"""
-    + TINY_MODEL
+""",
 )
 
 
@@ -184,21 +192,8 @@ def test_two_runs_into_one_results_folder_at_once_lose_nothing(tmp_path):
 
 @pytest.mark.slow
 def test_sigterm_stops_cleanly_and_says_how_to_resume(write_suite, tmp_path):
-    path = write_suite(
-        """
-        name = "term"
-        [run]
-        warmup = 0
-        iterations = 1
-        energy = false
-        idle_s = 0
-        [[workloads]]
-        name = "selftest"
-        mode = "sleep"
-        seconds = [0.1, 30]
-        """
-        + TINY_MODEL
-    )
+    body = '[[workloads]]\nname = "selftest"\nmode = "sleep"\nseconds = [0.1, 30]\n'
+    path = write_suite(quick_suite("term", body))
     results = tmp_path / "results"
     proc = subprocess.Popen(
         _cli("run", str(path), "--results", str(results), "--no-report"),
@@ -230,22 +225,8 @@ def test_python_dash_m_bench_is_the_command(tmp_path):
 
 @pytest.mark.slow
 def test_a_timeout_kills_the_workers_a_case_started_too(write_suite, tmp_path):
-    path = write_suite(
-        """
-        name = "spawn"
-        [run]
-        warmup = 0
-        iterations = 1
-        energy = false
-        idle_s = 0
-        timeout_s = 4
-        [[workloads]]
-        name = "selftest"
-        mode = "spawn"
-        seconds = 60
-        """
-        + TINY_MODEL
-    )
+    body = '[[workloads]]\nname = "selftest"\nmode = "spawn"\nseconds = 60\n'
+    path = write_suite(quick_suite("spawn", body, run_extra="timeout_s = 4\n"))
     out = run_suite(load_suite(path), RunOptions(results=tmp_path / "r"))
     (result,) = out.results
     assert result["status"] == "timeout"
@@ -280,26 +261,11 @@ def test_an_oom_kill_is_blamed_on_the_case_only_when_the_kernel_names_it(monkeyp
 
 @pytest.mark.slow
 def test_library_noise_goes_to_the_run_log_not_the_console(tmp_path):
-    suite = _suite_file(
-        tmp_path,
-        """
-name = "noise"
-[run]
-warmup = 0
-iterations = 1
-energy = false
-idle_s = 0
-[[workloads]]
-name = "forward"
-batch = 1
-seq_len = 8
-[[techniques]]
-name = "quantize"
-scheme = "int8_weight_only"
-"""
-        + TINY_MODEL,
-        name="noise.toml",
+    body = (
+        '[[workloads]]\nname = "forward"\nbatch = 1\nseq_len = 8\n'
+        '[[techniques]]\nname = "quantize"\nscheme = "int8_weight_only"\n'
     )
+    suite = _suite_file(tmp_path, quick_suite("noise", body), name="noise.toml")
     cmd = _cli("run", str(suite), "--results", str(tmp_path / "r"), "--no-report")
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=240)
     assert proc.returncode == 0, proc.stderr
