@@ -108,7 +108,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     if args.command == "report":
         return _report(args)
     if args.command == "merge":
-        from bench.run.suite_driver import merge_runs
+        from bench.run.merge import merge_runs
 
         print(merge_runs(args.runs, args.results))
         return 0

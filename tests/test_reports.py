@@ -66,6 +66,20 @@ def run_dir(tmp_path):
     return run
 
 
+@pytest.fixture
+def two_runs(run_dir):
+    """The fixture's run and a copy of it as a second run, loaded together."""
+    import shutil
+
+    other = run_dir.parent / "run2"
+    shutil.copytree(run_dir, other)
+    for f in (other / "cases").glob("*.json"):
+        data = store.read_json(f)
+        data["run_id"] = "run2"
+        store.write_json_atomic(f, data)
+    return load_results(run_dir.parent)
+
+
 def test_ratio_to_baseline_with_its_interval_over_process_repeats(run_dir):
     df = load_results(run_dir)
     r = tables.ratio_table(df, ["throughput_tokens"]).set_index("case_id")
@@ -128,16 +142,8 @@ def test_outlying_repeats_are_flagged_not_dropped(run_dir):
     assert (r.n_base == 3).all()  # still counted
 
 
-def test_figures_are_per_run_unless_pooled(run_dir, tmp_path):
-    import shutil
-
-    other = run_dir.parent / "run2"
-    shutil.copytree(run_dir, other)
-    for f in (other / "cases").glob("*.json"):
-        data = store.read_json(f)
-        data["run_id"] = "run2"
-        store.write_json_atomic(f, data)
-    df = load_results(run_dir.parent)
+def test_figures_are_per_run_unless_pooled(two_runs):
+    df = two_runs
     t = tables.case_table(df, ["throughput_tokens"])
     assert t.index.names == ["run_id", "case_id"] and len(t) == 6
     pooled = tables.case_table(df, ["throughput_tokens"], pool=True)
@@ -278,3 +284,12 @@ def test_markdown_cells_cannot_break_the_table(run_dir, tmp_path):
     store.write_json_atomic(run_dir / "manifest.json", manifest)
     (html_path,) = write_reports([run_dir], tmp_path / "reports")
     assert (tmp_path / "reports").resolve() in html_path.resolve().parents
+
+
+def test_plots_keep_runs_apart_unless_pooled(two_runs):
+    df = two_runs
+    bars = plots.metric_bars(df, "throughput_tokens")
+    labels = [t.get_text() for t in bars.axes[0].get_yticklabels()]
+    assert len(labels) == 6 and any(label.startswith("run2: ") for label in labels)
+    pooled = plots.metric_bars(tables.scoped(df, pool=True), "throughput_tokens")
+    assert len(pooled.axes[0].patches) == 3

@@ -16,7 +16,7 @@ from bench import atomic
 from bench.errors import UserError
 from bench.filenames import path_component
 from bench.results import store
-from bench.run import suite_driver
+from bench.run import preparation
 from bench.run.suite_driver import Interrupted, RunOptions, run_suite, schedule, select_cases
 from bench.spec.suite import load_suite, parse_suite
 from tests.conftest import TINY_MODEL
@@ -92,7 +92,7 @@ def test_ctrl_c_while_preparing_marks_the_run_interrupted(tmp_path, monkeypatch)
     def boom(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(suite_driver, "prepare_models", boom)
+    monkeypatch.setattr(preparation, "prepare_models", boom)
     suite = load_suite(_suite_file(tmp_path))
     with pytest.raises(Interrupted) as e:
         run_suite(suite, RunOptions(results=tmp_path / "r", inline=True))
@@ -276,7 +276,7 @@ def test_library_noise_goes_to_the_run_log_not_the_console(tmp_path):
 
 def test_shards_merge_into_the_run_an_unsharded_run_would_be(tmp_path):
     from bench import load_results
-    from bench.run.suite_driver import merge_runs
+    from bench.run.merge import merge_runs
 
     suite = load_suite(_suite_file(tmp_path))
     shards = [

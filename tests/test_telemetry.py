@@ -296,7 +296,7 @@ def test_a_case_opens_its_gpu_through_nvml_or_says_why_not(fake, monkeypatch):
 
 
 def test_idle_power_is_measured_once_per_run_for_gpu_suites(fake, monkeypatch, tmp_path):
-    from bench.run.suite_driver import measure_idle
+    from bench.run.preparation import measure_idle
     from bench.telemetry import energy as energy_mod
 
     monkeypatch.setattr(energy_mod, "POWERCAP", tmp_path / "no-powercap")

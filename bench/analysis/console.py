@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 
@@ -76,8 +77,6 @@ def console_rows(df: pd.DataFrame) -> list[Row]:
 
 
 def _workload_name(g: pd.DataFrame) -> str:
-    import json
-
     return json.loads(g.parameters.iloc[0]).get("workload_name", "")
 
 

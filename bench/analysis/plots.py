@@ -20,9 +20,14 @@ PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F
 
 
 def _medians(df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Each case's median over its process repeats, per run: a frame of several runs keeps
+    them apart (the label names the run) unless ``tables.scoped(df, pool=True)`` pooled
+    them first."""
     rows = ok_rows(df)
     rows = rows[rows.metric == metric]
-    keys = ["case_id", "model", "workload", "techniques"]
+    if rows.run_id.nunique() > 1:
+        rows = rows.assign(techniques=rows.run_id + ": " + rows.techniques)
+    keys = ["run_id", "case_id", "model", "workload", "techniques"]
     return (
         rows.groupby(keys, sort=False)
         .agg(
@@ -65,7 +70,8 @@ def speed_vs_quality(
     """One panel per workload: each case's speed against its quality, the Pareto front
     joined, every point labelled with its techniques."""
     s, q = _medians(df, speed), _medians(df, quality)
-    both = s.merge(q, on=["case_id", "model", "workload", "techniques"], suffixes=("_s", "_q"))
+    keys = ["run_id", "case_id", "model", "workload", "techniques"]
+    both = s.merge(q, on=keys, suffixes=("_s", "_q"))
     groups = list(both.groupby(["model", "workload"], sort=False))
     fig = Figure(figsize=(6.5, 3.6 * max(1, len(groups))), layout="constrained")
     axes = fig.subplots(max(1, len(groups)), 1, squeeze=False)[:, 0]

@@ -136,21 +136,21 @@ class Winner:
     runner_up: str | None
     margin: Ratio | None  # leader over runner-up, oriented so > 1 means the leader is better
 
-    def describe(self, fmt=lambda name: name) -> str:
+    def describe(self) -> str:
         if self.leader is None:
             return "nothing to compare"
+        if self.margin is None:
+            return f"{self.leader} (nothing to compare it with)"
         if self.best is not None:
-            return f"{fmt(self.best)} ({self.margin.describe()} better than {self.runner_up})"
-        if self.margin is not None and self.margin.method.startswith("exact"):
-            return f"no difference ({fmt(self.leader)} and {self.runner_up} are equal)"
+            return f"{self.best} ({self.margin.describe()} better than {self.runner_up})"
+        if self.margin.method.startswith("exact"):
+            return f"no difference ({self.leader} and {self.runner_up} are equal)"
         why = (
             self.margin.why
-            if self.margin is not None and not self.margin.has_interval
+            if not self.margin.has_interval
             else f"{self.margin.describe()} over {self.runner_up}"
-            if self.margin
-            else ""
         )
-        return f"no clear winner (within noise: {fmt(self.leader)} leads, {why})"
+        return f"no clear winner (within noise: {self.leader} leads, {why})"
 
 
 def winner(

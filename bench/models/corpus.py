@@ -48,3 +48,13 @@ def as_tensor(data: bytes):
     import torch
 
     return torch.frombuffer(bytearray(data), dtype=torch.uint8).long()
+
+
+def evenly_spaced(count: int, windows: int | None):
+    """Indices of ``windows`` of ``count`` held-out windows, evenly spaced so that every
+    topic is represented; all of them when ``windows`` is None or not smaller."""
+    import torch
+
+    if windows is None or windows >= count:
+        return torch.arange(count)
+    return torch.linspace(0, count - 1, windows).round().long()

@@ -225,12 +225,11 @@ def check_checkpoint_fits(path: Path, shapes: dict[str, tuple[int, ...]]) -> Non
         raise ValueError(f"{path}: the config does not match the weights' shapes: {wrong[0]}")
 
 
-def unused_tensors(path: Path) -> list[str]:
-    """Tensors of the checkpoint that the architecture does not use (kept in case info)."""
+def unused_tensors(path: Path, model) -> list[str]:
+    """Tensors of the checkpoint that the loaded model does not hold (kept in case info)."""
     from safetensors import safe_open
 
-    _, expected = _expected_shapes(path)
-    known = {n for names, _ in expected for n in names}
+    known = set(model.state_dict())
     found = []
     for file in sorted(path.glob("*.safetensors")):
         with safe_open(str(file), framework="pt") as f:
@@ -260,6 +259,6 @@ def build_local(params: LocalCheckpoint, ctx: Any):
     model.bench_info = {
         "checkpoint": params.path,
         "tokenizer": model.tokenizer_file,
-        "unused_tensors": unused_tensors(Path(params.path)),
+        "unused_tensors": unused_tensors(Path(params.path), hf),
     }
     return model

@@ -17,7 +17,7 @@ from typing import Any
 
 from bench.atomic import atomic_path
 from bench.cache import cache_dir
-from bench.models.corpus import as_tensor, corpus_sha256, corpus_split
+from bench.models.corpus import as_tensor, corpus_sha256, corpus_split, evenly_spaced
 
 
 @dataclass(frozen=True)
@@ -66,10 +66,9 @@ def held_out_nats_per_byte(
     n = (len(data) - 1) // seq_len * seq_len
     x = data[:n].view(-1, seq_len)
     y = data[1 : n + 1].view(-1, seq_len)
-    if windows is not None and windows < len(x):
-        pick = torch.linspace(0, len(x) - 1, windows).round().long()
-        x, y = x[pick], y[pick]
-        n = windows * seq_len
+    pick = evenly_spaced(len(x), windows)
+    x, y = x[pick], y[pick]
+    n = len(pick) * seq_len
     total = 0.0
     with torch.inference_mode():
         for i in range(0, len(x), batch):

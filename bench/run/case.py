@@ -126,17 +126,20 @@ def _measure(case, result, ctx, sampler, facts, absent) -> None:
         cpu.measure_every_s = 1e6  # one reading at the end: no thread waking mid-timing
         cpu.begin()
     t = time.perf_counter()
-    out = wl.fn(model, wl.params.model_validate(case.workload.params), ctx)
-    workload_s = time.perf_counter() - t
-    modelled_joules = cpu.end() if modelled else None
+    try:
+        out = wl.fn(model, wl.params.model_validate(case.workload.params), ctx)
+    finally:  # a failing workload must not leave the tracker's timer behind (inline runs)
+        workload_s = time.perf_counter() - t
+        modelled_joules = cpu.end() if modelled else None
 
     energy_metrics: list[Metric] = []
+    if why and out.energy is not None:
+        absent["energy_rapl"] = f"{why}; CPU and RAM energy are modelled by codecarbon"
     if not run["energy"]:
         absent["energy"] = "turned off in the suite (run.energy = false)"
     elif out.energy is None:
         absent["energy"] = f"workload {case.workload.name!r} does no work to attribute energy to"
     elif modelled:
-        absent["energy_rapl"] = f"{why}; CPU and RAM energy are modelled by codecarbon"
         call_s = next((m.value for m in out.metrics if m.name == "latency_median"), None)
         if call_s is None:
             absent["energy"] = "modelled energy needs the workload's latency_median"
@@ -147,8 +150,6 @@ def _measure(case, result, ctx, sampler, facts, absent) -> None:
             energy_metrics = win.metrics
             result.info["energy_window"] = {"modelled": True, **win.info}
     else:
-        if why:
-            absent["energy_rapl"] = f"{why}; CPU and RAM energy are modelled by codecarbon"
         win = measure_energy(
             out.energy.call,
             units=out.energy.units,

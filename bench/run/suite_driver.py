@@ -17,6 +17,7 @@ from bench.filenames import path_component
 from bench.results import store
 from bench.run.case import now_iso
 from bench.run.case_process import make_launcher
+from bench.run.preparation import preload_modules, prepare_run
 from bench.spec.suite import Case, Suite
 
 
@@ -220,9 +221,9 @@ def run_suite(suite: Suite, opts: RunOptions, console=None) -> RunOutcome:
         signal.signal(signal.SIGTERM, _raise_terminated)
     launcher = None
     try:
-        facts = _prepare(suite, cases, manifest, run_dir, console) if todo else {}
+        facts = prepare_run(suite, cases, manifest, run_dir, console) if todo else {}
         server_log = run_dir / store.LOGS / "fork-server.log"
-        launcher = make_launcher(opts.inline, _preload(cases), server_log)
+        launcher = make_launcher(opts.inline, preload_modules(cases), server_log)
         for case, repeat, result in _progress(
             todo, console, launcher, run_id, run_dir, timeout, facts
         ):
@@ -265,126 +266,6 @@ def _raise_terminated(signum, frame) -> None:
 def _abort(launcher) -> None:
     if launcher is not None:
         launcher.abort()
-
-
-def _prepare(suite, cases, manifest, run_dir, console) -> dict[str, Any]:
-    """What every case of the run shares, measured once before the first: idle power, the
-    machine's copy bandwidth, the models made ready (trained, cached)."""
-    if "idle_power" not in manifest:
-        manifest["idle_power"] = measure_idle(suite, cases, console)
-        store.write_json_atomic(run_dir / store.MANIFEST, manifest)
-    facts: dict[str, Any] = {"run_dir": str(run_dir)}
-    idle = manifest["idle_power"].get("domains")
-    if idle:
-        facts["idle_power"] = idle
-    facts["copy_bandwidth"] = copy_bandwidth(manifest, cases, console)
-    store.write_json_atomic(run_dir / store.MANIFEST, manifest)
-    prepare_models(cases, console)
-    return facts
-
-
-def _preload(cases: list[Case]) -> tuple[str, ...]:
-    from bench.spec import registry
-
-    preload = set()
-    for c in cases:
-        entries = [
-            registry.models.get(c.model.name),
-            *(registry.techniques.get(t.name) for t in c.techniques),
-        ]
-        preload.update(m for e in entries for m in e.meta.get("preload", ()))
-    return tuple(sorted(preload))
-
-
-def prepare_models(cases: list[Case], console) -> None:
-    """Give each model a chance to get ready once, here, before any case is timed (the
-    built-in GPT trains and caches its weights), with a progress bar."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from bench.spec import registry
-
-    seen: set[str] = set()
-    for case in cases:
-        entry = registry.models.get(case.model.name)
-        prepare = entry.meta.get("prepare")
-        if prepare is None or case.model.label in seen:
-            continue
-        if case.run["device"] == "cuda" and not _cuda_available():
-            continue  # its cases are skipped as unsupported here; nothing to get ready
-        seen.add(case.model.label)
-        columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
-        live = console.is_terminal
-        with Progress(*columns, console=console, transient=True, disable=not live) as bar:
-            task = bar.add_task(f"preparing {case.model.label}", total=None)
-
-            label = case.model.label
-
-            def progress(step: int, total: int, bits: float, task=task, label=label) -> None:
-                text = f"training {label}: step {step}/{total}, {bits:.2f} bits/byte"
-                bar.update(task, completed=step, total=total, description=text)
-
-            params = entry.params.model_validate(case.model.params)
-            record = prepare(params, progress, case.run["device"])
-        if record and record.get("cached") is False:
-            console.print(
-                f"trained {case.model.label} in {record['train_seconds']:.1f} s: held-out "
-                f"{record['held_out_bits_per_byte']:.3f} bits/byte (cached at {record['path']})"
-            )
-
-
-def copy_bandwidth(manifest: dict[str, Any], cases: list[Case], console) -> dict[str, Any]:
-    """The machine's memory bandwidth per device and CPU thread count the cases use (cached
-    per machine), kept in the run's environment; a resumed run reuses what it started with."""
-    from bench.telemetry.bandwidth import bandwidth_key, machine_bandwidth
-
-    known = manifest["environment"].setdefault("copy_bandwidth", {})
-    wanted = {bandwidth_key(c.run["device"], c.run["threads"]): c for c in cases}
-    for key in sorted(set(wanted) - set(known)):
-        device, threads = wanted[key].run["device"], wanted[key].run["threads"]
-        if device == "cuda" and not _cuda_available():
-            known[key] = {"reason": "no CUDA device on this machine"}
-            continue
-        known[key] = found = machine_bandwidth(device, threads)
-        if "bytes_per_s" in found:
-            console.print(
-                f"memory bandwidth of {key}: read {found['read_bytes_per_s'] / 1e9:.1f} GB/s, "
-                f"copy {found['bytes_per_s'] / 1e9:.1f} GB/s"
-            )
-    return known
-
-
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def measure_idle(suite: Suite, cases: list[Case], console) -> dict[str, Any]:
-    """Idle power of the GPUs the run uses (NVML, no CUDA context) and of RAPL's domains,
-    measured once before the first case; the reason when there is nothing to measure."""
-    from bench.telemetry.energy import idle_power, rapl_zones
-    from bench.telemetry.nvml import Nvml, NvmlUnavailable
-
-    seconds = suite.run.idle_s
-    if seconds <= 0 or not suite.run.energy:
-        return {"reason": "turned off in the suite (run.idle_s = 0 or run.energy = false)"}
-    wants_gpu = any(c.run["device"] == "cuda" for c in cases)
-    zones, rapl_why = rapl_zones()
-    try:
-        nvml = Nvml() if wants_gpu else None
-    except NvmlUnavailable as e:
-        nvml, gpu_why = None, str(e)
-    else:
-        gpu_why = None if wants_gpu else "no CUDA case in this run"
-    if nvml is None and not zones:
-        return {"reason": f"nothing to measure: GPU: {gpu_why}; CPU: {rapl_why}"}
-    try:
-        gpus = [nvml.gpu(i) for i in range(nvml.count())] if nvml else []
-        console.print(f"measuring idle power for {seconds:g} s …")
-        return {"domains": idle_power(gpus, seconds, suite.run.sample_hz)}
-    finally:
-        if nvml:
-            nvml.close()
 
 
 def _progress(todo, console, launcher, run_id, run_dir, timeout, facts):
@@ -435,72 +316,3 @@ def exit_code(results: list[dict[str, Any]]) -> int:
 
 
 __all__ = ["Interrupted", "RunOptions", "RunOutcome", "exit_code", "run_suite", "select_cases"]
-
-
-def merge_runs(run_dirs: list[Path], results: Path) -> Path:
-    """One run made of the shards (or partial runs) of one suite: every case file copied
-    into a new run folder whose manifest says which runs it holds, ``complete`` when their
-    selections cover the suite. A report over it equals the unsharded run's."""
-    import shutil
-
-    from bench.spec.suite import parse_suite
-
-    manifests = []
-    for d in run_dirs:
-        try:
-            manifests.append(store.read_json(d / store.MANIFEST))
-        except (OSError, ValueError):
-            raise UserError(f"{d}: no readable run ({store.MANIFEST})") from None
-    hashes = {m["suite"]["sha256"] for m in manifests}
-    if len(hashes) != 1:
-        raise UserError("bench merge: the runs come from different suite files (hashes differ)")
-    first = manifests[0]
-    suite = parse_suite(first["suite"]["text"], where=first["suite"].get("path") or "<suite>")
-    run_id, run_dir = store.create_run_dir(results, suite.name)
-    seen: dict[str, Path] = {}
-    covered: set[str] = set()
-    for d, m in zip(run_dirs, manifests, strict=True):
-        selection = m.get("selection")
-        covered |= set(selection["cases"]) if selection else {c.id for c in suite.cases}
-        for sub in (store.CASES, store.LOGS):
-            for f in sorted((d / sub).glob("*")):
-                if f.name in seen and sub == store.CASES:
-                    if f.read_bytes() != (run_dir / sub / f.name).read_bytes():
-                        raise UserError(
-                            f"bench merge: {f.name} is in both {seen[f.name]} and {d}; "
-                            "shards of one run never share a case"
-                        )
-                    continue
-                seen.setdefault(f.name, d)
-                (run_dir / sub).mkdir(exist_ok=True)
-                target = run_dir / sub / (f.name if sub == store.CASES else f"{d.name}.{f.name}")
-                shutil.copy2(f, target)
-    for f in (run_dir / store.CASES).glob("*.json"):  # the merged run is their run now
-        data = store.read_json(f)
-        data["run_id"] = run_id
-        store.write_json_atomic(f, data)
-    done = all(m.get("status") in ("complete", "partial") for m in manifests)
-    status = "complete" if done and covered >= {c.id for c in suite.cases} else "partial"
-    manifest = {
-        "schema_version": 1,
-        "run_id": run_id,
-        "suite": first["suite"],
-        "environment": first["environment"],
-        "started": min(m.get("started", "") for m in manifests),
-        "ended": now_iso(),
-        "status": status,
-        "attempts": [a for m in manifests for a in m.get("attempts", [])],
-        "merged_from": [
-            {
-                "run_id": m["run_id"],
-                "status": m.get("status"),
-                "selection": m.get("selection"),
-                "environment": m.get("environment"),
-            }
-            for m in manifests
-        ],
-    }
-    if status == "partial":
-        manifest["selection"] = {"cases": sorted(covered), "of": len(suite.cases)}
-    store.write_json_atomic(run_dir / store.MANIFEST, manifest)
-    return run_dir

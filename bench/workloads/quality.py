@@ -77,11 +77,12 @@ def heldout_tokenized_metrics(
     import torch
     import torch.nn.functional as F
 
+    from bench.models.corpus import evenly_spaced
+
     seq = min(REF_SEQ, model.config.block_size)
     x, covered = tokenized_heldout(tokenizer_file, seq)
-    if windows is not None and windows < len(x):
-        pick = torch.linspace(0, len(x) - 1, windows).round().long()
-        x, covered = x[pick], covered[pick]
+    pick = evenly_spaced(len(x), windows)
+    x, covered = x[pick], covered[pick]
     device = next(model.parameters()).device
     nats = 0.0
     with torch.inference_mode():

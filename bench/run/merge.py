@@ -1,0 +1,78 @@
+"""``bench merge``: the shards of one suite, as one run folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.errors import UserError
+from bench.results import store
+from bench.run.case import now_iso
+
+
+def merge_runs(run_dirs: list[Path], results: Path) -> Path:
+    """One run made of the shards (or partial runs) of one suite: every case file copied
+    into a new run folder whose manifest says which runs it holds, ``complete`` when their
+    selections cover the suite. A report over it equals the unsharded run's."""
+    import shutil
+
+    from bench.spec.suite import parse_suite
+
+    manifests = []
+    for d in run_dirs:
+        try:
+            manifests.append(store.read_json(d / store.MANIFEST))
+        except (OSError, ValueError):
+            raise UserError(f"{d}: no readable run ({store.MANIFEST})") from None
+    hashes = {m["suite"]["sha256"] for m in manifests}
+    if len(hashes) != 1:
+        raise UserError("bench merge: the runs come from different suite files (hashes differ)")
+    first = manifests[0]
+    suite = parse_suite(first["suite"]["text"], where=first["suite"].get("path") or "<suite>")
+    run_id, run_dir = store.create_run_dir(results, suite.name)
+    seen: dict[str, Path] = {}
+    covered: set[str] = set()
+    for d, m in zip(run_dirs, manifests, strict=True):
+        selection = m.get("selection")
+        covered |= set(selection["cases"]) if selection else {c.id for c in suite.cases}
+        for sub in (store.CASES, store.LOGS):
+            for f in sorted((d / sub).glob("*")):
+                if f.name in seen and sub == store.CASES:
+                    if f.read_bytes() != (run_dir / sub / f.name).read_bytes():
+                        raise UserError(
+                            f"bench merge: {f.name} is in both {seen[f.name]} and {d}; "
+                            "shards of one run never share a case"
+                        )
+                    continue
+                seen.setdefault(f.name, d)
+                (run_dir / sub).mkdir(exist_ok=True)
+                target = run_dir / sub / (f.name if sub == store.CASES else f"{d.name}.{f.name}")
+                shutil.copy2(f, target)
+    for f in (run_dir / store.CASES).glob("*.json"):  # the merged run is their run now
+        data = store.read_json(f)
+        data["run_id"] = run_id
+        store.write_json_atomic(f, data)
+    done = all(m.get("status") in ("complete", "partial") for m in manifests)
+    status = "complete" if done and covered >= {c.id for c in suite.cases} else "partial"
+    manifest = {
+        "schema_version": 1,
+        "run_id": run_id,
+        "suite": first["suite"],
+        "environment": first["environment"],
+        "started": min(m.get("started", "") for m in manifests),
+        "ended": now_iso(),
+        "status": status,
+        "attempts": [a for m in manifests for a in m.get("attempts", [])],
+        "merged_from": [
+            {
+                "run_id": m["run_id"],
+                "status": m.get("status"),
+                "selection": m.get("selection"),
+                "environment": m.get("environment"),
+            }
+            for m in manifests
+        ],
+    }
+    if status == "partial":
+        manifest["selection"] = {"cases": sorted(covered), "of": len(suite.cases)}
+    store.write_json_atomic(run_dir / store.MANIFEST, manifest)
+    return run_dir
