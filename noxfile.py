@@ -1,5 +1,5 @@
-"""Sessions: tests, lint, smoke, compression, gpu, fidelity, isolation. Each installs bench
-into its own virtualenv.
+"""Sessions: tests, lint, smoke, compression, gpu, fidelity, isolation, gates. Each installs
+bench into its own virtualenv.
 
 torch comes first and pinned, because an unpinned ``pip install torch`` on a machine
 without torch pulls a multi-GB CUDA build. Choose another build with BENCH_TORCH, e.g.
@@ -72,3 +72,12 @@ def gpu(session: nox.Session) -> None:
     """Run suites/gpu.toml on a CUDA machine; set BENCH_TORCH to the torch build for it."""
     install(session)
     session.run("bench", "run", "suites/gpu.toml", *session.posargs)
+
+
+@nox.session
+def gates(session: nox.Session) -> None:
+    """Benchmark: the verdict rule by simulation, then false alarms and power on real runs
+    beside pytest-benchmark's and asv's rules (about 6 minutes)."""
+    install(session)
+    session.run("python", "benchmarks/gate_rules.py")
+    session.run("python", "benchmarks/gates.py", *session.posargs)

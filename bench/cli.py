@@ -88,8 +88,68 @@ def _parser() -> argparse.ArgumentParser:
     mg.add_argument("runs", type=Path, nargs="+", help="run folders (one per shard)")
     mg.add_argument("--results", type=Path, default=Path("results"), metavar="DIR")
 
+    cmp = sub.add_parser(
+        "compare",
+        help="verdicts: did CANDIDATE change what BASE measured? (exit 1 on a REGRESSION)",
+        description="Each side: a run folder, a folder of runs, or pytest-benchmark saves "
+        "(several give more runs). Verdicts per case and metric: REGRESSION, IMPROVED, OK, "
+        "INCONCLUSIVE.",
+    )
+    cmp.add_argument("base", type=Path, help="the base side's run(s)")
+    cmp.add_argument("candidate", type=Path, help="the candidate side's run(s)")
+    _compare_options(cmp)
+    cmp.add_argument(
+        "--base",
+        dest="more_base",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="more runs for the base side (repeatable)",
+    )
+    cmp.add_argument(
+        "--candidate",
+        dest="more_candidate",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="more runs for the candidate side (repeatable)",
+    )
+
+    ab = sub.add_parser(
+        "ab",
+        help="interleaved A/B runs (ABBA) of a suite on two git refs or two suites, then compare",
+    )
+    ab.add_argument("suite", type=Path, nargs="?", help="the suite both sides run")
+    ab.add_argument(
+        "--base", metavar="REF", help="git ref of the base code (default: this checkout)"
+    )
+    ab.add_argument("--candidate", metavar="REF", help="git ref of the candidate code")
+    ab.add_argument("--base-suite", type=Path, metavar="FILE", help="the base side's own suite")
+    ab.add_argument("--candidate-suite", type=Path, metavar="FILE", help="the candidate's suite")
+    ab.add_argument(
+        "--budget",
+        default="8",
+        metavar="N|MINUTES",
+        help="stop adding runs after N runs per side (default 8) or e.g. 30m of wall time",
+    )
+    ab.add_argument("--results", type=Path, default=Path("results"), metavar="DIR")
+    _compare_options(ab)
+
     sub.add_parser("names", help="list the registered models, workloads and techniques")
     return p
+
+
+def _compare_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, metavar="DIR", help="write compare.json, .md and .html here")
+    p.add_argument("--strict", action="store_true", help="exit 1 on INCONCLUSIVE too")
+    p.add_argument("--all", action="store_true", help="print OK rows too (default: counted)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="compare although the setups differ (CPU/GPU model, torch minor, threads)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,6 +172,10 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
 
         print(merge_runs(args.runs, args.results))
         return 0
+    if args.command == "compare":
+        return _compare(args)
+    if args.command == "ab":
+        return _ab(args)
     if args.command == "names":
         from bench.spec.registry import known_names
 
@@ -146,6 +210,66 @@ def _report(args: argparse.Namespace) -> int:
     for path in write_reports(dirs, args.out):
         print(path)
     return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from bench.analysis.compare import compare, load_side
+
+    base = load_side([args.base, *args.more_base])
+    cand = load_side([args.candidate, *args.more_candidate])
+    return report_comparison(compare(base, cand, force=args.force), args)
+
+
+def _ab(args: argparse.Namespace) -> int:
+    from bench.results.store import create_run_dir
+    from bench.run.ab import Budget, SideSpec, run_ab
+    from bench.run.suite_driver import make_console
+    from bench.spec.suite import load_suite
+
+    base_suite = args.base_suite or args.suite
+    cand_suite = args.candidate_suite or args.suite
+    if base_suite is None or cand_suite is None:
+        raise UserError("bench ab: name a SUITE, or both --base-suite and --candidate-suite")
+    if args.base is None and args.candidate is None and base_suite == cand_suite:
+        raise UserError(
+            "bench ab: both sides would run the same code and suite; give --candidate REF "
+            "(and --base REF) or --base-suite/--candidate-suite"
+        )
+    for path in {base_suite, cand_suite}:
+        load_suite(path)  # a bad suite fails here, before any worktree or run
+    budget = Budget.parse(args.budget)
+    _, out = create_run_dir(args.results, "ab")
+    console = make_console()
+    console.print(f"A/B runs in {out}", highlight=False)
+    comparison = run_ab(
+        SideSpec("base", base_suite, args.base),
+        SideSpec("candidate", cand_suite, args.candidate),
+        out,
+        budget,
+        console,
+    )
+    if args.out is None:
+        args.out = out
+    return report_comparison(comparison, args)
+
+
+def report_comparison(comparison, args: argparse.Namespace) -> int:
+    """Print the verdict table, write it where --out says, and the exit code it earns."""
+    from bench.analysis.compare import print_comparison, write_outputs
+    from bench.run.suite_driver import make_console
+
+    console = make_console()
+    print_comparison(comparison, console, show_all=args.all)
+    if args.out is not None:
+        for path in write_outputs(comparison, args.out):
+            console.print(f"wrote {path}", highlight=False)
+    counts = comparison.verdicts()
+    if counts["INCONCLUSIVE"]:
+        console.print(
+            f"[yellow]warning[/]: {counts['INCONCLUSIVE']} verdict(s) INCONCLUSIVE: "
+            "add runs per side (see the table)" + (" (--strict: failing)" if args.strict else "")
+        )
+    return comparison.exit_code(args.strict)
 
 
 def _run(args: argparse.Namespace, suite, argv: list[str]) -> int:

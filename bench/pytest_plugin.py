@@ -1,16 +1,71 @@
-"""pytest plugin (entry point ``pytest11``): markers for benchmark-aware test suites.
+"""pytest plugin (entry point ``pytest11``): performance gates with sound verdicts.
 
-Performance gates and fixtures arrive with the gates work; for now the plugin registers
-the ``gpu`` marker and skips such tests on machines without a CUDA device.
+The ``perf`` fixture measures in process-level repeats and judges a test against a saved
+baseline with the rule of ``bench compare`` (``bench.analysis.stats``)::
+
+    def test_tokenize(perf):
+        perf.time(tokenize, text)                # forked repeats, warm-up discarded
+
+    @pytest.mark.perf(tolerance=0.10, metric="latency_median")
+    def test_decode(perf):
+        perf.case("suites/smoke.toml", "tinygpt-s-pydoc/generate-b1-p32-n32/baseline")
+
+    pytest --perf-save main        # store the measurements as baseline "main"
+    pytest --perf-compare main     # REGRESSION fails, INCONCLUSIVE warns, no baseline skips
+
+Without either option ``perf`` just measures and reports. Baselines live in
+``.perf/NAME.json`` (``--perf-dir``), with the facts that make them comparable (CPU
+model, CPUs available, Python and torch minor versions). The plugin also registers the
+``gpu`` marker and skips such tests where torch sees no CUDA device.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
 import pytest
+
+DEFAULT_REPEATS = 5  # process-level runs per measurement
+DEFAULT_TOLERANCE = 0.05
+MIN_CALLS = 5  # timed calls per repeat, at least ...
+MIN_SECONDS = 0.05  # ... and until this much time was timed
+MAX_CALLS = 10_000
+WARMUP = 1  # calls per repeat whose timings are discarded
+
+
+class PerfWarning(pytest.PytestWarning):
+    """A perf measurement whose verdict against the baseline is INCONCLUSIVE."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("bench-perf", "performance gates (bench)")
+    g.addoption("--perf-save", metavar="NAME", help="save perf measurements as baseline NAME")
+    g.addoption(
+        "--perf-compare", metavar="NAME", help="judge perf measurements against baseline NAME"
+    )
+    g.addoption("--perf-dir", default=".perf", metavar="DIR", help="baselines folder (.perf)")
+    g.addoption(
+        "--perf-repeats",
+        type=int,
+        default=DEFAULT_REPEATS,
+        metavar="N",
+        help=f"process-level repeats per perf.time (default {DEFAULT_REPEATS})",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU; skipped without one")
+    config.addinivalue_line(
+        "markers",
+        "perf(tolerance=0.05, metric='latency_median', repeats=5): how the perf fixture "
+        "measures and judges this test",
+    )
+    config.stash[_SESSION] = _PerfSession(config)
 
 
 def _has_cuda() -> bool:
@@ -28,3 +83,263 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
     for item in gpu_items:
         item.add_marker(skip)
+
+
+@dataclass
+class Measurement:
+    """One perf measurement: a figure per process-level run."""
+
+    metric: str
+    unit: str
+    values: list[float]
+    method: str
+    verdict: str = ""  # against the baseline, when one was compared
+    detail: str = ""
+
+    @property
+    def median(self) -> float:
+        from bench.analysis.stats import center
+
+        return center(self.values)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"metric": self.metric, "unit": self.unit, "values": self.values,
+                "method": self.method}  # fmt: skip
+
+
+def _facts() -> dict[str, str | None]:
+    """What must match for two measurements to be comparable."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    from bench.telemetry.machine import cpu_model
+
+    try:
+        torch = ".".join(version("torch").split("+")[0].split(".")[:2])
+    except PackageNotFoundError:
+        torch = None
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "CPU model": cpu_model(),
+        "CPUs available": str(cpus),
+        "Python": ".".join(platform.python_version_tuple()[:2]),
+        "torch": torch,
+    }
+
+
+class _PerfSession:
+    def __init__(self, config: pytest.Config):
+        self.save = config.getoption("--perf-save")
+        self.compare = config.getoption("--perf-compare")
+        self.dir = Path(config.getoption("--perf-dir"))
+        self.repeats = config.getoption("--perf-repeats")
+        if self.repeats < 1:
+            raise pytest.UsageError("--perf-repeats must be at least 1")
+        self.measured: dict[str, Measurement] = {}
+        self._baseline: dict[str, Any] | None = None
+        self._skip_all: str | None = None
+
+    def path(self, name: str) -> Path:
+        from bench.filenames import path_component
+
+        return self.dir / f"{path_component(name)}.json"
+
+    def baseline(self) -> tuple[dict[str, Any] | None, str | None]:
+        """The baseline's tests, or why there is none to compare with."""
+        if self._baseline is None and self._skip_all is None:
+            path = self.path(self.compare)
+            try:
+                from bench.results.store import read_json
+
+                data = read_json(path)
+                tests = data["tests"]
+            except FileNotFoundError:
+                self._skip_all = f"no perf baseline {self.compare!r} at {path}"
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                self._skip_all = f"perf baseline {path} is unreadable ({e})"
+            else:
+                here, there = _facts(), data.get("environment", {})
+                diff = [f"{k}: {there.get(k)} vs {v}" for k, v in here.items() if there.get(k) != v]
+                if diff:
+                    self._skip_all = (
+                        f"perf baseline {path} is from another setup ({'; '.join(diff)})"
+                    )
+                else:
+                    self._baseline = tests
+        return self._baseline, self._skip_all
+
+    def write(self) -> Path | None:
+        if not self.save or not self.measured:
+            return None
+        from bench.results.store import read_json, write_json_atomic
+
+        path = self.path(self.save)
+        tests: dict[str, Any] = {}
+        try:
+            old = read_json(path)
+            if old.get("environment") == _facts():
+                tests = old.get("tests", {})  # keep tests this session did not run
+        except (OSError, ValueError):
+            pass
+        tests.update({k: m.to_json() for k, m in self.measured.items()})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, {"schema_version": 1, "environment": _facts(), "tests": tests})
+        return path
+
+
+_SESSION = pytest.StashKey[_PerfSession]()
+
+
+class Perf:
+    """The ``perf`` fixture: measure in process-level repeats, judge against a baseline."""
+
+    def __init__(self, request: pytest.FixtureRequest):
+        self._request = request
+        self._session = request.config.stash[_SESSION]
+        marker = request.node.get_closest_marker("perf")
+        opts = dict(marker.kwargs) if marker else {}
+        unknown = set(opts) - {"tolerance", "metric", "repeats"}
+        if unknown:
+            raise pytest.UsageError(f"@pytest.mark.perf: unknown argument(s) {sorted(unknown)}")
+        self.tolerance = float(opts.get("tolerance", DEFAULT_TOLERANCE))
+        if not self.tolerance > 0:
+            raise pytest.UsageError(f"@pytest.mark.perf: tolerance {self.tolerance} must be > 0")
+        self.metric = opts.get("metric")
+        self.repeats = int(opts.get("repeats", self._session.repeats))
+        self._calls = 0
+
+    def time(self, fn, *args, **kwargs) -> Measurement:
+        """Seconds per call of ``fn(*args, **kwargs)``: each repeat a forked process that
+        discards its warm-up and times calls (at least 5, and at least 50 ms); the figure
+        of a repeat is the median of its calls."""
+        from bench.run.forked import in_fork
+
+        key = self._key()
+        self._check_baseline(key)
+
+        def one_repeat() -> float:
+            import statistics
+
+            from bench.telemetry.timer import PerfCounterClock, time_calls
+
+            def call():
+                return fn(*args, **kwargs)
+
+            clock = PerfCounterClock()
+            first = time_calls(call, warmup=WARMUP, iterations=MIN_CALLS, clock=clock).values
+            n = min(MAX_CALLS, max(MIN_CALLS, math.ceil(MIN_SECONDS / max(min(first), 1e-9))))
+            rest = (
+                time_calls(call, warmup=0, iterations=n, clock=clock).values
+                if n > MIN_CALLS
+                else []
+            )
+            return statistics.median(first + rest)
+
+        metric = self.metric or "latency_median"
+        values = [in_fork(one_repeat) for _ in range(self.repeats)]
+        return self._judge(key, Measurement(metric, "s", values, "perf_counter_forked_repeats"))
+
+    def case(self, suite: str | Path, case_id: str) -> Measurement:
+        """A suite case, run as ``bench run`` runs it (its own processes, the suite's
+        repeats); the figure is the marker's metric, else the workload's headline."""
+        import glob
+        import io
+
+        from rich.console import Console
+
+        from bench.run.suite_driver import RunOptions, run_suite
+        from bench.spec import registry
+        from bench.spec.suite import load_suite
+
+        key = self._key()
+        self._check_baseline(key)
+        s = load_suite(suite)
+        case = next((c for c in s.cases if c.id == case_id), None)
+        if case is None:
+            raise pytest.UsageError(f"{suite}: no case {case_id!r} (see `bench list {suite}`)")
+        metric = self.metric or registry.workloads.get(case.workload.name).meta["headline"]
+        results = self._request.getfixturevalue("tmp_path_factory").mktemp("perf-case")
+        opts = RunOptions(results=results, filter=glob.escape(case_id))
+        outcome = run_suite(s, opts, Console(file=io.StringIO()))
+        values, unit, method = [], "", ""
+        for r in outcome.results:
+            if r["status"] != "ok":
+                pytest.fail(f"{case_id} r{r['repeat']}: {r['status']}: {r.get('error')}")
+            for m in r["metrics"]:
+                if m["name"] == metric and m["value"] is not None:
+                    values.append(float(m["value"]))
+                    unit, method = m["unit"], m["method"]
+        if not values:
+            raise pytest.UsageError(f"{case_id}: its results have no metric {metric!r}")
+        return self._judge(key, Measurement(metric, unit, values, method))
+
+    def _key(self) -> str:
+        self._calls += 1
+        nodeid = self._request.node.nodeid
+        return nodeid if self._calls == 1 else f"{nodeid}#{self._calls}"
+
+    def _check_baseline(self, key: str) -> None:
+        if not self._session.compare:
+            return
+        tests, why = self._session.baseline()
+        if why:
+            pytest.skip(why)
+        if key not in tests:
+            pytest.skip(f"baseline {self._session.compare!r} has no measurement of {key}")
+
+    def _judge(self, key: str, m: Measurement) -> Measurement:
+        self._session.measured[key] = m
+        if not self._session.compare:
+            return m
+        from bench.analysis import stats
+        from bench.results.metric_info import HIGHER_IS_BETTER, Tolerance
+
+        tests, _ = self._session.baseline()
+        base = tests[key]
+        if base.get("metric") != m.metric:
+            pytest.skip(f"baseline measured {base.get('metric')!r}, this run {m.metric!r}")
+        tol = Tolerance("relative", self.tolerance)
+        higher = HIGHER_IS_BETTER.get(m.metric, False)
+        ch = stats.change(base["values"], m.values, m.metric, higher, tol)
+        # Every test of the baseline is one test of the family: Bonferroni over them (Holm's
+        # first step), since a test cannot wait for the others' p-values.
+        (ch,) = stats.decide([ch], alpha=stats.ALPHA / max(1, len(tests)))
+        m.verdict = str(ch.verdict)
+        m.detail = (
+            f"{m.metric} {ch.describe()} vs baseline {self._session.compare!r} "
+            f"(tolerance {tol.describe()}, {ch.n_base} vs {ch.n_cand} runs)"
+        )
+        if ch.verdict == stats.Verdict.REGRESSION:
+            pytest.fail(f"REGRESSION: {m.detail}", pytrace=False)
+        if ch.verdict == stats.Verdict.INCONCLUSIVE:
+            more = f"; ~{ch.more_runs} more runs per side" if ch.more_runs else ""
+            warnings.warn(PerfWarning(f"INCONCLUSIVE: {m.detail}{more}"), stacklevel=3)
+        return m
+
+
+@pytest.fixture
+def perf(request: pytest.FixtureRequest) -> Perf:
+    """Measure in process-level repeats; judged against ``--perf-compare NAME``."""
+    return Perf(request)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    s = session.config.stash.get(_SESSION, None)
+    if s is not None:
+        s.write()
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    s = config.stash.get(_SESSION, None)
+    if s is None or not s.measured:
+        return
+    from bench.analysis.units import human
+
+    tr = terminalreporter
+    tr.section("perf")
+    for key, m in s.measured.items():
+        verdict = f"  {m.verdict}" if m.verdict else ""
+        tr.write_line(f"{key}: {m.metric} {human(m.median, m.unit)} (median of "
+                      f"{len(m.values)} runs){verdict}")  # fmt: skip
+    if s.save:
+        tr.write_line(f"saved as baseline {s.save!r}: {s.path(s.save)}")

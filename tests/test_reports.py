@@ -275,7 +275,7 @@ def test_bars_show_spread_across_runs_and_never_a_zero_width_bar(run_dir):
 
 
 def test_markdown_cells_cannot_break_the_table(run_dir, tmp_path):
-    from bench.analysis.report import _md_cell
+    from bench.analysis.document import _md_cell
 
     assert _md_cell("a|b\nc") == "a\\|b c"
     manifest = store.read_json(run_dir / "manifest.json")

@@ -151,7 +151,7 @@ BAD_SUITES = [
     pytest.param(
         BASE + "[[techniques]]\nname = 'quantise'\n",
         "s.toml: techniques[0].name: unknown technique 'quantise' (did you mean 'quantize'?); "
-        "known: baseline, compile, precision, prune, quantize",
+        "known: baseline, compile, delay, precision, prune, quantize",
         id="unknown-technique",
     ),
     pytest.param(

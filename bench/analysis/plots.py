@@ -227,3 +227,34 @@ def power_trace(result: dict[str, Any]) -> Figure | None:
     ax.set_title(f"{result['case_id']}: GPU power and utilisation")
     fig.legend(loc="outside lower center", ncols=2, fontsize=8)
     return fig
+
+
+VERDICT_COLOURS = {"REGRESSION": "#D55E00", "IMPROVED": "#009E73", "OK": "#0072B2",
+                   "INCONCLUSIVE": "#E69F00"}  # fmt: skip
+
+
+def forest(rows: list[tuple[str, Any]]) -> Figure | None:
+    """Candidate / base ratios with their 95% intervals, one line per case and metric on
+    the log scale, the tolerance band shaded: a forest plot of a comparison (``rows``:
+    (label, ``stats.Change``)). Absolute-tolerance metrics are not ratios and stay in the
+    table."""
+    rows = [(label, ch) for label, ch in rows if ch.scale == "log" and not np.isnan(ch.estimate)]
+    if not rows:
+        return None
+    fig = Figure(figsize=(8.5, 0.9 + 0.32 * len(rows)), layout="constrained")
+    ax = fig.add_subplot()
+    for y, (_, ch) in enumerate(reversed(rows)):
+        colour = VERDICT_COLOURS[str(ch.verdict)]
+        band = ch.band
+        ax.fill_between([np.exp(-band), np.exp(band)], y - 0.4, y + 0.4, color="#e5e7eb", lw=0)
+        if not np.isnan(ch.low):
+            ax.plot([np.exp(ch.low), np.exp(ch.high)], [y, y], color=colour, lw=2)
+        ax.plot(np.exp(ch.estimate), y, "o", color=colour, ms=5)
+    ax.axvline(1.0, color="#374151", lw=0.8)
+    ax.set_yticks(range(len(rows)), [label for label, _ in reversed(rows)], fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("candidate / base (log scale; grey: tolerance; colour: verdict)")
+    handles = [ax.plot([], [], "o-", color=c, label=v)[0] for v, c in VERDICT_COLOURS.items()]
+    ax.legend(handles=handles, fontsize=7, loc="lower right", frameon=False)
+    ax.grid(axis="x", color="#f0f0f0")
+    return fig

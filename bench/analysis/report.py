@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +19,12 @@ import pandas as pd
 
 from bench import atomic
 from bench.analysis import plots, stats, tables
+from bench.analysis.document import STYLE, html_table, md_table
+from bench.analysis.units import human
 from bench.errors import UserError
 from bench.filenames import path_component
 from bench.results import store
-from bench.results.metric_info import MODELLED_NOTE, is_modelled
+from bench.results.metric_info import HIGHER_IS_BETTER, MODELLED_NOTE, is_modelled, label
 
 AXES = [  # (metric, label) of what a reader asks "who won?" about
     ("latency_median", "fastest (latency)"),
@@ -45,8 +47,9 @@ RATIO_NOTE = (
     "Each case's metric over its baseline's (as measured: for a time, below 1 is faster), "
     "from the per-process figures of each side: the ratio of geometric means with a Welch "
     "t interval on log values (valid from 3 repeats a side; fewer give no interval). An "
-    "interval that contains 1 means the difference is within noise. Deterministic figures "
-    "(sizes, quality of fixed weights on fixed text) are exact when their runs agree."
+    "interval that contains 1 means the difference is within noise (uncoloured); green: "
+    "better than the baseline beyond noise, red: worse. Deterministic figures (sizes, "
+    "quality of fixed weights on fixed text) are exact when their runs agree."
 )
 OUTLIER_TITLE = "Outlying process repeats (kept in every figure)"
 
@@ -68,25 +71,24 @@ def run_dirs(paths: list[Path]) -> list[Path]:
     return out
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return "n/a" if pd.isna(value) else f"{value:.4g}"
-    return "" if value is None else str(value)
-
-
 def what_won(df: pd.DataFrame) -> list[str]:
     """One sentence per run, model and workload: who won on each axis, named only where
     the winner's interval over process repeats clears the runner-up's; energy that was
     modelled rather than measured names no winner."""
+    return [f"{group} — " + "; ".join(parts) + "." for group, parts in won_by_group(df)]
+
+
+def won_by_group(df: pd.DataFrame) -> list[tuple[str, list[str]]]:
+    """(run, model and workload) -> one statement per axis, as ``what_won`` says them."""
     rows = tables.ok_rows(df)
     groups: dict[tuple[str, str, str], list[str]] = {}
-    for metric, label in AXES:
+    for metric, axis in AXES:
         here = rows[rows.metric == metric]
         if here.empty:
             continue
         if here.method.map(is_modelled).any():
             for key in here.groupby(["run_id", "model", "workload"], sort=False).groups:
-                groups.setdefault(key, []).append(f"{label}: not ranked ({MODELLED_NOTE})")
+                groups.setdefault(key, []).append(f"{axis}: not ranked ({MODELLED_NOTE})")
             continue
         unit = here.unit.iloc[0]
         for key, w in tables.winners(df, metric).items():
@@ -97,12 +99,11 @@ def what_won(df: pd.DataFrame) -> list[str]:
                 best = stats.center(here[(here.run_id == key[0]) & (here.model == key[1])
                                          & (here.workload == key[2])
                                          & (here.techniques == w.best)].value)  # fmt: skip
-                shown = f"{best:.4g} {unit}" if unit != "1" else f"{best:.4g}"
-                text = f"{w.best} ({shown}; {w.margin.describe()} vs {w.runner_up})"
-            groups.setdefault(key, []).append(f"{label}: {text}")
+                text = f"{w.best} ({human(best, unit)}; {w.margin.describe()} vs {w.runner_up})"
+            groups.setdefault(key, []).append(f"{axis}: {text}")
     several = df.run_id.nunique() > 1
     return [
-        f"{f'{run} — ' if several else ''}{model} / {workload} — " + "; ".join(parts) + "."
+        (f"{f'{run} — ' if several else ''}{model} / {workload}", parts)
         for (run, model, workload), parts in groups.items()
     ]
 
@@ -126,6 +127,31 @@ def _figures(df: pd.DataFrame, results: list[dict[str, Any]]) -> dict[str, Any]:
     return figs
 
 
+FIGURE_CAPTIONS = {
+    "speed_vs_quality": "Speed against quality: throughput (up is faster) against KL "
+    "divergence from the baseline (left is closer); the line joins the cases no other "
+    "case beats on both.",
+    "pruning_levels": "Each metric across pruning levels, one line per pruning method; "
+    "whiskers span the process runs.",
+    "latency_median": "Latency per case: the median over process runs, whiskers from the "
+    "fastest to the slowest run.",
+    "throughput_tokens": "Throughput per case: the median over process runs, whiskers from "
+    "the slowest to the fastest run.",
+    "energy_per_token": "Energy per token per case.",
+}
+
+
+@dataclass
+class Table:
+    """A table of formatted text, rendered the same way to Markdown and HTML."""
+
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    classes: list[list[str]] | None = None
+    note: str = ""
+
+
 def write_run_report(run_dir: Path, out_root: Path) -> Path:
     manifest = store.read_json(run_dir / store.MANIFEST)
     df = store.load_results(run_dir)
@@ -138,133 +164,200 @@ def write_run_report(run_dir: Path, out_root: Path) -> Path:
     # The manifest is a file anyone may have edited: its names never choose a path.
     out = out_root / path_component(str(suite["name"])) / path_component(str(manifest["run_id"]))
     out.mkdir(parents=True, exist_ok=True)
-    env = manifest.get("environment", {})
-    cases = tables.case_table(df, HEADLINE_METRICS)
-    ratios = tables.ratio_table(df)
-    problems = tables.problems_table(df)
-    won = what_won(df)
     images = {}
     for name, fig in _figures(df, results).items():
         path = out / f"{name}.png"
         with atomic.atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=110, format="png")
-        images[name] = path
-    facts = {
-        "suite": f"{suite['name']} ({suite.get('path')})",
-        "run": manifest["run_id"],
-        "started": manifest.get("started"),
-        "status": manifest.get("status"),
-        "commit": f"{env.get('git', {}).get('commit')} (dirty: {env.get('git', {}).get('dirty')})",
-        "hardware": f"{env.get('cpu_model')}, {env.get('cpu_count')} CPUs; GPU: "
-        + (
-            ", ".join(d.get("name") or "?" for d in env.get("gpu", {}).get("devices", [])) or "none"
-        ),
-        "software": f"Python {env.get('python')}, torch {env.get('torch')}, CUDA {env.get('cuda')}",
-        "idle power": json.dumps(manifest.get("idle_power", {})),
-    }
-    ratio_view = _ratio_view(ratios)
-    outliers = tables.outlier_table(df)[["case_id", "metric", "repeat", "value", "vs_median"]]
-    _write_markdown(
-        out / "report.md", suite, facts, won, cases, ratio_view, outliers, problems, images
-    )
-    _write_html(
-        out / "report.html", suite, facts, won, cases, ratio_view, outliers, problems, images
-    )
+        images[name] = (path, _caption(name, results))
+    title = f"{suite['name']} — run {manifest['run_id']}"
+    facts = environment_facts(manifest)
+    won = won_by_group(df)
+    sections = [
+        ratio_section(tables.ratio_table(df)),
+        cases_section(df),
+        outlier_section(df),
+        problems_section(df),
+    ]
+    _write_markdown(out / "report.md", title, suite, facts, won, sections, images)
+    _write_html(out / "report.html", title, suite, facts, won, sections, images)
     return out / "report.html"
 
 
-def _ratio_view(ratios: pd.DataFrame) -> pd.DataFrame:
-    """Cases x metrics, each cell the ratio with its interval (or why there is none), and
-    the number of runs on each side: one line per case."""
-    if ratios.empty:
-        return pd.DataFrame()
-    cells = ratios.assign(cell=[tables.describe_ratio(r) for r in ratios.itertuples()])
-    view = cells.pivot_table(index="case_id", columns="metric", values="cell", aggfunc="first")
-    view = view[[m for m in dict.fromkeys(ratios.metric) if m in view.columns]]
-    runs = cells.groupby("case_id").apply(
-        lambda g: f"{g.n_case.max()} vs {g.n_base.max()}", include_groups=False
+def _caption(name: str, results: list[dict[str, Any]]) -> str:
+    if name in FIGURE_CAPTIONS:
+        return FIGURE_CAPTIONS[name]
+    for r in results:
+        if name == f"power_{store.case_file_stem(r['case_id'], r['repeat'])}":
+            return f"Power drawn over time by {r['case_id']} (run {r['repeat']}), as sampled."
+    return name.replace("_", " ")
+
+
+def environment_facts(manifest: dict[str, Any]) -> list[tuple[str, str]]:
+    """What produced these numbers, in words: (label, text) pairs."""
+    env = manifest.get("environment", {})
+    git = env.get("git") or {}
+    commit = git.get("commit")
+    code = "not a git checkout" if not commit else f"{commit[:12]}"
+    if commit and git.get("dirty"):
+        code += " with uncommitted changes"
+    gpu = env.get("gpu") or {}
+    gpus = ", ".join(str(d.get("name")) for d in gpu.get("devices", [])) or (
+        f"none ({gpu.get('reason')})" if gpu.get("reason") else "none"
     )
-    view.insert(0, "runs (case vs baseline)", runs)
-    return view.reindex([c for c in dict.fromkeys(ratios.case_id)])
-
-
-def _md_cell(value: Any) -> str:
-    """A value as one Markdown table cell: a '|' or a line break would end the row."""
-    text = _fmt(value).replace("\\", "\\\\").replace("|", "\\|")
-    return " ".join(text.splitlines())
-
-
-def _md_table(df: pd.DataFrame, index: bool = True) -> str:
-    if df.empty:
-        return "_none_\n"
-    frame = df.reset_index() if index else df
-    head = "| " + " | ".join(map(str, frame.columns)) + " |"
-    sep = "| " + " | ".join("---" for _ in frame.columns) + " |"
-    body = [
-        "| " + " | ".join(_md_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)
+    soft = env.get("software") or {}
+    software = [f"Python {env.get('python')}", f"torch {env.get('torch')}"]
+    software += [f"{k} {soft[k]}" for k in ("torchao", "transformers") if soft.get(k)]
+    if env.get("cuda"):
+        software.append(f"CUDA {env['cuda']}")
+    facts = [
+        ("Suite", f"{manifest['suite'].get('name')} ({manifest['suite'].get('path')})"),
+        (
+            "Run",
+            f"{manifest.get('run_id')}, started {manifest.get('started')}, "
+            f"{manifest.get('status')}",
+        ),
+        ("Code", code),
+        (
+            "CPU",
+            f"{env.get('cpu_model')}, {env.get('cpu_affinity') or env.get('cpu_count')} "
+            f"of {env.get('cpu_count')} CPUs usable, torch threads {env.get('torch_threads')}",
+        ),
+        ("GPU", gpus),
+        ("Software", ", ".join(software)),
     ]
-    return "\n".join([head, sep, *body]) + "\n"
+    for key, bw in (env.get("copy_bandwidth") or {}).items():
+        facts.append(
+            ("Memory bandwidth", f"{human(bw.get('read_bytes_per_s'), 'bytes/s')} read, "
+             f"{human(bw.get('bytes_per_s'), 'bytes/s')} copy ({key}; {bw.get('read_method')})")
+        )  # fmt: skip
+    idle = manifest.get("idle_power") or {}
+    if idle.get("domains"):
+        parts = [f"{d}: {v.get('watts', float('nan')):.1f} W ({v.get('method')})"
+                 for d, v in idle["domains"].items()]  # fmt: skip
+        facts.append(("Idle power", "; ".join(parts)))
+    else:
+        facts.append(("Idle power", f"not measured: {idle.get('reason', 'no record')}"))
+    return facts
 
 
-def _write_markdown(path, suite, facts, won, cases, ratios, outliers, problems, images) -> None:
-    lines = [
-        f"# {suite['name']}: {facts['run']}",
-        "",
-        suite.get("description") or "",
-        "",
-        "## Environment",
-        "",
+KEY_RATIOS = [
+    "latency_median", "throughput_tokens", "ttft_median", "decode_step_median",
+    "state_dict_bytes", "params_nonzero_fraction", "heldout_bits_per_byte",
+    "bandwidth_utilization", "energy_per_token",
+]  # fmt: skip
+
+
+def ratio_section(ratios: pd.DataFrame) -> Table:
+    """Cases x key metrics: each cell the ratio to the baseline with its interval, coloured
+    where the interval clears 1 (green: better, red: worse); uncoloured is within noise."""
+    ratios = ratios[ratios.metric.isin(KEY_RATIOS)]
+    metrics = [m for m in KEY_RATIOS if m in set(ratios.metric)]
+    header = ["case", "runs (case vs baseline)"] + [
+        f"{label(m)} {'↑' if HIGHER_IS_BETTER[m] else '↓'}" for m in metrics
     ]
-    lines += [f"- **{k}**: {v}" for k, v in facts.items()]
-    lines += ["", "## What won", "", *(won or ["No group has two cases to compare."]), ""]
-    lines += ["## Cases (median over repeats)", "", _md_table(cases)]
-    lines += [
-        f"## {RATIO_TITLE}",
-        "",
-        RATIO_NOTE,
-        "",
-        _md_table(ratios),
-    ]
-    lines += [f"## {OUTLIER_TITLE}", "", _md_table(outliers, index=False)]
-    lines += ["## Failed or skipped", "", _md_table(problems, index=False)]
-    lines += ["## Figures", ""] + [f"![{n}]({p.name})" for n, p in images.items()]
+    rows, classes = [], []
+    for case_id, g in ratios.groupby("case_id", sort=False):
+        cells = {r.metric: r for r in g.itertuples()}
+        row = [case_id, f"{g.n_case.max()} vs {g.n_base.max()}"]
+        cls = ["", ""]
+        for m in metrics:
+            r = cells.get(m)
+            row.append("—" if r is None else tables.describe_ratio(r))
+            cls.append("" if r is None else _ratio_class(r, HIGHER_IS_BETTER[m]))
+        rows.append(row)
+        classes.append(cls)
+    return Table(RATIO_TITLE, header, rows, classes, RATIO_NOTE)
+
+
+def _ratio_class(r: Any, higher_is_better: bool) -> str:
+    if pd.isna(r.ratio) or pd.isna(r.ci_low):
+        return "muted"
+    if r.ci_low > 1 or r.ci_high < 1:
+        return "good" if (r.ci_low > 1) == higher_is_better else "bad"
+    return ""
+
+
+def cases_section(df: pd.DataFrame) -> Table:
+    rows_ok = tables.ok_rows(df)
+    metrics = [m for m in HEADLINE_METRICS if m in set(rows_ok.metric)]
+    units = rows_ok.groupby("metric").unit.first()
+    values = tables.run_values(df)
+    header = ["case", "runs"] + [label(m) for m in metrics]
+    rows = []
+    for (run_id, case_id), _ in rows_ok.groupby(["run_id", "case_id"], sort=False):
+        runs = [
+            len(values[(run_id, case_id, m)]) for m in metrics if (run_id, case_id, m) in values
+        ]
+        row = [case_id, str(max(runs, default=0))]
+        for m in metrics:
+            v = values.get((run_id, case_id, m))
+            row.append("—" if v is None else human(stats.center(v), units[m]))
+        rows.append(row)
+    note = "Each figure is the median over the case's process runs (repeats)."
+    return Table("Cases", header, rows, note=note)
+
+
+def outlier_section(df: pd.DataFrame) -> Table:
+    o = tables.outlier_table(df)
+    units = tables.ok_rows(df).groupby("metric").unit.first()
+    rows = [[r.case_id, label(r.metric), f"r{r.repeat}", human(r.value, units.get(r.metric)),
+             f"{r.vs_median:.2f}× the median"] for r in o.itertuples()]  # fmt: skip
+    return Table(OUTLIER_TITLE, ["case", "metric", "run", "value", "vs the case's median"], rows)
+
+
+def problems_section(df: pd.DataFrame) -> Table:
+    p = tables.problems_table(df)
+    rows = [[r.case_id, f"r{r.repeat}", str(r.status),
+             (r.error or "").splitlines()[0][:200] if isinstance(r.error, str) else ""]
+            for r in p.itertuples()]  # fmt: skip
+    return Table("Failed or skipped", ["case", "run", "status", "reason"], rows)
+
+
+def _write_markdown(path, title, suite, facts, won, sections, images) -> None:
+    lines = [f"# {title}", "", suite.get("description") or "", "", "## Environment", ""]
+    lines += [f"- **{k}**: {v}" for k, v in facts]
+    lines += ["", "## What won", ""]
+    for group, parts in won:
+        lines += [f"**{group}**", "", *(f"- {p}" for p in parts), ""]
+    if not won:
+        lines += ["No group has two cases to compare.", ""]
+    for t in sections:
+        lines += [f"## {t.title}", ""]
+        if t.note:
+            lines += [t.note, ""]
+        lines += [md_table(t.header, t.rows)]
+    lines += ["## Figures", ""]
+    for name, (p, caption) in images.items():
+        lines += [caption, "", f"![{name}]({p.name})", ""]
     atomic.write_text(path, "\n".join(lines) + "\n")
 
 
-def _write_html(path, suite, facts, won, cases, ratios, outliers, problems, images) -> None:
+def _write_html(path, title, suite, facts, won, sections, images) -> None:
     e = html.escape
-
-    def table(df: pd.DataFrame, index: bool = True) -> str:
-        if df.empty:
-            return "<p><em>none</em></p>"
-        return df.to_html(index=index, escape=True, float_format=lambda v: f"{v:.4g}", na_rep="n/a")
-
-    imgs = "".join(
-        f'<figure><img alt="{e(n)}" src="data:image/png;base64,'
-        f'{base64.b64encode(p.read_bytes()).decode()}"><figcaption>{e(n)}</figcaption></figure>'
-        for n, p in images.items()
+    env = "".join(f"<dt>{e(k)}</dt><dd>{e(str(v))}</dd>" for k, v in facts)
+    won_html = "".join(
+        f"<p><b>{e(group)}</b></p><ul>" + "".join(f"<li>{e(p)}</li>" for p in parts) + "</ul>"
+        for group, parts in won
     )
-    env_items = "".join(f"<li><b>{e(k)}</b>: {e(str(v))}</li>" for k, v in facts.items())
-    won_html = "".join(f"<p>{e(s)}</p>" for s in won) or "<p>No group has two cases to compare.</p>"
-    title = f"{e(suite['name'])}: {e(facts['run'])}"
-    style = (
-        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px}"
-        "img{max-width:100%}"
-    )
-    sections = [
-        f"<h1>{title}</h1><p>{e(suite.get('description') or '')}</p>",
-        f"<h2>Environment</h2><ul>{env_items}</ul>",
+    won_html = won_html or "<p>No group has two cases to compare.</p>"
+    parts = [
+        f"<h1>{e(title)}</h1><p>{e(suite.get('description') or '')}</p>",
+        f'<h2>Environment</h2><dl class="env">{env}</dl>',
         f"<h2>What won</h2>{won_html}",
-        f"<h2>Cases (median over repeats)</h2>{table(cases)}",
-        f"<h2>{RATIO_TITLE}</h2><p>{e(RATIO_NOTE)}</p>" + table(ratios),
-        f"<h2>{OUTLIER_TITLE}</h2>" + table(outliers, index=False),
-        f"<h2>Failed or skipped</h2>{table(problems, index=False)}",
-        f"<h2>Figures</h2>{imgs}",
     ]
+    for t in sections:
+        note = f'<p class="note">{e(t.note)}</p>' if t.note else ""
+        parts.append(f"<h2>{e(t.title)}</h2>{note}{html_table(t.header, t.rows, t.classes)}")
+    figures = "".join(
+        f'<figure><p class="caption">{e(caption)}</p><img alt="{e(caption)}" '
+        f'src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}"></figure>'
+        for p, caption in images.values()
+    )
+    parts.append(f"<h2>Figures</h2>{figures}")
     doc = (
-        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
-        f"<style>{style}</style></head><body>\n" + "\n".join(sections) + "\n</body></html>\n"
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>'
+        f"<style>{STYLE}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n"
     )
     atomic.write_text(path, doc)
 
@@ -278,7 +371,10 @@ def write_index(out_root: Path) -> Path:
         for s, r, rel in rows
     )
     path = out_root / "index.html"
-    head = "<!doctype html><html><head><meta charset='utf-8'><title>reports</title></head>"
+    head = (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>reports</title>"
+        f"<style>{STYLE}</style></head>"
+    )
     atomic.write_text(path, f"{head}<body><h1>Reports</h1><ul>{items}</ul></body></html>\n")
     return path
 

@@ -3,6 +3,9 @@ figure was modelled rather than measured. The one table every comparison reads."
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Literal
+
 # Headline metrics and whether more is better; a metric not listed is never ranked.
 HIGHER_IS_BETTER = {
     "latency_median": False,
@@ -56,3 +59,72 @@ def higher_is_better(metric: str) -> bool:
 
 def is_modelled(method: str | None) -> bool:
     return bool(method) and any(m in method for m in MODELLED_METHODS)
+
+
+# --- gates: how much change a comparison tolerates before it names a verdict ----------
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How far a candidate may move from its base before a verdict says it changed.
+
+    ``relative``: a fraction on the log scale (0.05: a ratio outside [1/1.05, 1.05]);
+    ``absolute``: a difference in the metric's unit (bits per byte, KL); ``exact``: any
+    difference counts (bytes, parameter counts)."""
+
+    kind: Literal["relative", "absolute", "exact"]
+    value: float = 0.0
+
+    def describe(self) -> str:
+        if self.kind == "relative":
+            return f"±{100 * self.value:g}%"
+        if self.kind == "absolute":
+            return f"±{self.value:g}"
+        return "exact"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "value": self.value}
+
+
+# The metrics a comparison judges unless a suite's [gates] says otherwise: one per
+# question (latency, not also throughput, its reciprocal), with the tolerance its nature
+# calls for. Timings drift by a few % between processes on a quiet machine; sizes are
+# exact; quality of fixed weights moves only by float rounding.
+DEFAULT_GATES = {
+    "latency_median": Tolerance("relative", 0.05),
+    "ttft_median": Tolerance("relative", 0.05),
+    "decode_step_median": Tolerance("relative", 0.05),
+    "memory_prefill_peak_rss": Tolerance("relative", 0.05),
+    "energy_per_token": Tolerance("relative", 0.05),
+    "state_dict_bytes": Tolerance("exact"),
+    "params_total": Tolerance("exact"),
+    "params_nonzero_fraction": Tolerance("exact"),
+    "heldout_bits_per_byte": Tolerance("absolute", 0.01),
+    "kl_to_baseline": Tolerance("absolute", 0.01),
+    "top1_agreement": Tolerance("absolute", 0.01),
+}
+
+# How a metric is named for a reader (reports, tables); the metric name stays the key.
+LABELS = {
+    "latency_median": "latency",
+    "throughput_tokens": "throughput",
+    "throughput_samples": "samples/s",
+    "ttft_median": "time to first token",
+    "decode_step_median": "decode step",
+    "decode_throughput_tokens": "decode throughput",
+    "heldout_bits_per_byte": "held-out bits/byte",
+    "eval_bits_per_byte": "eval bits/byte",
+    "kl_to_baseline": "KL to baseline",
+    "top1_agreement": "top-1 agreement",
+    "params_total": "parameters",
+    "params_nonzero_fraction": "non-zero weights",
+    "state_dict_bytes": "size",
+    "bandwidth_utilization": "share of copy bandwidth",
+    "memory_prefill_peak_rss": "peak memory",
+    "energy_per_token": "energy/token",
+    "energy_per_sample": "energy/sample",
+}
+
+
+def label(metric: str) -> str:
+    return LABELS.get(metric, metric.replace("_", " "))

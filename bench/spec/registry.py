@@ -29,6 +29,7 @@ BUILTIN_MODULES = (
     "bench.techniques.precision",
     "bench.techniques.quantize",
     "bench.techniques.compile",
+    "bench.techniques.delay",
 )
 PLUGIN_GROUP = "bench.plugins"
 

@@ -20,7 +20,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bench.errors import UserError
+from bench.results.metric_info import Tolerance
 from bench.spec import registry
+from bench.spec.gates import gates, parse_gates
 from bench.spec.messages import user_error
 from bench.spec.registry import Params, Registry
 
@@ -69,6 +71,7 @@ class SuiteFile(BaseModel):
     workloads: list[dict[str, Any]] = Field(min_length=1)
     techniques: list[dict[str, Any]] = Field(default_factory=lambda: [{"name": BASELINE}])
     matrix: MatrixRules = MatrixRules()
+    gates: dict[str, Any] = {}  # metric -> tolerance: bench.spec.gates
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,7 @@ class Suite:
     sha256: str
     run: RunSettings
     cases: tuple[Case, ...]
+    gates: dict[str, Tolerance] = field(default_factory=dict)  # metric -> tolerance
 
 
 # --- loading -------------------------------------------------------------------------
@@ -193,6 +197,7 @@ def parse_suite(text: str, *, where: str = "<suite>") -> Suite:
         for c in expander.chains(f"techniques[{i}]", d)
     ]
     run = spec.run.model_dump()
+    suite_gates = gates(parse_gates(spec.gates, where))
 
     def product(ms, ws, cs) -> Iterator[tuple[str, Case]]:
         for (mk, m), (wk, w), (ck, c) in itertools.product(ms, ws, cs):
@@ -227,6 +232,7 @@ def parse_suite(text: str, *, where: str = "<suite>") -> Suite:
         sha256=hashlib.sha256(text.encode()).hexdigest(),
         run=spec.run,
         cases=tuple(c for _, c in candidates),
+        gates=suite_gates,
     )
 
 

@@ -1,0 +1,413 @@
+"""``bench compare BASE CAND``: a verdict per case and metric on whether a candidate run
+changed what the base measured (``bench.analysis.stats.change`` / ``decide``).
+
+A side is one or more runs: bench run folders (each repeat of a case is one process-level
+run) or pytest-benchmark saves (``.benchmarks/**/NNNN_*.json``; each save is one run of
+each of its benchmarks, judged on its median). Sides must come from comparable machines
+and software, and from the same suite; a run is never compared with itself.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.analysis import stats
+from bench.analysis.units import human
+from bench.errors import UserError
+from bench.results import store
+from bench.results.metric_info import DETERMINISTIC, HIGHER_IS_BETTER, Tolerance, is_modelled
+from bench.spec.gates import gates, gates_of_suite_text
+
+PYTEST_BENCHMARK = "pytest-benchmark"
+
+
+@dataclass
+class Side:
+    """What one side of a comparison measured, pooled over its runs."""
+
+    paths: list[str] = field(default_factory=list)
+    runs: list[str] = field(default_factory=list)  # run ids, or pytest-benchmark save files
+    suites: set[str] = field(default_factory=set)
+    facts: dict[str, set[str]] = field(default_factory=dict)  # what must match the other side
+    values: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # (case, metric)
+    units: dict[str, str] = field(default_factory=dict)
+    modelled: set[str] = field(default_factory=set)  # metrics whose figure is a model
+    gates: dict[str, Tolerance] | None = None  # from the (first) suite's [gates]
+    cases: list[str] = field(default_factory=list)  # in the order they ran
+
+    def add_fact(self, name: str, value: Any) -> None:
+        self.facts.setdefault(name, set()).add("unknown" if value is None else str(value))
+
+    def add_value(self, case_id: str, metric: str, value: float, unit: str | None) -> None:
+        if case_id not in self.cases:
+            self.cases.append(case_id)
+        self.values.setdefault((case_id, metric), []).append(value)
+        self.units.setdefault(metric, unit or "")
+
+
+def load_side(paths: Iterable[str | Path]) -> Side:
+    """Read every run named by ``paths``: run folders, folders holding runs (bench run
+    folders or pytest-benchmark saves, at any depth), or single pytest-benchmark files."""
+    side = Side()
+    for path in map(Path, paths):
+        side.paths.append(str(path))
+        found = _sources(path)
+        if not found:
+            raise UserError(
+                "no bench run folder (with a manifest.json) or pytest-benchmark save "
+                "(NNNN_*.json) here",
+                where=str(path),
+            )
+        for kind, source in found:
+            (_read_run if kind == "bench" else _read_pytest_benchmark)(source, side)
+    return side
+
+
+def _sources(path: Path) -> list[tuple[str, Path]]:
+    if path.is_file():
+        return [(PYTEST_BENCHMARK, path)]
+    if (path / store.MANIFEST).is_file():
+        return [("bench", path)]
+    if not path.is_dir():
+        return []
+    runs = [("bench", m.parent) for m in sorted(path.glob(f"*/{store.MANIFEST}"))]
+    saves = [(PYTEST_BENCHMARK, f) for f in sorted(path.rglob("[0-9][0-9][0-9][0-9]_*.json"))]
+    return runs + saves
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = store.read_json(path)
+    except FileNotFoundError:
+        raise UserError("missing result file", where=str(path)) from None
+    except (OSError, ValueError) as e:
+        raise UserError(f"unreadable result file ({e})", where=str(path)) from None
+    if not isinstance(data, dict):
+        raise UserError("malformed result file: expected a JSON object", where=str(path))
+    return data
+
+
+def _read_run(run_dir: Path, side: Side) -> None:
+    manifest = _read_json(run_dir / store.MANIFEST)
+    try:
+        run_id = manifest["run_id"]
+        suite = manifest["suite"]
+        env = manifest.get("environment", {})
+    except (KeyError, TypeError):
+        raise UserError("malformed manifest: no run_id or suite", where=str(run_dir)) from None
+    side.runs.append(run_id)
+    side.suites.add(suite["name"])
+    if side.gates is None:
+        side.gates = gates_of_suite_text(suite.get("text", ""), f"{run_dir} (its suite)")
+    side.add_fact("CPU model", env.get("cpu_model"))
+    gpus = (env.get("gpu") or {}).get("devices") or []
+    side.add_fact("GPU", ", ".join(str(g.get("name")) for g in gpus) or "none")
+    side.add_fact("torch", _minor(env.get("torch")))
+    files = sorted((run_dir / store.CASES).glob("*.json"))
+    if not files:
+        raise UserError("no case results in this run", where=str(run_dir / store.CASES))
+    for f in files:
+        r = _read_json(f)
+        try:
+            case_id, status, run = r["case_id"], r["status"], r["case"]["run"]
+        except (KeyError, TypeError):
+            raise UserError("malformed case result: no case_id/status/case", where=str(f)) from None
+        side.add_fact("threads", run.get("threads"))
+        if status != "ok":
+            continue
+        for m in r.get("metrics") or []:
+            if m.get("value") is None:
+                continue
+            if is_modelled(m.get("method")):
+                side.modelled.add(m["name"])
+            side.add_value(case_id, m["name"], float(m["value"]), m.get("unit"))
+
+
+def _read_pytest_benchmark(path: Path, side: Side) -> None:
+    data = _read_json(path)
+    if not isinstance(data.get("benchmarks"), list):
+        raise UserError("not a pytest-benchmark save: no 'benchmarks' list", where=str(path))
+    side.runs.append(str(path.resolve()))
+    side.suites.add(PYTEST_BENCHMARK)
+    info = data.get("machine_info") or {}
+    side.add_fact("CPU model", (info.get("cpu") or {}).get("brand_raw"))
+    side.add_fact("Python", info.get("python_version"))
+    for b in data["benchmarks"]:
+        try:
+            name, median = b["fullname"], float(b["stats"]["median"])
+        except (KeyError, TypeError, ValueError):
+            raise UserError(
+                "malformed benchmark entry: no fullname/stats.median", where=str(path)
+            ) from None
+        side.add_value(name, "latency_median", median, "s")
+
+
+def _minor(version: str | None) -> str | None:
+    return None if not version else ".".join(version.split("+")[0].split(".")[:2])
+
+
+@dataclass
+class Comparison:
+    base: Side
+    cand: Side
+    rows: list[tuple[str, stats.Change]]  # (case id, change), in the base's case order
+    only_base: list[str]
+    only_cand: list[str]
+    differences: list[str]  # environment differences overridden by --force
+
+    def verdicts(self) -> dict[str, int]:
+        out = {str(v): 0 for v in stats.Verdict}
+        for _, ch in self.rows:
+            out[str(ch.verdict)] += 1
+        return out
+
+    def exit_code(self, strict: bool = False) -> int:
+        counts = self.verdicts()
+        failed = counts["REGRESSION"] or (strict and counts["INCONCLUSIVE"])
+        return 1 if failed else 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "base": {"paths": self.base.paths, "runs": self.base.runs},
+            "candidate": {"paths": self.cand.paths, "runs": self.cand.runs},
+            "rule": RULE,
+            "alpha": stats.ALPHA,
+            "verdicts": self.verdicts(),
+            "rows": [
+                {"case_id": case_id, "unit": self.base.units.get(ch.metric), **ch.to_json()}
+                for case_id, ch in self.rows
+            ],
+            "only_in_base": self.only_base,
+            "only_in_candidate": self.only_cand,
+            "environment_differences": self.differences,
+        }
+
+
+RULE = (
+    "REGRESSION/IMPROVED: the change from no change is significant (95% Welch t on the "
+    "difference of mean log values over process runs, Holm-corrected over the comparison "
+    f"at a family-wise {stats.ALPHA:g}) and its estimate lies beyond the tolerance; OK: "
+    "the whole 95% interval lies inside the tolerance; INCONCLUSIVE: anything else."
+)
+
+
+def environment_differences(base: Side, cand: Side) -> list[str]:
+    """What makes the two sides' numbers incomparable, in words; empty when nothing does."""
+    out = []
+    for name in sorted(set(base.facts) & set(cand.facts)):
+        b, c = base.facts[name], cand.facts[name]
+        if b != c or len(b) > 1:
+            out.append(f"{name}: {' / '.join(sorted(b))} vs {' / '.join(sorted(c))}")
+    return out
+
+
+def compare(base: Side, cand: Side, force: bool = False, same_suite: bool = True) -> Comparison:
+    """Verdicts for every case and gated metric both sides measured. ``same_suite=False``
+    lets two suites be compared on the cases they share (``bench ab --base-suite``)."""
+    same = sorted(set(base.runs) & set(cand.runs))
+    if same:
+        raise UserError(f"run {same[0]} is on both sides: a run compared with itself says nothing")
+    if same_suite and base.suites != cand.suites:
+        raise UserError(
+            f"the sides ran different suites ({', '.join(sorted(base.suites))} vs "
+            f"{', '.join(sorted(cand.suites))}); compare runs of one suite"
+        )
+    differences = environment_differences(base, cand)
+    if differences and not force:
+        raise UserError(
+            "the sides were measured on different setups (" + "; ".join(differences) + "); "
+            "their numbers are not comparable (--force compares them anyway)"
+        )
+    judged = cand.gates if cand.gates is not None else gates()
+    rows = []
+    for case_id in base.cases:
+        for metric, tolerance in judged.items():
+            b, c = base.values.get((case_id, metric)), cand.values.get((case_id, metric))
+            if b is None or c is None or metric in base.modelled | cand.modelled:
+                continue
+            ch = stats.change(
+                b, c, metric, HIGHER_IS_BETTER[metric], tolerance, metric in DETERMINISTIC
+            )
+            rows.append((case_id, ch))
+    decided = stats.decide([ch for _, ch in rows])
+    rows = [(case_id, ch) for (case_id, _), ch in zip(rows, decided, strict=True)]
+    only_base = [c for c in base.cases if c not in cand.cases]
+    only_cand = [c for c in cand.cases if c not in base.cases]
+    if not rows:
+        raise UserError("the sides share no case and gated metric: nothing to compare")
+    return Comparison(base, cand, rows, only_base, only_cand, differences)
+
+
+# --- presentation --------------------------------------------------------------------
+
+COLOURS = {"REGRESSION": "red", "IMPROVED": "green", "OK": "default", "INCONCLUSIVE": "yellow"}
+
+
+def verdict_text(ch: stats.Change) -> str:
+    if ch.verdict == stats.Verdict.INCONCLUSIVE:
+        if math.isnan(ch.estimate):
+            return f"INCONCLUSIVE ({ch.why})"
+        more = (
+            f"~{ch.more_runs} more run{'s' if ch.more_runs != 1 else ''} per side"
+            if ch.more_runs
+            else "no number of runs would decide it"
+        )
+        return f"INCONCLUSIVE ({ch.why}; {more})" if ch.why else f"INCONCLUSIVE ({more})"
+    return str(ch.verdict)
+
+
+def table_rows(c: Comparison, verdicts: set[str] | None = None) -> list[list[str]]:
+    """One row per case and metric (``HEADER``), those with a verdict in ``verdicts``."""
+    out = []
+    for case_id, ch in c.rows:
+        if verdicts is not None and str(ch.verdict) not in verdicts:
+            continue
+        unit = c.base.units.get(ch.metric)
+        out.append(
+            [
+                case_id,
+                ch.metric,
+                verdict_text(ch),
+                ch.describe(),
+                f"{human(ch.base, unit)} (n={ch.n_base})",
+                f"{human(ch.cand, unit)} (n={ch.n_cand})",
+                ch.tolerance.describe(),
+            ]
+        )
+    return out
+
+
+HEADER = ["case", "metric", "verdict", "change [95% interval]", "base", "candidate", "tolerance"]
+NOT_OK = {"REGRESSION", "IMPROVED", "INCONCLUSIVE"}
+
+
+def print_comparison(c: Comparison, console, show_all: bool = False) -> None:
+    """The verdict table; OK rows only with ``show_all`` (they are counted below it, and
+    every row is in the --out files)."""
+    from rich.table import Table
+
+    table = Table(title=f"{len(c.base.runs)} base run(s) → {len(c.cand.runs)} candidate run(s)")
+    for col in HEADER:
+        table.add_column(col, overflow="fold")
+    for row in table_rows(c, None if show_all else NOT_OK):
+        verdict = row[2].split(" ", 1)[0]
+        table.add_row(*row[:2], f"[{COLOURS[verdict]}]{row[2]}[/]", *row[3:])
+    if table.row_count:
+        console.print(table)
+    for line in summary_lines(c):
+        console.print(line, highlight=False)
+
+
+def summary_lines(c: Comparison) -> list[str]:
+    counts = c.verdicts()
+    lines = [", ".join(f"{n} {v}" for v, n in counts.items())]
+    if c.differences:
+        lines.append("compared despite different setups (--force): " + "; ".join(c.differences))
+    if c.only_base:
+        lines.append(f"only in base (not judged): {', '.join(c.only_base)}")
+    if c.only_cand:
+        lines.append(f"only in candidate (not judged): {', '.join(c.only_cand)}")
+    return lines
+
+
+def to_markdown(c: Comparison) -> str:
+    from bench.analysis.document import md_table
+
+    out = [
+        "# Comparison",
+        "",
+        f"- base: {', '.join(c.base.paths)} ({len(c.base.runs)} run(s))",
+        f"- candidate: {', '.join(c.cand.paths)} ({len(c.cand.runs)} run(s))",
+        f"- rule: {RULE}",
+        "",
+        *(f"{line}  " for line in summary_lines(c)),
+        "",
+        "## Needs attention",
+        "",
+        md_table(HEADER, table_rows(c, NOT_OK)),
+        "## OK",
+        "",
+        md_table(HEADER, table_rows(c, {"OK"})),
+    ]
+    return "\n".join(out) + "\n"
+
+
+VERDICT_CLASS = {"REGRESSION": "bad", "IMPROVED": "good", "OK": "", "INCONCLUSIVE": "unsure"}
+FOREST = "forest.png"
+FOREST_CAPTION = (
+    "Candidate over base for every case and metric judged on a ratio, with its 95% "
+    "interval over process runs; the grey band is the tolerance, the colour the verdict."
+)
+
+
+def to_html(c: Comparison, forest_png: bytes | None) -> str:
+    import base64
+    import html
+
+    from bench.analysis.document import STYLE, html_table
+
+    e = html.escape
+
+    def table(verdicts: set[str]) -> str:
+        rows = table_rows(c, verdicts)
+        classes = [["", "", VERDICT_CLASS[r[2].split(" ", 1)[0]], "", "", "", ""] for r in rows]
+        return html_table(HEADER, rows, classes, numeric_from=3)
+
+    counts = c.verdicts()
+    badges = " ".join(
+        f'<span class="{VERDICT_CLASS[v]}" style="padding:2px 8px;border-radius:4px">{n} {v}</span>'
+        for v, n in counts.items()
+    )
+    parts = [
+        "<h1>Comparison</h1>",
+        f"<p><b>base</b>: {e(', '.join(c.base.paths))} ({len(c.base.runs)} run(s))<br>"
+        f"<b>candidate</b>: {e(', '.join(c.cand.paths))} ({len(c.cand.runs)} run(s))</p>",
+        f"<p>{badges}</p>",
+        "".join(f"<p class='note'>{e(line)}</p>" for line in summary_lines(c)[1:]),
+        f"<p class='note'>{e(RULE)}</p>",
+    ]
+    if forest_png is not None:
+        img = base64.b64encode(forest_png).decode()
+        parts.append(
+            f"<figure><p class='caption'>{e(FOREST_CAPTION)}</p>"
+            f'<img alt="forest plot of the ratios" src="data:image/png;base64,{img}"></figure>'
+        )
+    parts.append(f"<h2>Needs attention</h2>{table(NOT_OK)}")
+    parts.append(
+        f"<details><summary>{counts['OK']} OK (whole interval inside the tolerance)</summary>"
+        f"{table({'OK'})}</details>"
+    )
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>Comparison</title>'
+        f"<style>{STYLE}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n"
+    )
+
+
+def write_outputs(c: Comparison, out: Path) -> list[Path]:
+    """compare.json, compare.md, forest.png and compare.html (self-contained) in ``out``."""
+    import io
+
+    from bench import atomic
+    from bench.analysis.plots import forest
+
+    out.mkdir(parents=True, exist_ok=True)
+    store.write_json_atomic(out / "compare.json", c.to_json())
+    md = to_markdown(c)
+    png = None
+    fig = forest([(f"{case} · {ch.metric}", ch) for case, ch in c.rows if not ch.exact])
+    if fig is not None:
+        buf = io.BytesIO()
+        fig.savefig(buf, dpi=110, format="png")
+        png = buf.getvalue()
+        atomic.write_bytes(out / FOREST, png)
+        md += f"\n{FOREST_CAPTION}\n\n![forest plot]({FOREST})\n"
+    atomic.write_bytes(out / "compare.md", md.encode())
+    atomic.write_bytes(out / "compare.html", to_html(c, png).encode())
+    return [out / n for n in ("compare.json", "compare.md", "compare.html")]
+
+
+__all__ = ["Comparison", "Side", "compare", "load_side", "print_comparison", "write_outputs"]

@@ -1,0 +1,150 @@
+"""The pytest plugin's perf fixture and gates, through pytester (the plugin is loaded from
+its pytest11 entry point, as in a user's project)."""
+
+import json
+import textwrap
+
+import pytest
+
+from bench.run.forked import ForkedError, in_fork
+
+SLEEPER = """
+import time
+import pytest
+
+DELAY = {delay}
+
+def test_sleep(perf):
+    m = perf.time(time.sleep, DELAY)
+    assert len(m.values) == 3
+
+@pytest.mark.perf(tolerance=0.10, metric="latency_median")
+def test_marked(perf):
+    perf.time(time.sleep, 0.002)
+"""
+
+
+def run(pytester, delay, *args):
+    pytester.makepyfile(test_perf=textwrap.dedent(SLEEPER.format(delay=delay)))
+    return pytester.runpytest("-p", "no:cacheprovider", "--perf-repeats=3", *args)
+
+
+def test_a_doubled_sleep_fails_against_its_baseline_and_the_same_sleep_passes(pytester):
+    saved = run(pytester, 0.010, "--perf-save", "main")
+    saved.assert_outcomes(passed=2)
+    data = json.loads((pytester.path / ".perf" / "main.json").read_text())
+    entry = data["tests"]["test_perf.py::test_sleep"]
+    assert entry["metric"] == "latency_median" and len(entry["values"]) == 3
+    assert min(entry["values"]) > 0.0095 and max(entry["values"]) < 0.02
+    assert "CPU model" in data["environment"]
+
+    slower = run(pytester, 0.020, "--perf-compare", "main")
+    slower.assert_outcomes(passed=1, failed=1)
+    slower.stdout.fnmatch_lines(
+        ["*REGRESSION: latency_median *× * vs baseline 'main' (tolerance ±5%, 3 vs 3 runs)"]
+    )
+
+    same = run(pytester, 0.010, "--perf-compare", "main")
+    assert same.ret == 0
+    same.assert_outcomes(passed=2)
+
+
+def test_without_a_baseline_perf_tests_skip_with_the_reason(pytester):
+    result = run(pytester, 0.001, "--perf-compare", "nothing", "-rs")
+    result.assert_outcomes(skipped=2)
+    result.stdout.fnmatch_lines(["*no perf baseline 'nothing' at .perf*nothing.json*"])
+
+
+def test_a_baseline_from_another_setup_skips(pytester):
+    run(pytester, 0.001, "--perf-save", "main").assert_outcomes(passed=2)
+    path = pytester.path / ".perf" / "main.json"
+    data = json.loads(path.read_text())
+    data["environment"]["CPU model"] = "Another CPU"
+    path.write_text(json.dumps(data))
+    result = run(pytester, 0.001, "--perf-compare", "main", "-rs")
+    result.assert_outcomes(skipped=2)
+    result.stdout.fnmatch_lines(["*from another setup (CPU model: Another CPU vs*"])
+
+
+def test_without_options_perf_measures_and_reports(pytester):
+    result = run(pytester, 0.001)
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        ["*perf*", "test_perf.py::test_sleep: latency_median 1.* ms (median of 3 runs)"]
+    )
+    assert not (pytester.path / ".perf").exists()
+
+
+def test_pytest_benchmark_works_beside_it(pytester):
+    pytester.makepyfile(
+        test_both="""
+        import time
+
+        def test_perf(perf):
+            perf.time(time.sleep, 0.001)
+
+        def test_benchmark(benchmark):
+            benchmark(time.sleep, 0.001)
+
+        def test_together(perf, benchmark):
+            benchmark(sum, range(100))
+            perf.time(sum, range(100))
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--perf-repeats=3",
+                                "--benchmark-max-time=0.05")  # fmt: skip
+    result.assert_outcomes(passed=3)
+
+
+def test_bad_marker_arguments_are_usage_errors(pytester):
+    pytester.makepyfile(
+        test_bad="""
+        import pytest
+
+        @pytest.mark.perf(tolerance=0)
+        def test_zero(perf):
+            pass
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*tolerance 0.0 must be > 0*"])
+
+
+def test_perf_case_runs_a_suite_case_in_its_own_processes(pytester, tmp_path):
+    suite = tmp_path / "s.toml"
+    suite.write_text(textwrap.dedent("""
+        name = "s"
+        [run]
+        warmup = 1
+        iterations = 3
+        repeats = 3
+        idle_s = 0
+        energy = false
+        [[models]]
+        name = "tinygpt-s"
+        n_layer = 1
+        n_embd = 16
+        n_head = 1
+        [[workloads]]
+        name = "selftest"
+    """))  # fmt: skip
+    pytester.makepyfile(
+        test_case=f"""
+        def test_case(perf):
+            m = perf.case({str(suite)!r}, "tinygpt-s-L1-H1-E16/selftest-ok/baseline")
+            assert m.metric == "latency_median" and len(m.values) == 3 and m.unit == "s"
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+
+
+def test_in_fork_returns_json_and_carries_the_childs_error():
+    assert in_fork(lambda: {"x": 1}) == {"x": 1}
+    with pytest.raises(ForkedError, match="ZeroDivisionError"):
+        in_fork(lambda: 1 / 0)
+    import os
+
+    with pytest.raises(ForkedError, match="exit code 7"):
+        in_fork(lambda: os._exit(7))
