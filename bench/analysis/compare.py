@@ -23,6 +23,7 @@ from bench.results.metric_info import DETERMINISTIC, HIGHER_IS_BETTER, Tolerance
 from bench.spec.gates import gates, gates_of_suite_text
 
 PYTEST_BENCHMARK = "pytest-benchmark"
+MANY_RUNS = 50  # more runs per side than this: say the tolerance is tight for the spread
 
 
 @dataclass
@@ -188,9 +189,9 @@ class Comparison:
 
 
 RULE = (
-    "REGRESSION/IMPROVED: the change from no change is significant (95% Welch t on the "
-    "difference of mean log values over process runs, Holm-corrected over the comparison "
-    f"at a family-wise {stats.ALPHA:g}) and its estimate lies beyond the tolerance; OK: "
+    "REGRESSION/IMPROVED: 'no change' is rejected (Welch t on the difference of mean log "
+    "values over process runs, Holm-corrected over the comparison at a family-wise "
+    f"{stats.ALPHA:g}) and the estimate lies beyond the tolerance; OK: "
     "the whole 95% interval lies inside the tolerance; INCONCLUSIVE: anything else."
 )
 
@@ -251,11 +252,12 @@ def verdict_text(ch: stats.Change) -> str:
     if ch.verdict == stats.Verdict.INCONCLUSIVE:
         if math.isnan(ch.estimate):
             return f"INCONCLUSIVE ({ch.why})"
-        more = (
-            f"~{ch.more_runs} more run{'s' if ch.more_runs != 1 else ''} per side"
-            if ch.more_runs
-            else "no number of runs would decide it"
-        )
+        if not ch.more_runs:
+            more = "no number of runs would decide it at this tolerance"
+        else:
+            more = f"~{ch.more_runs} more run{'s' if ch.more_runs != 1 else ''} per side"
+            if ch.more_runs > MANY_RUNS:
+                more += ": the tolerance is tight for this spread"
         return f"INCONCLUSIVE ({ch.why}; {more})" if ch.why else f"INCONCLUSIVE ({more})"
     return str(ch.verdict)
 

@@ -299,6 +299,7 @@ class Change:
         d["tolerance"] = self.tolerance.to_json()
         d["verdict"] = str(self.verdict)
         d["change"] = self.describe()
+        d["method"] = "exact" if self.exact else VERDICT_METHOD
         return d
 
 
