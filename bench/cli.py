@@ -98,24 +98,16 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("base", type=Path, help="the base side's run(s)")
     cmp.add_argument("candidate", type=Path, help="the candidate side's run(s)")
     _compare_options(cmp)
-    cmp.add_argument(
-        "--base",
-        dest="more_base",
-        type=Path,
-        action="append",
-        default=[],
-        metavar="PATH",
-        help="more runs for the base side (repeatable)",
-    )
-    cmp.add_argument(
-        "--candidate",
-        dest="more_candidate",
-        type=Path,
-        action="append",
-        default=[],
-        metavar="PATH",
-        help="more runs for the candidate side (repeatable)",
-    )
+    for side in ("base", "candidate"):
+        cmp.add_argument(
+            f"--{side}",
+            dest=f"more_{side}",
+            type=Path,
+            action="append",
+            default=[],
+            metavar="PATH",
+            help=f"more runs for the {side} side (repeatable)",
+        )
 
     ab = sub.add_parser(
         "ab",

@@ -28,3 +28,24 @@ n_embd = 32
 n_head = 2
 block_size = 64
 """
+
+
+def selftest_suite(name: str, repeats: int) -> str:
+    """A suite of one fast case (a trivial timed call on a one-layer model), no idle power
+    or energy window: for tests of what runs around cases (A/B, pytest gates)."""
+    return f"""
+name = "{name}"
+[run]
+warmup = 1
+iterations = 5
+repeats = {repeats}
+idle_s = 0
+energy = false
+[[models]]
+name = "tinygpt-s"
+n_layer = 1
+n_embd = 16
+n_head = 1
+[[workloads]]
+name = "selftest"
+"""

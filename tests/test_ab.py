@@ -3,7 +3,6 @@
 import json
 import shutil
 import subprocess
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -12,23 +11,7 @@ import bench
 from bench.cli import main
 from bench.errors import UserError
 from bench.run.ab import Budget, abba
-
-SUITE = """
-name = "ab"
-[run]
-warmup = 1
-iterations = 5
-repeats = 2
-idle_s = 0
-energy = false
-[[models]]
-name = "tinygpt-s"
-n_layer = 1
-n_embd = 16
-n_head = 1
-[[workloads]]
-name = "selftest"
-"""
+from tests.conftest import selftest_suite
 
 
 def test_abba_alternates_so_drift_hits_both_sides_alike():
@@ -55,7 +38,7 @@ def repo(tmp_path_factory):
     root = tmp_path_factory.mktemp("repo")
     shutil.copytree(Path(bench.__file__).parent, root / "bench",
                     ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
-    (root / "ab.toml").write_text(textwrap.dedent(SUITE))
+    (root / "ab.toml").write_text(selftest_suite("ab", repeats=2))
     git("init", "-q", ".", cwd=root)
     git("add", "-A", cwd=root)
     git("commit", "-qm", "A", cwd=root)

@@ -7,6 +7,7 @@ import textwrap
 import pytest
 
 from bench.run.forked import ForkedError, in_fork
+from tests.conftest import selftest_suite
 
 SLEEPER = """
 import time
@@ -113,22 +114,7 @@ def test_bad_marker_arguments_are_usage_errors(pytester):
 
 def test_perf_case_runs_a_suite_case_in_its_own_processes(pytester, tmp_path):
     suite = tmp_path / "s.toml"
-    suite.write_text(textwrap.dedent("""
-        name = "s"
-        [run]
-        warmup = 1
-        iterations = 3
-        repeats = 3
-        idle_s = 0
-        energy = false
-        [[models]]
-        name = "tinygpt-s"
-        n_layer = 1
-        n_embd = 16
-        n_head = 1
-        [[workloads]]
-        name = "selftest"
-    """))  # fmt: skip
+    suite.write_text(selftest_suite("s", repeats=3))
     pytester.makepyfile(
         test_case=f"""
         def test_case(perf):
