@@ -38,7 +38,7 @@ def repo(tmp_path_factory):
     root = tmp_path_factory.mktemp("repo")
     shutil.copytree(Path(bench.__file__).parent, root / "bench",
                     ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
-    (root / "ab.toml").write_text(selftest_suite("ab", repeats=2))
+    (root / "ab.toml").write_text(selftest_suite("ab", repeats=1))
     git("init", "-q", ".", cwd=root)
     git("add", "-A", cwd=root)
     git("commit", "-qm", "A", cwd=root)
@@ -62,7 +62,7 @@ def test_ab_runs_two_refs_in_abba_order_and_compares_them(repo, monkeypatch, cap
     assert [s for _, s in sorted(starts)] == ["base", "candidate", "candidate", "base"]
     assert "ABBA block 1" in err and (out / "compare.json").is_file()
     data = json.loads((out / "compare.json").read_text())
-    assert {r["n_base"] for r in data["rows"]} == {4}  # 2 runs x 2 repeats
+    assert {r["n_base"] for r in data["rows"]} == {2}  # 2 runs x 1 repeat
     listed = subprocess.run(["git", "worktree", "list"], cwd=repo, capture_output=True, text=True)
     assert len(listed.stdout.strip().splitlines()) == 1  # the worktrees are gone
 

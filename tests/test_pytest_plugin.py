@@ -6,6 +6,12 @@ import textwrap
 
 import pytest
 
+# pytester's in-process runs unload every module first imported inside them, and the
+# extension modules of numpy (scipy.stats pulls numpy.fft) and torch refuse a second load
+# in one process: they are imported here, outside the inner runs, first.
+import scipy.stats  # noqa: F401
+import torch  # noqa: F401
+
 from bench.run.forked import ForkedError, in_fork
 from tests.conftest import selftest_suite
 
@@ -112,7 +118,7 @@ def test_bad_marker_arguments_are_usage_errors(pytester):
     result.stdout.fnmatch_lines(["*tolerance 0.0 must be > 0*"])
 
 
-def test_perf_case_runs_a_suite_case_in_its_own_processes(pytester, tmp_path):
+def test_perf_case_runs_a_suite_case_in_its_own_processes_and_cleans_up(pytester, tmp_path):
     suite = tmp_path / "s.toml"
     suite.write_text(selftest_suite("s", repeats=3))
     pytester.makepyfile(
@@ -124,6 +130,13 @@ def test_perf_case_runs_a_suite_case_in_its_own_processes(pytester, tmp_path):
     )
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+    # The run happened inside this process: its fork server (torch and the preloads,
+    # ~300 MB) must have stopped with it rather than linger for the rest of the session.
+    import psutil
+
+    lingering = [p for p in psutil.Process().children(recursive=True)
+                 if p.memory_info().rss > 100 << 20]  # fmt: skip
+    assert lingering == []
 
 
 def test_in_fork_returns_json_and_carries_the_childs_error():

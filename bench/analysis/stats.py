@@ -215,7 +215,7 @@ def _finite(values: Sequence[float]) -> np.ndarray:
 
 # --- verdicts: did a candidate change a metric beyond its tolerance? -----------------
 
-ALPHA = 0.02  # family-wise error of the hard gate (Holm over a comparison's tests)
+ALPHA = 0.01  # family-wise error of the hard gate (Holm over a comparison's tests)
 VERDICT_METHOD = "welch_t_holm"
 MAX_MORE_RUNS = 1000
 

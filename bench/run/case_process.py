@@ -45,6 +45,10 @@ class Launcher(Protocol):
         """Stop whatever is running now (Ctrl-C)."""
         ...
 
+    def close(self) -> None:
+        """Release what the launcher keeps between cases, at the end of a run."""
+        ...
+
 
 class InlineLauncher:
     """Runs in this process: tracebacks and debuggers work, but a crash ends the run and
@@ -54,6 +58,9 @@ class InlineLauncher:
         return runner.execute(case, repeat, run_id, facts).to_json()
 
     def abort(self) -> None:
+        pass
+
+    def close(self) -> None:
         pass
 
 
@@ -199,6 +206,19 @@ class ProcessLauncher:
         proc = self._proc
         if proc is not None and proc.is_alive():
             kill_group(proc)
+
+    def close(self) -> None:
+        """Stop the fork server: a run inside a long-lived process (a pytest session, a
+        notebook) must not leave a server holding torch and the run's preloads in memory,
+        and the next run's preloads only take effect in a fresh server. ``_stop`` is the
+        stdlib's own (private) shutdown, used where it exists."""
+        if self._ctx.get_start_method() != "forkserver":
+            return
+        from multiprocessing import forkserver
+
+        stop = getattr(forkserver._forkserver, "_stop", None)
+        if stop is not None:
+            stop()
 
 
 def kill_group(proc) -> None:

@@ -242,6 +242,8 @@ def run_suite(suite: Suite, opts: RunOptions, console=None) -> RunOutcome:
         _abort(launcher)
         raise stop(f"cannot write results: {e.strerror} ({e.filename or run_dir})", 74) from None
     finally:
+        if launcher is not None:
+            launcher.close()
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, previous)
 
