@@ -38,7 +38,7 @@ class Side:
     units: dict[str, str] = field(default_factory=dict)
     modelled: set[str] = field(default_factory=set)  # metrics whose figure is a model
     gates: dict[str, Tolerance] | None = None  # from the (first) suite's [gates]
-    cases: list[str] = field(default_factory=list)  # in the order they ran
+    cases: list[str] = field(default_factory=list)  # in the order first read
 
     def add_fact(self, name: str, value: Any) -> None:
         self.facts.setdefault(name, set()).add("unknown" if value is None else str(value))
