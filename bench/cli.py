@@ -205,7 +205,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from bench.analysis.compare import compare, load_side
+    from bench.analysis.compare import compare
+    from bench.analysis.sides import load_side
 
     base = load_side([args.base, *args.more_base])
     cand = load_side([args.candidate, *args.more_candidate])

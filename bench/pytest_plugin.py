@@ -112,10 +112,11 @@ def _facts() -> dict[str, str | None]:
     import platform
     from importlib.metadata import PackageNotFoundError, version
 
+    from bench.analysis.sides import minor_version
     from bench.telemetry.machine import cpu_model
 
     try:
-        torch = ".".join(version("torch").split("+")[0].split(".")[:2])
+        torch = minor_version(version("torch"))
     except PackageNotFoundError:
         torch = None
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

@@ -189,7 +189,8 @@ def test_pytest_benchmark_saves_are_runs(pytester, tmp_path, capsys):
 def test_a_nan_center_never_reaches_the_table(tmp_path):
     base = fake_run(tmp_path, "b", {"c": {"latency_median": [0.01, 0.011, 0.012]}})
     cand = fake_run(tmp_path, "c", {"c": {"latency_median": [0.01, 0.011, 0.012]}})
-    from bench.analysis.compare import compare, load_side
+    from bench.analysis.compare import compare
+    from bench.analysis.sides import load_side
 
     c = compare(load_side([base]), load_side([cand]))
     ((_, ch),) = c.rows

@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 
 import pandas as pd
 
 from bench.analysis import stats, tables
+from bench.analysis.units import human
 from bench.results.metric_info import higher_is_better
 
 
@@ -93,7 +93,7 @@ def print_table(rows: list[Row], console) -> None:
     ):
         table.add_column(col, justify=justify, overflow="fold")
     for r in rows:
-        value = "—" if r.value is None else f"{r.metric} {_fmt(r.value, r.unit)}"
+        value = "—" if r.value is None else f"{r.metric} {human(r.value, r.unit)}"
         speed = "—" if r.vs_baseline is None else _verdict(r.vs_baseline)
         note = r.note
         if r.outliers:
@@ -109,11 +109,3 @@ def _verdict(r: stats.Ratio) -> str:
     if r.has_interval and not r.excludes_one():
         return f"{text} within noise"
     return text
-
-
-def _fmt(value: float, unit: str | None) -> str:
-    if math.isnan(value):
-        return "n/a"
-    if unit == "s":
-        return f"{value * 1e3:.3g} ms" if value < 1 else f"{value:.3g} s"
-    return f"{value:.4g} {unit or ''}".rstrip()

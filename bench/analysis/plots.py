@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 
 from bench.analysis.stats import center
 from bench.analysis.tables import ok_rows, parameter, series_label
+from bench.analysis.units import scale
 from bench.results.metric_info import HIGHER_IS_BETTER, label
 
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
@@ -44,24 +45,6 @@ def _medians(df: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 def _label(metric: str, unit: str | None) -> str:
     return f"{label(metric)} [{unit}]" if unit else label(metric)
-
-
-_SCALES = {
-    "s": ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")),
-    "bytes": ((1e9, "GB"), (1e6, "MB"), (1e3, "kB"), (1.0, "B")),
-}
-
-
-def _display(values, unit: str | None) -> tuple[float, str | None]:
-    """A divisor and unit that put ``values`` in a readable range (seconds to ms or µs,
-    bytes to MB or GB); other units as they are."""
-    v = np.abs(np.asarray(list(values), dtype=float))
-    v = v[np.isfinite(v) & (v > 0)]
-    for scale, name in _SCALES.get(unit or "", ()):
-        if v.size and np.median(v) >= scale:
-            return scale, name
-    steps = _SCALES.get(unit or "")
-    return (steps[-1][0], steps[-1][1]) if steps else (1.0, unit)
 
 
 def _log_if_wide(ax, axis: str, values) -> None:
@@ -145,8 +128,8 @@ def level_curves(
     axes = fig.subplots(1, max(1, len(present)), squeeze=False)[0]
     for ax, metric in zip(axes, present, strict=False):
         m = _medians(df, metric)
-        scale, unit = _display(m.value, m.unit.iloc[0] if len(m) else None)
-        m["value"] = m.value / scale
+        divisor, unit = scale(m.value, m.unit.iloc[0] if len(m) else None)
+        m["value"] = m.value / divisor
         m["level"] = m.case_id.map(levels)
         m = m.dropna(subset=["level"])
         m["series"] = m.case_id.map(series_label(df, technique, param))
@@ -182,8 +165,8 @@ def metric_bars(df: pd.DataFrame, metric: str = "latency_median") -> Figure:
     fig = Figure(figsize=(7.0, 2.8 * max(1, len(groups))), layout="constrained")
     axes = fig.subplots(max(1, len(groups)), 1, squeeze=False)[:, 0]
     for ax, ((model, workload), g) in zip(axes, groups, strict=False):
-        scale, unit = _display(g.value, g.unit.iloc[0])
-        g = g.assign(value=g.value / scale, lo=g.lo / scale, hi=g.hi / scale)
+        divisor, unit = scale(g.value, g.unit.iloc[0])
+        g = g.assign(value=g.value / divisor, lo=g.lo / divisor, hi=g.hi / divisor)
         spread = g.runs > 1
         labels = [t if s else f"{t} (1 run: no spread)" for t, s in zip(g.techniques, spread,
                                                                        strict=True)]  # fmt: skip

@@ -276,18 +276,12 @@ class Change:
         """'1.12× [1.05, 1.19]' (log scale) or '+0.0031 [-0.0012, +0.0074]' (linear)."""
         if math.isnan(self.estimate):
             return "n/a"
-        if self.scale == "log":
+        log = self.scale == "log"
 
-            def f(x: float) -> str:
-                return f"{math.exp(x):.{digits}g}"
+        def f(x: float) -> str:
+            return f"{math.exp(x):.{digits}g}" if log else f"{x:+.{digits}g}"
 
-            point = f"{f(self.estimate)}×"
-        else:
-
-            def f(x: float) -> str:
-                return f"{x:+.{digits}g}"
-
-            point = f(self.estimate)
+        point = f(self.estimate) + ("×" if log else "")
         if self.exact:
             return f"{point} (exact)"
         if math.isnan(self.low):

@@ -118,7 +118,8 @@ def abba(rounds: int) -> list[int]:
 
 def run_ab(base: SideSpec, cand: SideSpec, out: Path, budget: Budget, console):
     """Runs in ABBA blocks until decided or out of budget; the last Comparison."""
-    from bench.analysis.compare import compare, load_side
+    from bench.analysis.compare import compare
+    from bench.analysis.sides import load_side
 
     started = time.monotonic()
     runs: tuple[list[Path], list[Path]] = ([], [])

@@ -1,0 +1,147 @@
+"""The sides of a comparison: what one or more runs measured, pooled per case and metric,
+with the facts that must match the other side's.
+
+A side is bench run folders (each repeat of a case is one process-level run) or
+pytest-benchmark saves (``.benchmarks/**/NNNN_*.json``; each save is one run of each of
+its benchmarks, judged on its median). Anything unreadable is a UserError naming the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.errors import UserError
+from bench.results import store
+from bench.results.metric_info import Tolerance, is_modelled
+from bench.spec.gates import gates_of_suite_text
+
+PYTEST_BENCHMARK = "pytest-benchmark"
+
+
+@dataclass
+class Side:
+    """What one side of a comparison measured, pooled over its runs."""
+
+    paths: list[str] = field(default_factory=list)
+    runs: list[str] = field(default_factory=list)  # run ids, or pytest-benchmark save files
+    suites: set[str] = field(default_factory=set)
+    facts: dict[str, set[str]] = field(default_factory=dict)  # what must match the other side
+    values: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # (case, metric)
+    units: dict[str, str] = field(default_factory=dict)
+    modelled: set[str] = field(default_factory=set)  # metrics whose figure is a model
+    gates: dict[str, Tolerance] | None = None  # from the (first) suite's [gates]
+    cases: list[str] = field(default_factory=list)  # in the order first read
+
+    def add_fact(self, name: str, value: Any) -> None:
+        self.facts.setdefault(name, set()).add("unknown" if value is None else str(value))
+
+    def add_value(self, case_id: str, metric: str, value: float, unit: str | None) -> None:
+        if case_id not in self.cases:
+            self.cases.append(case_id)
+        self.values.setdefault((case_id, metric), []).append(value)
+        self.units.setdefault(metric, unit or "")
+
+
+def load_side(paths: Iterable[str | Path]) -> Side:
+    """Read every run named by ``paths``: run folders, folders holding runs (bench run
+    folders or pytest-benchmark saves, at any depth), or single pytest-benchmark files."""
+    side = Side()
+    for path in map(Path, paths):
+        side.paths.append(str(path))
+        found = _sources(path)
+        if not found:
+            raise UserError(
+                "no bench run folder (with a manifest.json) or pytest-benchmark save "
+                "(NNNN_*.json) here",
+                where=str(path),
+            )
+        for kind, source in found:
+            (_read_run if kind == "bench" else _read_pytest_benchmark)(source, side)
+    return side
+
+
+def _sources(path: Path) -> list[tuple[str, Path]]:
+    if path.is_file():
+        return [(PYTEST_BENCHMARK, path)]
+    if (path / store.MANIFEST).is_file():
+        return [("bench", path)]
+    if not path.is_dir():
+        return []
+    runs = [("bench", m.parent) for m in sorted(path.glob(f"*/{store.MANIFEST}"))]
+    saves = [(PYTEST_BENCHMARK, f) for f in sorted(path.rglob("[0-9][0-9][0-9][0-9]_*.json"))]
+    return runs + saves
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = store.read_json(path)
+    except FileNotFoundError:
+        raise UserError("missing result file", where=str(path)) from None
+    except (OSError, ValueError) as e:
+        raise UserError(f"unreadable result file ({e})", where=str(path)) from None
+    if not isinstance(data, dict):
+        raise UserError("malformed result file: expected a JSON object", where=str(path))
+    return data
+
+
+def _read_run(run_dir: Path, side: Side) -> None:
+    manifest = _read_json(run_dir / store.MANIFEST)
+    try:
+        run_id = manifest["run_id"]
+        suite = manifest["suite"]
+        env = manifest.get("environment", {})
+    except (KeyError, TypeError):
+        raise UserError("malformed manifest: no run_id or suite", where=str(run_dir)) from None
+    side.runs.append(run_id)
+    side.suites.add(suite["name"])
+    if side.gates is None:
+        side.gates = gates_of_suite_text(suite.get("text", ""), f"{run_dir} (its suite)")
+    side.add_fact("CPU model", env.get("cpu_model"))
+    gpus = (env.get("gpu") or {}).get("devices") or []
+    side.add_fact("GPU", ", ".join(str(g.get("name")) for g in gpus) or "none")
+    side.add_fact("torch", minor_version(env.get("torch")))
+    files = sorted((run_dir / store.CASES).glob("*.json"))
+    if not files:
+        raise UserError("no case results in this run", where=str(run_dir / store.CASES))
+    for f in files:
+        r = _read_json(f)
+        try:
+            case_id, status, run = r["case_id"], r["status"], r["case"]["run"]
+        except (KeyError, TypeError):
+            raise UserError("malformed case result: no case_id/status/case", where=str(f)) from None
+        side.add_fact("threads", run.get("threads"))
+        if status != "ok":
+            continue
+        for m in r.get("metrics") or []:
+            if m.get("value") is None:
+                continue
+            if is_modelled(m.get("method")):
+                side.modelled.add(m["name"])
+            side.add_value(case_id, m["name"], float(m["value"]), m.get("unit"))
+
+
+def _read_pytest_benchmark(path: Path, side: Side) -> None:
+    data = _read_json(path)
+    if not isinstance(data.get("benchmarks"), list):
+        raise UserError("not a pytest-benchmark save: no 'benchmarks' list", where=str(path))
+    side.runs.append(str(path.resolve()))
+    side.suites.add(PYTEST_BENCHMARK)
+    info = data.get("machine_info") or {}
+    side.add_fact("CPU model", (info.get("cpu") or {}).get("brand_raw"))
+    side.add_fact("Python", info.get("python_version"))
+    for b in data["benchmarks"]:
+        try:
+            name, median = b["fullname"], float(b["stats"]["median"])
+        except (KeyError, TypeError, ValueError):
+            raise UserError(
+                "malformed benchmark entry: no fullname/stats.median", where=str(path)
+            ) from None
+        side.add_value(name, "latency_median", median, "s")
+
+
+def minor_version(version: str | None) -> str | None:
+    """ "2.13.0+cpu" -> "2.13": what must match for two setups to be comparable."""
+    return None if not version else ".".join(version.split("+")[0].split(".")[:2])
