@@ -1,5 +1,5 @@
-"""Sessions: tests, lint, smoke, compression, gpu, fidelity, isolation, gates. Each installs
-bench into its own virtualenv.
+"""Sessions: tests, lint, smoke, nightly, postgres, compression, gpu, fidelity, isolation,
+gates, nightly_benchmark. Each installs bench into its own virtualenv.
 
 torch comes first and pinned, because an unpinned ``pip install torch`` on a machine
 without torch pulls a multi-GB CUDA build. Choose another build with BENCH_TORCH, e.g.
@@ -8,8 +8,13 @@ BENCH_TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128".
 
 from __future__ import annotations
 
+import glob
 import os
 import shlex
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
 
 import nox
 
@@ -81,3 +86,87 @@ def gates(session: nox.Session) -> None:
     install(session)
     session.run("python", "benchmarks/gate_rules.py")
     session.run("python", "benchmarks/gates.py", *session.posargs)
+
+
+@nox.session
+def nightly(session: nox.Session) -> None:
+    """Run suites/nightly.toml into the history "nightly", then analyse the history and
+    write reports/nightly/index.html. Fails only on an open alarm: a regression that has
+    lasted two nights (or that `--confirm` re-ran and confirmed). A shared history:
+    BENCH_HISTORY_URL=postgresql://user@host/db. Extra arguments go to `bench history`."""
+    install(session, "postgres" if os.environ.get("BENCH_HISTORY_URL") else "")
+    # A failed case is recorded (and missing from tonight's points); the exit status is the
+    # history's: 1 only on an open alarm.
+    session.run(
+        "bench",
+        "run",
+        "suites/nightly.toml",
+        "--history",
+        "nightly",
+        "--no-report",
+        success_codes=[0, 1],
+    )
+    session.run("bench", "history", "nightly", "--plot", *session.posargs)
+
+
+@nox.session
+def postgres(session: nox.Session) -> None:
+    """The history tests against a real PostgreSQL server, started here from the system's
+    packages (initdb and pg_ctl, on a Unix socket in a temporary folder); skipped, with the
+    reason, where none can start."""
+    install(session, "dev,postgres")
+    with tempfile.TemporaryDirectory(prefix="bench-pg-") as tmp:
+        url, stop = _start_postgres(Path(tmp), session)
+        try:
+            session.env["BENCH_TEST_POSTGRES_URL"] = url
+            session.run("pytest", "tests/test_history.py", *session.posargs)
+        finally:
+            stop()
+
+
+def _start_postgres(tmp: Path, session: nox.Session):
+    initdb = shutil.which("initdb") or next(
+        iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)), None
+    )
+    if initdb is None:
+        session.skip("no PostgreSQL server here (initdb not found): apt-get install postgresql")
+    bindir = Path(initdb).parent
+    # PostgreSQL refuses to run as root: run it as the system's postgres user when root.
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    tmp.chmod(0o777)
+    data, sock = tmp / "data", tmp / "sock"
+    sock.mkdir()
+    sock.chmod(0o777)
+    user = "postgres" if as_user else os.environ.get("USER", "postgres")
+
+    def run(*cmd: str) -> None:
+        done = subprocess.run([*as_user, *cmd], capture_output=True, text=True)
+        if done.returncode != 0:
+            session.skip(f"PostgreSQL could not start: {cmd[0]}: {done.stderr.strip()[-300:]}")
+
+    run(str(bindir / "initdb"), "-D", str(data), "-U", user, "--auth=trust", "-E", "UTF8")
+    opts = f"-c listen_addresses='' -k {sock}"
+    run(str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-w", "-l", str(tmp / "log"), "start")
+
+    def stop() -> None:
+        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"])
+
+    return f"postgresql://{user}@/postgres?host={sock}", stop
+
+
+@nox.session
+def nightly_benchmark(session: nox.Session) -> None:
+    """Benchmark: change-point detection on histories resampled from real nightly runs,
+    beside Apache Otava (in a virtualenv of its own: it pins numpy and scipy) and a fixed
+    5% threshold (a few minutes). Default data: benchmarks/data/nightly_runs.json.gz."""
+    install(session)
+    otava = Path(session.virtualenv.location).parent / "otava-env"
+    if not (otava / "bin" / "python").exists():
+        session.run("python", "-m", "venv", str(otava))
+        session.run(
+            str(otava / "bin" / "pip"), "install", "-q", "apache-otava==0.8.0", external=True
+        )
+    args = session.posargs or ["--data", "benchmarks/data/nightly_runs.json.gz"]
+    session.run(
+        "python", "benchmarks/nightly.py", *args, "--otava-python", str(otava / "bin" / "python")
+    )

@@ -1,4 +1,4 @@
-"""The ``bench`` command: validate, list and run suites.
+"""The ``bench`` command: validate, list and run suites; report, compare, ab, history.
 
 User errors print one line (file, key, what is allowed) and exit 2; a traceback means a
 bug in bench, never in the user's input.
@@ -7,9 +7,11 @@ bug in bench, never in the user's input.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
+from bench import cli_history
 from bench.errors import UserError
 
 
@@ -65,6 +67,18 @@ def _parser() -> argparse.ArgumentParser:
         help="per-process timeout, overriding the suite's run.timeout_s",
     )
 
+    r.add_argument(
+        "--history",
+        metavar="NAME",
+        help="append this run to the history NAME (see `bench history`)",
+    )
+    r.add_argument(
+        "--history-url",
+        metavar="URL",
+        default=os.environ.get(cli_history.URL_VARIABLE),
+        help="with --history: a shared database (postgresql://…) instead of "
+        f"RESULTS/history.sqlite (default: ${cli_history.URL_VARIABLE})",
+    )
     r.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     r.add_argument(
         "--reports", type=Path, default=Path("reports"), metavar="DIR", help="reports root"
@@ -109,6 +123,7 @@ def _parser() -> argparse.ArgumentParser:
             help=f"more runs for the {side} side (repeatable)",
         )
 
+    cli_history.add_parser(sub)
     ab = sub.add_parser(
         "ab",
         help="interleaved A/B runs (ABBA) of a suite on two git refs or two suites, then compare",
@@ -168,6 +183,8 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         return _compare(args)
     if args.command == "ab":
         return _ab(args)
+    if args.command == "history":
+        return cli_history.main(args)
     if args.command == "names":
         from bench.spec.registry import known_names
 
@@ -282,6 +299,7 @@ def _run(args: argparse.Namespace, suite, argv: list[str]) -> int:
         inline=args.inline,
         timeout=args.timeout,
         argv=["bench", *argv],
+        history=args.history,
     )
     try:
         outcome = run_suite(suite, opts, console)
@@ -294,6 +312,8 @@ def _run(args: argparse.Namespace, suite, argv: list[str]) -> int:
         return e.code
     print_table(console_rows(results_frame(outcome.results)), console)
     console.print(f"results: {outcome.run_dir}")
+    if args.history:
+        console.print(cli_history.append(args, outcome.run_dir), highlight=False)
     if not args.no_report:
         from bench.analysis.report import write_reports
 

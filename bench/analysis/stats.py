@@ -43,6 +43,19 @@ def center(values: Sequence[float]) -> float:
     return float(np.median(x)) if x.size else math.nan
 
 
+def center_interval(values: Sequence[float]) -> tuple[float, float] | None:
+    """A 95% t interval of the runs' typical value: of their geometric mean when all are
+    positive, else of their mean. None below MIN_RUNS runs, where no interval is valid."""
+    x = _finite(values)
+    if len(x) < MIN_RUNS:
+        return None
+    log = bool((x > 0).all())
+    y = np.log(x) if log else x
+    w = Welch(float(y.mean()), float(y.std(ddof=1) / math.sqrt(len(y))), len(y) - 1)
+    low, high = w.interval() if w.se > 0 else (w.diff, w.diff)
+    return (math.exp(low), math.exp(high)) if log else (low, high)
+
+
 @dataclass(frozen=True)
 class Ratio:
     """``case / baseline`` over process runs, with its interval when there is one.
@@ -147,6 +160,15 @@ def welch(a: np.ndarray, b: np.ndarray) -> Welch:
     return Welch(float(a.mean() - b.mean()), se, df)
 
 
+def student(a: np.ndarray, b: np.ndarray) -> Welch:
+    """Student's two-sample t on ``a - b`` with one pooled variance (``b`` needs 2 values or
+    more): for two segments of one history, whose noise is the machine's, not the change's."""
+    na, nb = len(a), len(b)
+    pooled = (((a - a.mean()) ** 2).sum() + ((b - b.mean()) ** 2).sum()) / (na + nb - 2)
+    se = math.sqrt(pooled * (1 / na + 1 / nb))
+    return Welch(float(a.mean() - b.mean()), se, na + nb - 2 if se > 0 else math.inf)
+
+
 def outlying_runs(values: Sequence[float]) -> list[int]:
     """Indices of runs far from the others (see OUTLIER_Z); none below 3 runs.
 
@@ -217,6 +239,7 @@ def _finite(values: Sequence[float]) -> np.ndarray:
 
 ALPHA = 0.01  # family-wise error of the hard gate (Holm over a comparison's tests)
 VERDICT_METHOD = "welch_t_holm"
+POOLED_METHOD = "student_t_pooled_holm"
 MAX_MORE_RUNS = 1000
 
 
@@ -261,6 +284,7 @@ class Change:
     verdict: Verdict = Verdict.INCONCLUSIVE
     why: str = ""
     more_runs: int | None = None  # runs per side likely to decide an INCONCLUSIVE
+    method: str = VERDICT_METHOD
 
     @property
     def exact(self) -> bool:
@@ -293,7 +317,7 @@ class Change:
         d["tolerance"] = self.tolerance.to_json()
         d["verdict"] = str(self.verdict)
         d["change"] = self.describe()
-        d["method"] = "exact" if self.exact else VERDICT_METHOD
+        d["method"] = "exact" if self.exact else self.method
         return d
 
 
@@ -304,9 +328,14 @@ def change(
     higher_is_better: bool,
     tolerance: Tolerance,
     deterministic: bool = False,
+    pooled: bool = False,
 ) -> Change:
     """The estimate and interval of ``cand`` against ``base`` (process-run values); its
-    verdict is set by ``decide``, which sees the whole comparison for Holm's correction."""
+    verdict is set by ``decide``, which sees the whole comparison for Holm's correction.
+
+    ``pooled``: Student's t with one pooled variance instead of Welch's, for the segments of
+    a history before and after a change point (``changepoints``), where the base has many
+    values and the candidate may have as few as one."""
     b, c = _finite(base), _finite(cand)
     scale = "linear" if tolerance.kind == "absolute" else "log"
     out = Change(metric, higher_is_better, tolerance, len(b), len(c), center(b), center(c), scale)
@@ -319,9 +348,13 @@ def change(
     est = float(c.mean() - b.mean())
     if deterministic and np.ptp(b) == 0 and np.ptp(c) == 0:
         return replace(out, estimate=est, low=est, high=est, p=0.0)
-    if len(b) < MIN_RUNS or len(c) < MIN_RUNS:
+    if pooled:
+        out = replace(out, method=POOLED_METHOD)
+        if len(b) < MIN_RUNS:
+            return replace(out, estimate=est, why=too_few_runs(len(b), MIN_RUNS))
+    elif len(b) < MIN_RUNS or len(c) < MIN_RUNS:
         return replace(out, estimate=est, why=too_few_runs(len(b), len(c)))
-    w = welch(c, b)
+    w = student(c, b) if pooled else welch(c, b)
     if w.se == 0:
         return replace(out, estimate=est, low=est, high=est, p=0.0)
     low, high = w.interval()

@@ -47,6 +47,7 @@ class RunOptions:
     inline: bool = False
     timeout: float | None = None  # overrides the suite's run.timeout_s
     argv: list[str] = field(default_factory=list)
+    history: str | None = None  # the history this run is part of (``bench history``)
 
 
 @dataclass
@@ -148,6 +149,8 @@ def _open_run(suite: Suite, opts: RunOptions) -> tuple[str, Path, dict[str, Any]
             )
         if changed:
             manifest.setdefault("resumed_across", []).append(changed)
+        if opts.history:
+            manifest["history"] = opts.history
         return opts.resume, run_dir, manifest
     run_id, run_dir = store.create_run_dir(opts.results, suite.name)
     manifest = {
@@ -163,6 +166,8 @@ def _open_run(suite: Suite, opts: RunOptions) -> tuple[str, Path, dict[str, Any]
         "started": now_iso(),
         "attempts": [],
     }
+    if opts.history:
+        manifest["history"] = opts.history
     return run_id, run_dir, manifest
 
 

@@ -1,0 +1,121 @@
+"""What a run adds to a history: its facts, the environment key that says which series its
+points extend, and one point per case and metric (the median over the case's process runs
+and its interval). Read from the run folder, which stays the source of truth."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from bench.analysis import stats
+from bench.analysis.sides import minor_version
+from bench.errors import UserError
+from bench.results import store
+from bench.results.history import PointRow, RunRow
+from bench.spec.gates import gates_of_suite_text
+
+POINT_METHOD = "median of process runs; interval: 95% t on their geometric mean"
+
+
+def environment_facts(env: dict[str, Any]) -> dict[str, Any]:
+    """The facts that, when one changes, start a new series rather than raise an alarm: the
+    host (machines sharing one history database keep their own series), the CPU, the GPUs
+    and their driver, torch and CUDA, Python's minor version."""
+    gpu = env.get("gpu") or {}
+    return {
+        "host": env.get("host"),
+        "cpu_model": env.get("cpu_model"),
+        "cpus": env.get("cpu_affinity") or env.get("cpu_count"),
+        "gpus": sorted(str(d.get("name")) for d in gpu.get("devices") or []),
+        "gpu_driver": gpu.get("driver"),
+        "torch": env.get("torch"),
+        "cuda": env.get("cuda"),
+        "python": minor_version(env.get("python")),
+    }
+
+
+def environment_key(facts: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def run_points(run_dir: Path) -> tuple[RunRow, list[PointRow]]:
+    """The history rows of one run folder."""
+    manifest = _read(run_dir / store.MANIFEST)
+    try:
+        env = manifest.get("environment") or {}
+        suite = manifest["suite"]
+        git = env.get("git") or {}
+        facts = environment_facts(env)
+        run = RunRow(
+            run_id=manifest["run_id"],
+            suite=suite["name"],
+            started=manifest["started"],
+            commit=git.get("commit"),
+            dirty=git.get("dirty"),
+            env_key=environment_key(facts),
+            env=facts,
+            path=str(run_dir.resolve()),
+            gates={
+                m: t.to_json()
+                for m, t in gates_of_suite_text(
+                    suite.get("text", ""), f"{run_dir} (its suite)"
+                ).items()
+            },
+            suite_text=suite.get("text", ""),
+        )
+    except (KeyError, TypeError, AttributeError):
+        raise UserError(
+            "malformed manifest: no run_id, suite or started", where=str(run_dir)
+        ) from None
+    values: dict[tuple[str, str], list[float]] = {}
+    meta: dict[tuple[str, str], tuple[str, str]] = {}
+    for f in sorted((run_dir / store.CASES).glob("*.json")):
+        r = _read(f)
+        if r.get("status") != "ok":
+            continue
+        for m in r.get("metrics") or []:
+            if isinstance(m.get("value"), int | float) and not isinstance(m["value"], bool):
+                key = (r["case_id"], m["name"])
+                values.setdefault(key, []).append(float(m["value"]))
+                meta.setdefault(key, (m.get("unit") or "", m.get("method") or ""))
+    points = []
+    for (case_id, metric), vals in values.items():
+        interval = stats.center_interval(vals)
+        unit, method = meta[(case_id, metric)]
+        points.append(
+            PointRow(
+                case_id=case_id,
+                metric=metric,
+                unit=unit,
+                method=method,
+                value=stats.center(vals),
+                low=interval[0] if interval else None,
+                high=interval[1] if interval else None,
+                n=len(vals),
+                values=vals,
+            )
+        )
+    return run, points
+
+
+def history_runs(results: Path, name: str | None = None) -> Iterator[tuple[str, Path]]:
+    """(history name, run folder) of every finished run under ``results`` that was marked as
+    part of a history (of ``name`` only, when given), oldest first."""
+    for manifest_path in sorted(Path(results).glob(f"*/{store.MANIFEST}")):
+        manifest = _read(manifest_path)
+        marked = manifest.get("history")
+        if marked and (name is None or marked == name) and manifest.get("status") == "complete":
+            yield marked, manifest_path.parent
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = store.read_json(path)
+    except (OSError, ValueError) as e:
+        raise UserError(f"unreadable result file ({e})", where=str(path)) from None
+    if not isinstance(data, dict):
+        raise UserError("malformed result file: expected a JSON object", where=str(path))
+    return data

@@ -1,0 +1,218 @@
+"""``bench history``: the nightly history's alarms and change points, its trend pages, and
+``bench history rebuild``; and the step of ``bench run --history`` that appends a run."""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import os
+import tempfile
+from pathlib import Path
+
+from bench.errors import UserError
+
+URL_VARIABLE = "BENCH_HISTORY_URL"
+EPILOG = """exit status: 0 no open alarm; 1 an open alarm (with --confirm: a confirmed one);
+2 bad input (unknown history, unreachable database, corrupt row)"""
+
+
+def add_parser(sub) -> None:
+    h = sub.add_parser(
+        "history",
+        help="alarms and change points of a nightly history; `history rebuild` re-derives it",
+        description="bench history NAME: open alarms and recent change points of the runs "
+        "appended with `bench run --history NAME`.  bench history rebuild [NAME]: re-derive "
+        "the database from the run folders under --results.",
+        epilog=EPILOG,
+    )
+    h.add_argument("words", nargs="+", metavar="NAME | rebuild [NAME]")
+    add_location(h)
+    h.add_argument("--since", metavar="DATE", help="only change points from this date on")
+    h.add_argument("--case", metavar="GLOB", help="only cases matching this glob")
+    h.add_argument("--metric", metavar="NAME", help="only this metric")
+    h.add_argument(
+        "--plot", action="store_true", help="write trend pages to REPORTS/nightly/index.html"
+    )
+    h.add_argument("--reports", type=Path, default=Path("reports"), metavar="DIR")
+    h.add_argument(
+        "--confirm",
+        action="store_true",
+        help="re-run each alarm's commit against the one before it (`bench ab`) and keep "
+        "only confirmed alarms; also confirm a one-night regression right away",
+    )
+
+
+def add_location(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--results",
+        type=Path,
+        default=Path("results"),
+        metavar="DIR",
+        help="results root; the history database defaults to DIR/history.sqlite",
+    )
+    p.add_argument(
+        "--history-url",
+        metavar="URL",
+        default=os.environ.get(URL_VARIABLE),
+        help=f"a shared history database instead, e.g. postgresql://user@host/bench "
+        f"(default: ${URL_VARIABLE})",
+    )
+
+
+def open_db(args: argparse.Namespace):
+    from bench.results.history import History, default_url
+
+    return History(args.history_url or default_url(args.results))
+
+
+def append(args: argparse.Namespace, run_dir: Path) -> str:
+    """Append a finished run to the history named by ``--history``; a line saying so."""
+    from bench.analysis.history_points import run_points
+
+    run, points = run_points(run_dir)
+    with open_db(args) as db:
+        db.append(args.history, run, points)
+    return f"history {args.history}: +1 run ({len(points)} points) in {_where(args)}"
+
+
+def _where(args: argparse.Namespace) -> str:
+    from bench.results.history import default_url, shown
+
+    return shown(args.history_url or default_url(args.results))
+
+
+def main(args: argparse.Namespace) -> int:
+    words = args.words
+    if words[0] == "rebuild":
+        if len(words) > 2:
+            raise UserError("bench history rebuild [NAME]: one history name at most")
+        return rebuild(args, words[1] if len(words) == 2 else None)
+    if len(words) > 1:
+        raise UserError(f"bench history NAME: one name, got {' '.join(words)}")
+    return analyse(args, words[0])
+
+
+def rebuild(args: argparse.Namespace, name: str | None) -> int:
+    from bench.analysis.history_points import history_runs, run_points
+
+    found: dict[str, list[Path]] = {}
+    for history, run_dir in history_runs(args.results, name):
+        found.setdefault(history, []).append(run_dir)
+    if name is not None and name not in found:
+        raise UserError(f"no finished run marked --history {name} here", where=str(args.results))
+    with open_db(args) as db:
+        for history, dirs in found.items():
+            n = db.replace(history, [run_points(d) for d in dirs])
+            print(f"history {history}: {n} runs re-derived from {args.results}")
+    return 0
+
+
+def analyse(args: argparse.Namespace, name: str) -> int:
+    from bench.analysis import changepoints as cp
+    from bench.analysis import trend_report
+    from bench.results.metric_info import MODELLED_NOTE
+    from bench.run.suite_driver import make_console
+
+    with open_db(args) as db:
+        frame = db.frame(name)
+        if frame.empty:
+            known = db.names()
+            raise UserError(
+                f"no history named {name!r} (known: {', '.join(known) or 'none'})",
+                where=_where(args),
+            )
+    frame = _filtered(frame, args)
+    series = cp.series_of(frame)
+    modelled = sorted({s.metric for s in series if s.modelled})
+    series = [s for s in series if not s.modelled]
+    points = cp.analyse(series)
+    if args.since:
+        since = _since(args.since)
+        points = [p for p in points if p.night.started >= since]
+    alarms = cp.alarms(points)
+    console = make_console()
+    notes = [f"not tracked: {', '.join(modelled)} ({MODELLED_NOTE})"] if modelled else []
+    if args.confirm:
+        with open_db(args) as db:
+            texts = {p.night.run_id: db.suite_text(name, p.night.run_id) for p in points}
+            texts |= {
+                p.night.run_id: db.suite_text(name, p.night.run_id) for p in cp.suspects(series)
+            }
+        alarms, notes = confirm(alarms, cp.suspects(series), texts, args, console)
+    trend_report.print_summary(name, series, points, alarms, console)
+    for n in notes:
+        console.print(n, highlight=False)
+    if args.plot:
+        index = trend_report.write_pages(
+            name, series, points, alarms, args.reports / "nightly", notes
+        )
+        console.print(f"trend pages: {index}")
+    return 1 if alarms else 0
+
+
+def _filtered(frame, args: argparse.Namespace):
+    if args.case:
+        frame = frame[[fnmatch.fnmatchcase(c, args.case) for c in frame["case_id"]]]
+    if args.metric:
+        if args.metric not in set(frame["metric"]):
+            raise UserError(f"--metric {args.metric}: not in this history")
+        frame = frame[frame["metric"] == args.metric]
+    if frame.empty:
+        raise UserError(f"--case {args.case}: no case of this history matches")
+    return frame
+
+
+def _since(text: str):
+    import pandas as pd
+
+    try:
+        return pd.Timestamp(text, tz="UTC") if "+" not in text else pd.Timestamp(text)
+    except ValueError:
+        raise UserError(f"--since {text!r}: expected a date such as 2026-11-01") from None
+
+
+def confirm(alarms, suspects, suite_texts: dict[str, str], args, console):
+    """Keep the alarms (and one-night suspects) that an interleaved re-run of the night's
+    commit against the commit of the night before confirms; the rest are dismissed, each
+    with its reason."""
+    from bench.run.ab import Budget, SideSpec, run_ab
+
+    kept, notes = [], []
+    for p in [*alarms, *suspects]:
+        before, after = p.before.commit, p.night.commit
+        what = f"{p.series.case_id} {p.series.metric} at {p.night.run_id}"
+        if not before or not after or before == after:
+            notes.append(f"{what}: no two commits to re-run; the alarm stands unconfirmed")
+            kept += [p] if p in alarms else []
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            suite = Path(tmp) / "suite.toml"
+            suite.write_text(suite_texts.get(p.night.run_id, ""))
+            try:
+                comparison = run_ab(
+                    SideSpec("base", suite, before),
+                    SideSpec("candidate", suite, after),
+                    Path(tmp) / "ab",
+                    Budget(runs=4),
+                    console,
+                )
+            except UserError as e:
+                notes.append(f"{what}: cannot re-run ({e}); the alarm stands unconfirmed")
+                kept += [p] if p in alarms else []
+                continue
+        verdicts = [
+            ch.verdict
+            for case_id, ch in comparison.rows
+            if case_id == p.series.case_id and ch.metric == p.series.metric
+        ]
+        if verdicts and str(verdicts[0]) == "REGRESSION":
+            kept.append(p)
+            notes.append(
+                f"{what}: confirmed by an interleaved re-run ({before[:10]} → {after[:10]})"
+            )
+        else:
+            notes.append(
+                f"{what}: dismissed, the interleaved re-run says "
+                f"{verdicts[0] if verdicts else 'nothing'}"
+            )
+    return kept, notes

@@ -1,0 +1,367 @@
+"""The nightly history: the database (SQLite here; PostgreSQL where BENCH_TEST_POSTGRES_URL
+names a server, as ``nox -s postgres`` does), change points and alarms, ``bench history``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.analysis import changepoints as cp
+from bench.analysis.history_points import environment_key, run_points
+from bench.cli import main
+from bench.results.history import History, default_url
+from bench.results.metric_info import Tolerance
+
+SUITE = """
+name = "nightly-test"
+[[models]]
+name = "tinygpt-s"
+[[workloads]]
+name = "forward"
+"""
+CASE = "tinygpt-s/forward-b8-s128/baseline"
+ENV = {"cpu_model": "Test CPU", "torch": "2.13.0+cpu", "python": "3.11.7", "cpu_count": 2}
+
+
+def fake_run(
+    results: Path,
+    night: int,
+    latency: list[float],
+    size: float = 1000.0,
+    env: dict | None = None,
+    commit: str | None = None,
+    history: str = "nightly",
+) -> Path:
+    """A finished run folder as ``bench run --history`` leaves it: one case, its process
+    runs' latencies, and a deterministic size."""
+    run_id = f"2026{night:04d}-000000-nightly-test-{night:08x}"
+    run_dir = results / run_id
+    (run_dir / "cases").mkdir(parents=True)
+    started = (pd.Timestamp("2026-01-01", tz="UTC") + pd.Timedelta(days=night)).isoformat()
+    manifest = {
+        "schema_version": 1,
+        "run_id": run_id,
+        "suite": {"name": "nightly-test", "text": SUITE},
+        "environment": {**ENV, **(env or {}), "git": {"commit": commit or f"c{night:039d}"}},
+        "started": started,
+        "status": "complete",
+        "history": history,
+    }
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    for r, value in enumerate(latency):
+        case = {
+            "case_id": CASE,
+            "status": "ok",
+            "repeat": r,
+            "case": {"run": {"threads": 2}},
+            "metrics": [
+                {"name": "latency_median", "value": value, "unit": "s", "method": "perf_counter"},
+                {"name": "state_dict_bytes", "value": size, "unit": "bytes", "method": "nbytes"},
+            ],
+        }
+        (run_dir / "cases" / f"case.r{r}.json").write_text(json.dumps(case))
+    return run_dir
+
+
+def nightly(results: Path, nights: int, step_at: int | None = None, step: float = 0.25, seed=0):
+    """``nights`` runs of 3 process runs each, 3% noise, a step from ``step_at`` on."""
+    rng = np.random.default_rng(seed)
+    for i in range(nights):
+        level = 0.020 * (1 + step if step_at is not None and i >= step_at else 1)
+        fake_run(results, i, list(level * np.exp(rng.normal(0, 0.03, 3))))
+
+
+# --- the database -----------------------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    if request.param == "sqlite":
+        return default_url(tmp_path)
+    url = os.environ.get("BENCH_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip(
+            "no PostgreSQL server: `nox -s postgres` starts one and sets BENCH_TEST_POSTGRES_URL"
+        )
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # a clean schema for each test
+        for table in ("bench_points", "bench_runs", "bench_meta"):
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {table} CASCADE"))
+    engine.dispose()
+    return url
+
+
+def test_append_is_one_row_per_case_and_metric_and_idempotent(tmp_path, db_url):
+    run_dir = fake_run(tmp_path / "results", 0, [0.020, 0.021, 0.019])
+    run, points = run_points(run_dir)
+    with History(db_url) as db:
+        db.append("nightly", run, points)
+        db.append("nightly", run, points)  # the same run again replaces it
+        df = db.frame("nightly")
+        assert db.names() == ["nightly"]
+    assert sorted(df.metric) == ["latency_median", "state_dict_bytes"]
+    lat = df[df.metric == "latency_median"].iloc[0]
+    assert lat.value == pytest.approx(0.020)
+    assert lat.n == 3 and lat.run_values == [0.020, 0.021, 0.019]
+    assert lat.low < 0.020 < lat.high  # a 95% interval over the 3 process runs
+    assert lat.git_commit.startswith("c000") and lat.env_key == environment_key(lat.env)
+    assert lat.gates["latency_median"] == {"kind": "relative", "value": 0.05}
+
+
+def test_a_failed_write_leaves_the_history_as_it_was(tmp_path, db_url, monkeypatch):
+    results = tmp_path / "results"
+    first = run_points(fake_run(results, 0, [0.02, 0.02, 0.02]))
+    second = run_points(fake_run(results, 1, [0.03, 0.03, 0.03]))
+    with History(db_url) as db:
+        db.append("nightly", *first)
+        before = db.frame("nightly")
+        from bench.results import history
+
+        real = history._insert
+
+        def half(conn, name, run, points):  # the run row goes in, then the write dies
+            real(conn, name, run, [])
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(history, "_insert", half)
+        with pytest.raises(KeyboardInterrupt):
+            db.append("nightly", *second)
+        pd.testing.assert_frame_equal(db.frame("nightly"), before)
+
+
+def test_a_process_killed_mid_write_leaves_the_history_as_it_was(tmp_path):
+    """SIGKILL between the run row and its points: SQLite's journal rolls it back."""
+    results = tmp_path / "results"
+    nightly(results, 1)
+    url = default_url(results)
+    assert main(["history", "rebuild", "--results", str(results)]) == 0
+    victim = fake_run(results, 1, [0.03, 0.03, 0.03])
+    script = textwrap.dedent(f"""
+        import os, signal
+        from pathlib import Path
+        from bench.analysis.history_points import run_points
+        from bench.results import history
+        real = history._insert
+        def dying(conn, name, run, points):
+            real(conn, name, run, points[:1])
+            os.kill(os.getpid(), signal.SIGKILL)
+        history._insert = dying
+        with history.History({url!r}) as db:
+            db.append("nightly", *run_points(Path({str(victim)!r})))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True)
+    assert done.returncode == -signal.SIGKILL
+    with History(url) as db:
+        assert set(db.frame("nightly").run_id) == {"20260000-000000-nightly-test-00000000"}
+
+
+def test_rebuild_rederives_the_database_from_the_run_folders(tmp_path, capsys):
+    results = tmp_path / "results"
+    nightly(results, 4)
+    fake_run(results, 9, [0.02] * 3, history="other")
+    assert main(["history", "rebuild", "nightly", "--results", str(results)]) == 0
+    with History(default_url(results)) as db:
+        assert db.names() == ["nightly"]
+        assert len(set(db.frame("nightly").run_id)) == 4
+    assert main(["history", "rebuild", "--results", str(results)]) == 0  # every history
+    with History(default_url(results)) as db:
+        assert db.names() == ["nightly", "other"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["history", "missing"], "no history named 'missing' (known: nightly)"),
+        (["history", "nightly", "--metric", "nope"], "--metric nope: not in this history"),
+        (["history", "nightly", "--since", "yesterday-ish"], "--since 'yesterday-ish'"),
+        (["history", "rebuild", "missing"], "no finished run marked --history missing"),
+        (
+            ["history", "nightly", "--history-url", "postgresql://bench@127.0.0.1:9/x"],
+            "cannot use the history database",
+        ),
+        (["history", "nightly", "--history-url", "nosuch://x"], "not a usable database URL"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
+    results = tmp_path / "results"
+    nightly(results, 2)
+    assert main(["history", "rebuild", "--results", str(results)]) == 0
+    capsys.readouterr()
+    assert main([*argv, "--results", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_corrupt_row_is_one_line_and_exit_2(tmp_path, capsys):
+    import sqlite3
+
+    results = tmp_path / "results"
+    nightly(results, 2)
+    assert main(["history", "rebuild", "--results", str(results)]) == 0
+    with sqlite3.connect(results / "history.sqlite") as conn:
+        conn.execute("UPDATE bench_points SET run_values = '[1, 2' WHERE metric = 'latency_median'")
+    capsys.readouterr()
+    assert main(["history", "nightly", "--results", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert "a corrupt row in history 'nightly'" in err and "bench history rebuild" in err
+
+
+# --- change points and alarms -----------------------------------------------------------
+
+
+FIVE_PERCENT = Tolerance("relative", 0.05)
+
+
+def series(values, metric="latency_median", tolerance=FIVE_PERCENT, env="e"):
+    t0 = pd.Timestamp("2026-01-01", tz="UTC")
+    nights = tuple(
+        cp.Night(f"n{i}", t0 + pd.Timedelta(days=i), f"c{i}", v, None, None, (v,))
+        for i, v in enumerate(values)
+    )
+    return cp.Series("case", metric, "s", env, {}, tolerance, nights)
+
+
+def noisy(n, step_at=None, step=0.25, sd=0.03, seed=1):
+    rng = np.random.default_rng(seed)
+    return [
+        0.02 * (1 + step if step_at is not None and i >= step_at else 1) * np.exp(rng.normal(0, sd))
+        for i in range(n)
+    ]
+
+
+def test_a_quiet_history_raises_no_alarm():
+    assert cp.alarms(cp.analyse([series(noisy(40, seed=s)) for s in range(5)])) == []
+
+
+def test_a_step_raises_one_alarm_at_its_night_once_it_persisted():
+    values = noisy(40, step_at=30)
+    [alarm] = cp.alarms(cp.analyse([series(values)]))
+    assert alarm.index == 30 and alarm.change.estimate == pytest.approx(np.log(1.25), abs=0.03)
+    # one night after the step is too young to alarm, whatever its size
+    assert cp.alarms(cp.analyse([series(values[:31])])) == []
+    # a later fix (an improvement back) closes the alarm
+    fixed = values + noisy(10, seed=7)
+    points = {p.index: p.change.verdict for p in cp.analyse([series(fixed)])}
+    assert points[30] == "REGRESSION" and points[40] == "IMPROVED"
+    assert cp.alarms(cp.analyse([series(fixed)])) == []
+
+
+def test_a_new_environment_starts_a_new_series_instead_of_alarming(tmp_path):
+    results = tmp_path / "results"
+    rng = np.random.default_rng(3)
+    for i in range(30):
+        new = i >= 20  # another torch build, slower: not a regression of the code
+        level = 0.025 if new else 0.020
+        env = {"torch": "2.14.1+cpu"} if new else None
+        fake_run(results, i, list(level * np.exp(rng.normal(0, 0.03, 3))), env=env)
+    assert main(["history", "rebuild", "--results", str(results)]) == 0
+    with History(default_url(results)) as db:
+        all_series = cp.series_of(db.frame("nightly"))
+    latency = [s for s in all_series if s.metric == "latency_median"]
+    assert [len(s.nights) for s in latency] == [20, 10]
+    assert cp.alarms(cp.analyse(all_series)) == []
+
+
+def test_a_deterministic_metric_alarms_at_once():
+    sizes = [1000.0] * 20 + [1200.0]
+    [alarm] = cp.alarms(cp.analyse([series(sizes, "state_dict_bytes", Tolerance("exact"))]))
+    assert alarm.index == 20 and alarm.nights_after == 1 and alarm.change.exact
+
+
+def test_a_one_night_regression_is_a_suspect_for_confirm():
+    values = [*noisy(30), 0.02 * 1.6]
+    assert cp.alarms(cp.analyse([series(values)])) == []
+    [suspect] = cp.suspects([series(values)])
+    assert suspect.index == 30
+
+
+def test_modelled_figures_never_alarm():
+    s = series(noisy(40, step_at=30))
+    assert cp.analyse([cp.Series(**{**s.__dict__, "modelled": True})]) == []
+
+
+# --- bench history, end to end ----------------------------------------------------------
+
+
+def test_history_with_an_injected_step_alarms_once_at_the_right_night(tmp_path, capsys):
+    results = tmp_path / "results"
+    nightly(results, 30, step_at=24)
+    assert main(["history", "rebuild", "--results", str(results)]) == 0
+    capsys.readouterr()
+    reports = tmp_path / "reports"
+    code = main(
+        ["history", "nightly", "--results", str(results), "--plot", "--reports", str(reports)]
+    )
+    out = capsys.readouterr().err
+    assert code == 1
+    assert "1 open alarm" in out and "20260024-000000-nightly-test" in out
+    index = (reports / "nightly" / "index.html").read_text()
+    assert "ALARM" in index and "1 open alarm" in index
+    assert len(list((reports / "nightly").glob("*.png"))) == 2  # latency and size
+    # filtered to the size, which did not change: no alarm
+    assert (
+        main(["history", "nightly", "--results", str(results), "--metric", "state_dict_bytes"]) == 0
+    )
+    # before the step had lasted two nights: no alarm
+    for run in sorted(results.glob("20260025-*")) + sorted(results.glob("2026002[6-9]-*")):
+        manifest = json.loads((run / "manifest.json").read_text())
+        manifest["history"] = "shorter"
+        (run / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["history", "rebuild", "--results", str(results)]) == 0
+    assert main(["history", "nightly", "--results", str(results)]) == 0
+
+
+def test_bench_run_appends_to_the_history(tmp_path, write_suite, capsys):
+    from tests.conftest import selftest_suite
+
+    suite = write_suite(selftest_suite("hist", repeats=2))
+    results = tmp_path / "results"
+    args = ["run", str(suite), "--results", str(results), "--no-report", "--history", "nightly"]
+    assert main(args) == 0
+    out = capsys.readouterr().err
+    assert "history nightly: +1 run" in out
+    [run_dir] = [p for p in results.iterdir() if p.is_dir()]
+    assert json.loads((run_dir / "manifest.json").read_text())["history"] == "nightly"
+    with History(default_url(results)) as db:
+        df = db.frame("nightly")
+    assert set(df.run_id) == {run_dir.name} and "latency_median" in set(df.metric)
+    assert main(["history", "nightly", "--results", str(results)]) == 0
+    assert "history nightly: 1 runs" in capsys.readouterr().err
+
+
+def test_confirm_keeps_what_an_interleaved_rerun_confirms(tmp_path, monkeypatch, capsys):
+    """--confirm re-runs the alarm's commit against the night before's (``bench ab``, faked
+    here: its own tests run it for real) and keeps the alarm only on a REGRESSION."""
+    from types import SimpleNamespace
+
+    from bench.analysis import stats
+    from bench.run import ab
+
+    results = tmp_path / "results"
+    nightly(results, 30, step_at=24)
+    assert main(["history", "rebuild", "--results", str(results)]) == 0
+    calls = []
+
+    def fake_ab(base, cand, out, budget, console, verdict):
+        calls.append((base.ref, cand.ref, Path(base.suite).read_text()))
+        change = SimpleNamespace(metric="latency_median", verdict=stats.Verdict(verdict))
+        return SimpleNamespace(rows=[(CASE, change)])
+
+    for verdict, code in (("REGRESSION", 1), ("OK", 0)):
+        monkeypatch.setattr(ab, "run_ab", lambda *a, v=verdict: fake_ab(*a, v))
+        capsys.readouterr()
+        assert main(["history", "nightly", "--results", str(results), "--confirm"]) == code
+        err = capsys.readouterr().err
+        assert ("confirmed by an interleaved re-run" in err) == (verdict == "REGRESSION")
+    assert calls[0][:2] == (f"c{23:039d}", f"c{24:039d}") and 'name = "nightly-test"' in calls[0][2]
