@@ -181,8 +181,14 @@ def confirm(alarms, suspects, suite_texts: dict[str, str], args, console):
     for p in [*alarms, *suspects]:
         before, after = p.before.commit, p.night.commit
         what = f"{p.series.case_id} {p.series.metric} at {p.night.run_id}"
-        if not before or not after or before == after:
-            notes.append(f"{what}: no two commits to re-run; the alarm stands unconfirmed")
+        if before and before == after:
+            notes.append(
+                f"{what}: dismissed, the same commit ran on both sides of the change "
+                f"({after[:10]}): the machine changed, not the code"
+            )
+            continue
+        if not before or not after:
+            notes.append(f"{what}: no commits to re-run; the alarm stands unconfirmed")
             kept += [p] if p in alarms else []
             continue
         with tempfile.TemporaryDirectory() as tmp:

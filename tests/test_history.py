@@ -305,7 +305,7 @@ def test_history_with_an_injected_step_alarms_once_at_the_right_night(tmp_path, 
     )
     out = capsys.readouterr().err
     assert code == 1
-    assert "1 open alarm" in out and "20260024-000000-nightly-test" in out
+    assert "1 open alarm" in out and "2026-01-25" in out  # night 24
     index = (reports / "nightly" / "index.html").read_text()
     assert "ALARM" in index and "1 open alarm" in index
     assert len(list((reports / "nightly").glob("*.png"))) == 2  # latency and size
@@ -365,3 +365,16 @@ def test_confirm_keeps_what_an_interleaved_rerun_confirms(tmp_path, monkeypatch,
         err = capsys.readouterr().err
         assert ("confirmed by an interleaved re-run" in err) == (verdict == "REGRESSION")
     assert calls[0][:2] == (f"c{23:039d}", f"c{24:039d}") and 'name = "nightly-test"' in calls[0][2]
+
+
+def test_confirm_dismisses_a_change_on_one_commit_as_the_machine(tmp_path, capsys):
+    results = tmp_path / "results"
+    rng = np.random.default_rng(5)
+    for i in range(30):
+        level = 0.025 if i >= 24 else 0.020
+        fake_run(results, i, list(level * np.exp(rng.normal(0, 0.03, 3))), commit="a" * 40)
+    assert main(["history", "rebuild", "--results", str(results)]) == 0
+    assert main(["history", "nightly", "--results", str(results)]) == 1
+    capsys.readouterr()
+    assert main(["history", "nightly", "--results", str(results), "--confirm"]) == 0
+    assert "the machine changed, not the code" in capsys.readouterr().err
