@@ -203,6 +203,14 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
 
 
+def test_a_missing_database_driver_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if the extra were not installed
+    url = "postgresql://bench@127.0.0.1:9/x"
+    assert main(["history", "nightly", "--results", str(tmp_path), "--history-url", url]) == 2
+    err = capsys.readouterr().err
+    assert "no driver for this database" in err and "llm-opt-bench[postgres]" in err
+
+
 def test_a_corrupt_row_is_one_line_and_exit_2(tmp_path, capsys):
     import sqlite3
 
