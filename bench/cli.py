@@ -7,7 +7,6 @@ bug in bench, never in the user's input.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -34,13 +33,7 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run a suite; each case in a fresh process")
     r.add_argument("suite", type=Path)
-    r.add_argument(
-        "--results",
-        type=Path,
-        default=Path("results"),
-        metavar="DIR",
-        help="results root (default: results)",
-    )
+    cli_history.add_location(r)  # --results, and --history-url for --history
     r.add_argument(
         "--filter", metavar="GLOB", help="only case ids matching this glob, e.g. '*/forward-*/*'"
     )
@@ -71,13 +64,6 @@ def _parser() -> argparse.ArgumentParser:
         "--history",
         metavar="NAME",
         help="append this run to the history NAME (see `bench history`)",
-    )
-    r.add_argument(
-        "--history-url",
-        metavar="URL",
-        default=os.environ.get(cli_history.URL_VARIABLE),
-        help="with --history: a shared database (postgresql://…) instead of "
-        f"RESULTS/history.sqlite (default: ${cli_history.URL_VARIABLE})",
     )
     r.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     r.add_argument(
