@@ -136,3 +136,28 @@ def test_winner_named_only_when_its_interval_clears_the_runner_up():
     assert exact.best == "b" and exact.margin.method == "exact (deterministic figure)"
     tie = stats.winner({"a": [3.0], "b": [3.0]}, higher_is_better=False, deterministic=True)
     assert tie.best is None and tie.describe().startswith("no difference")
+
+
+def test_pooled_change_is_students_t_and_takes_one_night_after():
+    from scipy.stats import ttest_ind
+
+    from bench.results.metric_info import Tolerance
+
+    rng = np.random.default_rng(4)
+    before, after = np.exp(rng.normal(0, 0.1, 20)), np.exp(rng.normal(0.2, 0.1, 3))
+    ch = stats.change(
+        before, after, "latency_median", False, Tolerance("relative", 0.05), pooled=True
+    )
+    expected = ttest_ind(np.log(after), np.log(before), equal_var=True).pvalue
+    assert ch.p == pytest.approx(expected) and ch.method == stats.POOLED_METHOD
+    one = stats.change(
+        before, after[:1], "latency_median", False, Tolerance("relative", 0.05), pooled=True
+    )
+    assert one.n_cand == 1 and one.low < one.estimate < one.high
+
+
+def test_center_interval_is_a_t_interval_of_the_geometric_mean():
+    assert stats.center_interval([1.0, 2.0]) is None  # below 3 runs: none
+    low, high = stats.center_interval([1.0, 1.1, 1.2, 1.3])
+    geo = float(np.exp(np.mean(np.log([1.0, 1.1, 1.2, 1.3]))))
+    assert low < geo < high and high / geo == pytest.approx(geo / low)
