@@ -22,10 +22,12 @@ def add_parser(sub) -> None:
         help="alarms and change points of a nightly history; `history rebuild` re-derives it",
         description="bench history NAME: open alarms and recent change points of the runs "
         "appended with `bench run --history NAME`.  bench history rebuild [NAME]: re-derive "
-        "the database from the run folders under --results.",
+        "the database from the run folders under --results.  bench history ack NAME "
+        "[--case GLOB] [--metric M] [--note TEXT]: accept the open alarms (a regression "
+        "meant to be): they stop alarming; a later change alarms again.",
         epilog=EPILOG,
     )
-    h.add_argument("words", nargs="+", metavar="NAME | rebuild [NAME]")
+    h.add_argument("words", nargs="+", metavar="NAME | rebuild [NAME] | ack NAME")
     add_location(h)
     h.add_argument("--since", metavar="DATE", help="only change points from this date on")
     h.add_argument("--case", metavar="GLOB", help="only cases matching this glob")
@@ -34,6 +36,7 @@ def add_parser(sub) -> None:
         "--plot", action="store_true", help="write trend pages to REPORTS/nightly/index.html"
     )
     h.add_argument("--reports", type=Path, default=Path("reports"), metavar="DIR")
+    h.add_argument("--note", metavar="TEXT", help="with ack: why the regression is accepted")
     h.add_argument(
         "--confirm",
         action="store_true",
@@ -83,6 +86,10 @@ def _where(args: argparse.Namespace) -> str:
 
 def main(args: argparse.Namespace) -> int:
     words = args.words
+    if words[0] == "ack":
+        if len(words) != 2:
+            raise UserError("bench history ack NAME: one history name")
+        return analyse(args, words[1], acknowledge=True)
     if words[0] == "rebuild":
         if len(words) > 2:
             raise UserError("bench history rebuild [NAME]: one history name at most")
@@ -107,7 +114,7 @@ def rebuild(args: argparse.Namespace, name: str | None) -> int:
     return 0
 
 
-def analyse(args: argparse.Namespace, name: str) -> int:
+def analyse(args: argparse.Namespace, name: str, acknowledge: bool = False) -> int:
     from bench.analysis import changepoints as cp
     from bench.analysis import trend_report
     from bench.results.metric_info import MODELLED_NOTE
@@ -129,16 +136,20 @@ def analyse(args: argparse.Namespace, name: str) -> int:
     if args.since:
         since = _since(args.since)
         points = [p for p in points if p.night.started >= since]
-    alarms = cp.alarms(points)
     console = make_console()
     notes = [f"not tracked: {', '.join(modelled)} ({MODELLED_NOTE})"] if modelled else []
+    with open_db(args) as db:
+        if acknowledge:
+            return _acknowledge(db, name, cp.alarms(points), args, console)
+        alarms, accepted = _accepted(cp.alarms(points), db.acks(name))
+        notes += accepted
+        if args.confirm:
+            suspects = cp.suspects(series)
+            texts = {p.night.run_id: db.suite_text(name, p.night.run_id) for p in alarms}
+            texts |= {p.night.run_id: db.suite_text(name, p.night.run_id) for p in suspects}
     if args.confirm:
-        with open_db(args) as db:
-            texts = {p.night.run_id: db.suite_text(name, p.night.run_id) for p in points}
-            texts |= {
-                p.night.run_id: db.suite_text(name, p.night.run_id) for p in cp.suspects(series)
-            }
-        alarms, notes = confirm(alarms, cp.suspects(series), texts, args, console)
+        alarms, confirmed = confirm(alarms, suspects, texts, args, console)
+        notes += confirmed
     trend_report.print_summary(name, series, points, alarms, console)
     for n in notes:
         console.print(n, highlight=False)
@@ -148,6 +159,39 @@ def analyse(args: argparse.Namespace, name: str) -> int:
         )
         console.print(f"trend pages: {index}")
     return 1 if alarms else 0
+
+
+def _acknowledge(db, name: str, alarms, args: argparse.Namespace, console) -> int:
+    """Accept the open alarms (those --case/--metric select): their series stop alarming
+    for every change up to now; a later regression alarms again."""
+    import pandas as pd
+
+    when = pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")
+    for a in alarms:
+        s = a.series
+        db.ack(name, (s.case_id, s.metric, s.env_key), when, args.note or "")
+        console.print(f"accepted: {s.case_id} {s.metric} ({a.change.describe()})", highlight=False)
+    console.print(f"history {name}: {len(alarms)} alarm(s) accepted", highlight=False)
+    return 0
+
+
+def _accepted(alarms, acks: dict) -> tuple[list, list[str]]:
+    """The alarms still open, and a line for each one an ack covers (its change began
+    before the ack was made)."""
+    import pandas as pd
+
+    open_, notes = [], []
+    for a in alarms:
+        s = a.series
+        ack = acks.get((s.case_id, s.metric, s.env_key))
+        if ack and a.night.started <= pd.Timestamp(ack[0]):
+            notes.append(
+                f"accepted on {ack[0][:10]}: {s.case_id} {s.metric} {a.change.describe()}"
+                + (f" ({ack[1]})" if ack[1] else "")
+            )
+        else:
+            open_.append(a)
+    return open_, notes
 
 
 def _filtered(frame, args: argparse.Namespace):

@@ -386,3 +386,24 @@ def test_confirm_dismisses_a_change_on_one_commit_as_the_machine(tmp_path, capsy
     capsys.readouterr()
     assert main(["history", "nightly", "--results", str(results), "--confirm"]) == 0
     assert "the machine changed, not the code" in capsys.readouterr().err
+
+
+def test_an_accepted_regression_stops_alarming_until_a_new_one(tmp_path, capsys):
+    results = tmp_path / "results"
+    nightly(results, 30, step_at=24)
+    assert main(["history", "rebuild", "--results", str(results)]) == 0
+    where = ["--results", str(results)]
+    assert main(["history", "ack", "nightly", *where, "--note", "bigger model, on purpose"]) == 0
+    assert "1 alarm(s) accepted" in capsys.readouterr().err
+    assert main(["history", "nightly", *where]) == 0
+    assert "accepted on" in capsys.readouterr().err
+    # a second step, after the ack: alarms again
+    rng = np.random.default_rng(9)
+    for i in range(30, 40):
+        level = 0.020 * 1.25 * (1.25 if i >= 34 else 1)
+        run = fake_run(results, i, list(level * np.exp(rng.normal(0, 0.03, 3))))
+        m = json.loads((run / "manifest.json").read_text())  # nights after the ack was made
+        m["started"] = (pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=i)).isoformat()
+        (run / "manifest.json").write_text(json.dumps(m))
+    assert main(["history", "rebuild", "--results", str(results)]) == 0
+    assert main(["history", "nightly", *where]) == 1

@@ -110,7 +110,17 @@ def _tables():
         ),
     )
     sa.Index("bench_points_series", points.c.history, points.c.case_id, points.c.metric)
-    return md, meta, runs, points
+    acks = sa.Table(  # a regression someone accepted: its series stops alarming until a new one
+        "bench_acks",
+        md,
+        sa.Column("history", sa.String(200), primary_key=True),
+        sa.Column("case_id", sa.String(500), primary_key=True),
+        sa.Column("metric", sa.String(200), primary_key=True),
+        sa.Column("env_key", sa.String(64), primary_key=True),
+        sa.Column("acked_at", sa.String(40), nullable=False),  # ISO 8601, UTC
+        sa.Column("note", sa.Text, nullable=False),
+    )
+    return md, meta, runs, points, acks
 
 
 class History:
@@ -134,7 +144,7 @@ class History:
             ) from None
         except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as e:
             raise UserError(f"not a usable database URL ({e})", where=shown(url)) from None
-        md, meta, _, _ = _tables()
+        md, meta, _, _, _ = _tables()
         with self._errors():
             md.create_all(self.engine)
             with self.engine.begin() as conn:
@@ -170,7 +180,7 @@ class History:
         """Make ``history`` hold exactly ``runs``, in one transaction; the number of runs."""
         import sqlalchemy as sa
 
-        _, _, runs_t, points_t = _tables()
+        _, _, runs_t, points_t, _ = _tables()
         n = 0
         with self._errors(), self.engine.begin() as conn:
             conn.execute(sa.delete(points_t).where(points_t.c.history == history))
@@ -183,15 +193,49 @@ class History:
     def names(self) -> list[str]:
         import sqlalchemy as sa
 
-        _, _, runs_t, _ = _tables()
+        _, _, runs_t, _, _ = _tables()
         with self._errors(), self.engine.connect() as conn:
             q = sa.select(runs_t.c.history).distinct().order_by(runs_t.c.history)
             return [r[0] for r in conn.execute(q)]
 
+    def ack(self, history: str, series: tuple[str, str, str], when: str, note: str) -> None:
+        """Accept the changes of a series (case, metric, env key) up to ``when``."""
+        import sqlalchemy as sa
+
+        *_, acks_t = _tables()
+        case_id, metric, env_key = series
+        key = (
+            (acks_t.c.history == history)
+            & (acks_t.c.case_id == case_id)
+            & (acks_t.c.metric == metric)
+            & (acks_t.c.env_key == env_key)
+        )
+        with self._errors(), self.engine.begin() as conn:
+            conn.execute(sa.delete(acks_t).where(key))
+            conn.execute(
+                acks_t.insert().values(
+                    history=history,
+                    case_id=case_id,
+                    metric=metric,
+                    env_key=env_key,
+                    acked_at=when,
+                    note=note,
+                )
+            )
+
+    def acks(self, history: str) -> dict[tuple[str, str, str], tuple[str, str]]:
+        """(case, metric, env key) -> (when, note) of every accepted series."""
+        import sqlalchemy as sa
+
+        *_, acks_t = _tables()
+        q = sa.select(acks_t).where(acks_t.c.history == history)
+        with self._errors(), self.engine.connect() as conn:
+            return {(r.case_id, r.metric, r.env_key): (r.acked_at, r.note) for r in conn.execute(q)}
+
     def suite_text(self, history: str, run_id: str) -> str:
         import sqlalchemy as sa
 
-        _, _, runs_t, _ = _tables()
+        _, _, runs_t, _, _ = _tables()
         q = sa.select(runs_t.c.suite_text).where(
             runs_t.c.history == history, runs_t.c.run_id == run_id
         )
@@ -205,7 +249,7 @@ class History:
         import pandas as pd
         import sqlalchemy as sa
 
-        _, _, runs_t, points_t = _tables()
+        _, _, runs_t, points_t, _ = _tables()
         q = (
             sa.select(
                 runs_t.c.run_id,
@@ -255,13 +299,13 @@ class History:
 def _delete(conn, history: str, run_ids: list[str]) -> None:
     import sqlalchemy as sa
 
-    _, _, runs_t, points_t = _tables()
+    _, _, runs_t, points_t, _ = _tables()
     for t in (points_t, runs_t):
         conn.execute(sa.delete(t).where(t.c.history == history, t.c.run_id.in_(run_ids)))
 
 
 def _insert(conn, history: str, run: RunRow, points: list[PointRow]) -> None:
-    _, _, runs_t, points_t = _tables()
+    _, _, runs_t, points_t, _ = _tables()
     conn.execute(
         runs_t.insert().values(
             history=history,
