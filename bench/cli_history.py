@@ -26,6 +26,7 @@ def add_parser(sub) -> None:
         "[--case GLOB] [--metric M] [--note TEXT]: accept the open alarms (a regression "
         "meant to be): they stop alarming; a later change alarms again.",
         epilog=EPILOG,
+        usage="bench history NAME | rebuild [NAME] | ack NAME  [options]",
     )
     h.add_argument("words", nargs="+", metavar="NAME | rebuild [NAME] | ack NAME")
     add_location(h)
@@ -120,6 +121,7 @@ def analyse(args: argparse.Namespace, name: str, acknowledge: bool = False) -> i
     from bench.results.metric_info import MODELLED_NOTE
     from bench.run.suite_driver import make_console
 
+    console = make_console()
     with open_db(args) as db:
         frame = db.frame(name)
         if frame.empty:
@@ -128,19 +130,16 @@ def analyse(args: argparse.Namespace, name: str, acknowledge: bool = False) -> i
                 f"no history named {name!r} (known: {', '.join(known) or 'none'})",
                 where=_where(args),
             )
-    frame = _filtered(frame, args)
-    series = cp.series_of(frame)
-    modelled = sorted({s.metric for s in series if s.modelled})
-    series = [s for s in series if not s.modelled]
-    points = cp.analyse(series)
-    if args.since:
-        since = _since(args.since)
-        points = [p for p in points if p.night.started >= since]
-    console = make_console()
-    notes = [f"not tracked: {', '.join(modelled)} ({MODELLED_NOTE})"] if modelled else []
-    with open_db(args) as db:
+        series = cp.series_of(_filtered(frame, args))
+        modelled = sorted({s.metric for s in series if s.modelled})
+        series = [s for s in series if not s.modelled]
+        points = cp.analyse(series)
+        if args.since:
+            since = _since(args.since)
+            points = [p for p in points if p.night.started >= since]
         if acknowledge:
             return _acknowledge(db, name, cp.alarms(points), args, console)
+        notes = [f"not tracked: {', '.join(modelled)} ({MODELLED_NOTE})"] if modelled else []
         alarms, accepted = _accepted(cp.alarms(points), db.acks(name))
         notes += accepted
         if args.confirm:

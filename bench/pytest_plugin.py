@@ -292,7 +292,7 @@ class Perf:
         self._session.measured[key] = m
         if not self._session.compare:
             return m
-        from bench.analysis import stats
+        from bench.analysis import verdicts
         from bench.results.metric_info import HIGHER_IS_BETTER, Tolerance
 
         tests, _ = self._session.baseline()
@@ -301,18 +301,18 @@ class Perf:
             pytest.skip(f"baseline measured {base.get('metric')!r}, this run {m.metric!r}")
         tol = Tolerance("relative", self.tolerance)
         higher = HIGHER_IS_BETTER.get(m.metric, False)
-        ch = stats.change(base["values"], m.values, m.metric, higher, tol)
+        ch = verdicts.change(base["values"], m.values, m.metric, higher, tol)
         # Every test of the baseline is one test of the family: Bonferroni over them (Holm's
         # first step), since a test cannot wait for the others' p-values.
-        (ch,) = stats.decide([ch], alpha=stats.ALPHA / max(1, len(tests)))
+        (ch,) = verdicts.decide([ch], alpha=verdicts.ALPHA / max(1, len(tests)))
         m.verdict = str(ch.verdict)
         m.detail = (
             f"{m.metric} {ch.describe()} vs baseline {self._session.compare!r} "
             f"(tolerance {tol.describe()}, {ch.n_base} vs {ch.n_cand} runs)"
         )
-        if ch.verdict == stats.Verdict.REGRESSION:
+        if ch.verdict == verdicts.Verdict.REGRESSION:
             pytest.fail(f"REGRESSION: {m.detail}", pytrace=False)
-        if ch.verdict == stats.Verdict.INCONCLUSIVE:
+        if ch.verdict == verdicts.Verdict.INCONCLUSIVE:
             more = f"; ~{ch.more_runs} more runs per side" if ch.more_runs else ""
             warnings.warn(PerfWarning(f"INCONCLUSIVE: {m.detail}{more}"), stacklevel=3)
         return m

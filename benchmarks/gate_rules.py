@@ -7,8 +7,8 @@ Rules compared, all on the 95% Welch t interval of the difference of mean logs:
 
 - ``interval-beyond``: the whole interval lies beyond the tolerance on the bad side;
 - ``significant``: no change is rejected on the bad side (a Holm-corrected t-test alone,
-  at bench's family-wise alpha, ``stats.ALPHA``);
-- ``sig+beyond`` (bench's rule, ``bench.analysis.stats.decide``): significant after
+  at bench's family-wise alpha, ``verdicts.ALPHA``);
+- ``sig+beyond`` (bench's rule, ``bench.analysis.verdicts.decide``): significant after
   Holm *and* the estimate beyond the tolerance, at family-wise alphas of 0.05, 0.02 and
   0.01 (bench's choice, 0.01: false alarms at or below 1% here and on real runs, whose
   tails are heavier than log-normal (benchmarks/gates.py), while catching +10% in
@@ -29,25 +29,25 @@ import math
 
 import numpy as np
 
-from bench.analysis import stats
+from bench.analysis import stats, verdicts
 from bench.results.metric_info import Tolerance
 
 TOL = Tolerance("relative", 0.05)
 
 
-ALPHAS = (0.05, 0.02, 0.01)  # family-wise alphas tried; bench's is stats.ALPHA
+ALPHAS = (0.05, 0.02, 0.01)  # family-wise alphas tried; bench's is verdicts.ALPHA
 NAMES = ("interval-beyond", "significant", *(f"sig+beyond a={a:g}" for a in ALPHAS))
 
 
-def rules(changes: list[stats.Change]) -> dict[str, bool]:
+def rules(changes: list[verdicts.Change]) -> dict[str, bool]:
     """Whether each rule calls a REGRESSION anywhere in one comparison."""
     band = math.log1p(TOL.value)
     out = {NAMES[0]: any(c.low > band for c in changes)}
     for alpha, name in zip(ALPHAS, NAMES[2:], strict=True):
-        decided = stats.decide(changes, alpha=alpha)
-        if alpha == stats.ALPHA:
+        decided = verdicts.decide(changes, alpha=alpha)
+        if alpha == verdicts.ALPHA:
             out[NAMES[1]] = any(c.p_adjusted < alpha and c.estimate > 0 for c in decided)
-        out[name] = any(c.verdict == stats.Verdict.REGRESSION for c in decided)
+        out[name] = any(c.verdict == verdicts.Verdict.REGRESSION for c in decided)
     return out
 
 
@@ -59,7 +59,7 @@ def simulate(cv: float, n: int, cases: int, shift: float, draws: int, rng) -> di
         for k in range(cases):
             base = np.exp(rng.normal(0, sigma, n))
             cand = np.exp(rng.normal(math.log1p(shift) if k == 0 else 0.0, sigma, n))
-            changes.append(stats.change(base, cand, "latency_median", False, TOL))
+            changes.append(verdicts.change(base, cand, "latency_median", False, TOL))
         for rule, hit in rules(changes).items():
             hits[rule] = hits.get(rule, 0) + hit
     return {rule: h / draws for rule, h in hits.items()}

@@ -10,7 +10,7 @@ rule beside pytest-benchmark's ``--benchmark-compare-fail=min:5%`` and asv's rul
    - A/A: both sides from the baseline's runs; any flag is a false alarm;
    - power: the base from the baseline's runs, the candidate from the delayed case's.
    Rules, on ``latency_median``:
-   - bench: ``stats.change`` + ``stats.decide`` (5% tolerance) with n process runs a side;
+   - bench: ``verdicts.change`` + ``verdicts.decide`` (5% tolerance) with n process runs a side;
    - pytest-benchmark ``min:5%``: one run a side (a saved run vs a new one); flags when the
      candidate's fastest call is more than 5% slower than the base's fastest call;
    - asv (``asv continuous``/``compare`` defaults): two processes a side, their in-process
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.analysis import stats
+from bench.analysis import verdicts
 from bench.results import store
 from bench.results.metric_info import Tolerance
 
@@ -95,8 +95,8 @@ def runs_of(run_dir: Path) -> dict[str, list[dict]]:
 
 
 def bench_rule(base: list[dict], cand: list[dict]) -> bool:
-    ch = stats.change([r["value"] for r in base], [r["value"] for r in cand], METRIC, False, TOL)
-    return stats.decide([ch])[0].verdict == stats.Verdict.REGRESSION
+    ch = verdicts.change([r["value"] for r in base], [r["value"] for r in cand], METRIC, False, TOL)
+    return verdicts.decide([ch])[0].verdict == verdicts.Verdict.REGRESSION
 
 
 def pytest_benchmark_rule(base: dict, cand: dict) -> bool:

@@ -353,7 +353,7 @@ def test_confirm_keeps_what_an_interleaved_rerun_confirms(tmp_path, monkeypatch,
     here: its own tests run it for real) and keeps the alarm only on a REGRESSION."""
     from types import SimpleNamespace
 
-    from bench.analysis import stats
+    from bench.analysis import verdicts
     from bench.run import ab
 
     results = tmp_path / "results"
@@ -363,7 +363,7 @@ def test_confirm_keeps_what_an_interleaved_rerun_confirms(tmp_path, monkeypatch,
 
     def fake_ab(base, cand, out, budget, console, verdict):
         calls.append((base.ref, cand.ref, Path(base.suite).read_text()))
-        change = SimpleNamespace(metric="latency_median", verdict=stats.Verdict(verdict))
+        change = SimpleNamespace(metric="latency_median", verdict=verdicts.Verdict(verdict))
         return SimpleNamespace(rows=[(CASE, change)])
 
     for verdict, code in (("REGRESSION", 1), ("OK", 0)):

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from bench.analysis import stats
+from bench.analysis import stats, verdicts
 from bench.analysis.console import console_rows
 from bench.results.store import results_frame
 from bench.telemetry.series import describe_series, median_ci
@@ -145,12 +145,12 @@ def test_pooled_change_is_students_t_and_takes_one_night_after():
 
     rng = np.random.default_rng(4)
     before, after = np.exp(rng.normal(0, 0.1, 20)), np.exp(rng.normal(0.2, 0.1, 3))
-    ch = stats.change(
+    ch = verdicts.change(
         before, after, "latency_median", False, Tolerance("relative", 0.05), pooled=True
     )
     expected = ttest_ind(np.log(after), np.log(before), equal_var=True).pvalue
-    assert ch.p == pytest.approx(expected) and ch.method == stats.POOLED_METHOD
-    one = stats.change(
+    assert ch.p == pytest.approx(expected) and ch.method == verdicts.POOLED_METHOD
+    one = verdicts.change(
         before, after[:1], "latency_median", False, Tolerance("relative", 0.05), pooled=True
     )
     assert one.n_cand == 1 and one.low < one.estimate < one.high

@@ -1,18 +1,18 @@
-"""The decision rule (bench.analysis.stats.change/decide), suite gates and human units."""
+"""The decision rule (bench.analysis.verdicts.change/decide), suite gates and human units."""
 
 import math
 
 import numpy as np
 import pytest
 
-from bench.analysis import stats
+from bench.analysis import verdicts
 from bench.analysis.units import human
 from bench.errors import UserError
 from bench.results.metric_info import DEFAULT_GATES, Tolerance
 from bench.spec.suite import parse_suite
 
 REL5 = Tolerance("relative", 0.05)
-V = stats.Verdict
+V = verdicts.Verdict
 
 
 def runs(center, n, cv=0.01, seed=0):
@@ -21,7 +21,7 @@ def runs(center, n, cv=0.01, seed=0):
 
 
 def judge(base, cand, metric="latency_median", higher=False, tol=REL5, det=False):
-    return stats.decide([stats.change(base, cand, metric, higher, tol, det)])[0]
+    return verdicts.decide([verdicts.change(base, cand, metric, higher, tol, det)])[0]
 
 
 def test_a_clear_slowdown_is_a_regression_and_a_speedup_an_improvement():
@@ -81,17 +81,17 @@ def test_absolute_tolerance_is_a_difference_in_the_metric_unit():
 
 
 def test_holm_adjusts_in_step_down_order():
-    assert stats.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
-    assert stats.holm([]) == []
+    assert verdicts.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert verdicts.holm([]) == []
 
 
 def test_holm_keeps_a_borderline_case_among_many_from_failing_the_gate():
     base, cand = [10.0, 10.4, 9.6, 10.2], [11.1, 11.6, 10.8, 11.3]  # +11%, p = 0.003
     alone = judge(base, cand)
-    assert alone.p < stats.ALPHA and alone.verdict == V.REGRESSION
-    quiet = [stats.change(runs(1, 4, seed=s), runs(1, 4, seed=s + 50), "latency_median",
+    assert alone.p < verdicts.ALPHA and alone.verdict == V.REGRESSION
+    quiet = [verdicts.change(runs(1, 4, seed=s), runs(1, 4, seed=s + 50), "latency_median",
                           False, REL5) for s in range(20)]  # fmt: skip
-    family = stats.decide([stats.change(base, cand, "latency_median", False, REL5), *quiet])
+    family = verdicts.decide([verdicts.change(base, cand, "latency_median", False, REL5), *quiet])
     assert family[0].p_adjusted > alone.p and family[0].verdict == V.INCONCLUSIVE
     assert not any(c.verdict == V.REGRESSION for c in family)
 

@@ -9,12 +9,12 @@ series' nights (one point per run: the median of its process runs):
    penalty of ``PENALTY`` x sigma^2 x log(n), sigma from the median absolute night-to-night
    difference (robust to the steps it is looking for). The choice of PELT over Apache
    Otava's E-Divisive and of the penalty: benchmarks/nightly.py, README "Nightly".
-2. **Verdicts** come from ``stats.change`` (its estimate and interval: a pooled t on log
+2. **Verdicts** come from ``verdicts.change`` (its estimate and interval: a pooled t on log
    values; its p: a Mann-Whitney U test of the nights after a candidate against the nights
    before it, back to the previous candidate, multiplied by the number of nights the
    detector could have picked, since it picked this one for being the most different).
    Candidates not significant even so are dropped one at a time, weakest first, their
-   segments merged (Hunter's merge step), and ``stats.decide`` judges the rest (Holm over
+   segments merged (Hunter's merge step), and ``verdicts.decide`` judges the rest (Holm over
    every candidate of the analysis, family-wise ``ALPHA``): REGRESSION / IMPROVED only
    when significant *and* beyond the metric's tolerance.
 3. **Alarms**: a REGRESSION that has persisted ``PERSIST`` nights or more, and that no
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.analysis import stats
+from bench.analysis import stats, verdicts
 from bench.results.metric_info import DETERMINISTIC, HIGHER_IS_BETTER, Tolerance, is_modelled
 
 PENALTY = 3.0  # x sigma^2 x log(n): BIC's 2 plus margin, checked on real nights (benchmark)
@@ -87,7 +87,7 @@ class ChangePoint:
     series: Series
     index: int  # the first night after the change
     end: int  # one past the last night of the segment after it
-    change: stats.Change
+    change: verdicts.Change
 
     @property
     def night(self) -> Night:
@@ -103,7 +103,7 @@ class ChangePoint:
 
     @property
     def regression(self) -> bool:
-        return self.change.verdict == stats.Verdict.REGRESSION
+        return self.change.verdict == verdicts.Verdict.REGRESSION
 
     @property
     def persisted(self) -> bool:
@@ -186,7 +186,7 @@ def analyse(
     for s in all_series:
         if not s.modelled:
             found += _merged(s, candidates(s, penalty), test)
-    decided = stats.decide([cp.change for cp in found])
+    decided = verdicts.decide([cp.change for cp in found])
     return [replace(cp, change=ch) for cp, ch in zip(found, decided, strict=True)]
 
 
@@ -205,19 +205,19 @@ def _merged(s: Series, cuts: list[int], test: str) -> list[ChangePoint]:
         if s.deterministic or not points:
             return points
         weakest = max(points, key=lambda p: math.inf if math.isnan(p.change.p) else p.change.p)
-        if weakest.change.p < stats.ALPHA:
+        if weakest.change.p < verdicts.ALPHA:
             return points
         cuts = [c for c in cuts if c != weakest.index]
 
 
-def _change(s: Series, lo: int, at: int, hi: int, test: str = TEST) -> stats.Change:
+def _change(s: Series, lo: int, at: int, hi: int, test: str = TEST) -> verdicts.Change:
     before = [n.value for n in s.nights[lo:at]]
     after = [n.value for n in s.nights[at:hi]]
     hib = HIGHER_IS_BETTER.get(s.metric, False)
     if s.deterministic:
         # Only the nights next to the change: an exact figure differs or it does not.
-        return stats.change(before[-1:], after[:1], s.metric, hib, s.tolerance, True)
-    ch = stats.change(before, after, s.metric, hib, s.tolerance, pooled=True)
+        return verdicts.change(before[-1:], after[:1], s.metric, hib, s.tolerance, True)
+    ch = verdicts.change(before, after, s.metric, hib, s.tolerance, pooled=True)
     if test == "ranks" and ch.p > 0:  # nan (too few nights) and exact stay as they are
         from scipy.stats import mannwhitneyu
 
@@ -227,7 +227,7 @@ def _change(s: Series, lo: int, at: int, hi: int, test: str = TEST) -> stats.Cha
     return ch
 
 
-def _scanned(ch: stats.Change, nights: int) -> stats.Change:
+def _scanned(ch: verdicts.Change, nights: int) -> verdicts.Change:
     """The detector chose this night as the most different of the ``nights`` it scanned: a
     t test at the chosen night is a test of the largest of many differences, so its p is
     multiplied by the number of places the change could have been (Bonferroni)."""
@@ -248,7 +248,7 @@ def alarms(points: list[ChangePoint]) -> list[ChangePoint]:
             for p in points
             if p.series == cp.series
             and p.index > cp.index
-            and p.change.verdict == stats.Verdict.IMPROVED
+            and p.change.verdict == verdicts.Verdict.IMPROVED
         ]
         if not later:
             out.append(cp)
@@ -273,9 +273,9 @@ def suspects(all_series: list[Series]) -> list[ChangePoint]:
         lo = max((c for c in candidates(s) if c <= n - 1 - stats.MIN_RUNS), default=0)
         # one night has no rank test worth the name: a t test only picks what to re-run
         found.append(ChangePoint(s, n - 1, n, _change(s, lo, n - 1, n, "t")))
-    decided = stats.decide([p.change for p in found])
+    decided = verdicts.decide([p.change for p in found])
     return [
         replace(p, change=ch)
         for p, ch in zip(found, decided, strict=True)
-        if ch.verdict == stats.Verdict.REGRESSION
+        if ch.verdict == verdicts.Verdict.REGRESSION
     ]

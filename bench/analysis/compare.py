@@ -1,5 +1,5 @@
 """``bench compare BASE CAND``: a verdict per case and metric on whether a candidate run
-changed what the base measured (``bench.analysis.stats.change`` / ``decide``), and the
+changed what the base measured (``bench.analysis.verdicts.change`` / ``decide``), and the
 table, Markdown and HTML that show them.
 
 Each side (``bench.analysis.sides``) is one or more runs. Sides must come from comparable
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.analysis import stats
+from bench.analysis import verdicts
 from bench.analysis.sides import Side
 from bench.analysis.units import human
 from bench.errors import UserError
@@ -28,13 +28,13 @@ MANY_RUNS = 50  # more runs per side than this: say the tolerance is tight for t
 class Comparison:
     base: Side
     cand: Side
-    rows: list[tuple[str, stats.Change]]  # (case id, change), in the base's case order
+    rows: list[tuple[str, verdicts.Change]]  # (case id, change), in the base's case order
     only_base: list[str]
     only_cand: list[str]
     differences: list[str]  # environment differences overridden by --force
 
     def verdicts(self) -> dict[str, int]:
-        out = {str(v): 0 for v in stats.Verdict}
+        out = {str(v): 0 for v in verdicts.Verdict}
         for _, ch in self.rows:
             out[str(ch.verdict)] += 1
         return out
@@ -49,7 +49,7 @@ class Comparison:
             "base": {"paths": self.base.paths, "runs": self.base.runs},
             "candidate": {"paths": self.cand.paths, "runs": self.cand.runs},
             "rule": RULE,
-            "alpha": stats.ALPHA,
+            "alpha": verdicts.ALPHA,
             "verdicts": self.verdicts(),
             "rows": [
                 {"case_id": case_id, "unit": self.base.units.get(ch.metric), **ch.to_json()}
@@ -64,7 +64,7 @@ class Comparison:
 RULE = (
     "REGRESSION/IMPROVED: 'no change' is rejected (Welch t on the difference of mean log "
     "values over process runs, Holm-corrected over the comparison at a family-wise "
-    f"{stats.ALPHA:g}) and the estimate lies beyond the tolerance; OK: "
+    f"{verdicts.ALPHA:g}) and the estimate lies beyond the tolerance; OK: "
     "the whole 95% interval lies inside the tolerance; INCONCLUSIVE: anything else."
 )
 
@@ -103,11 +103,11 @@ def compare(base: Side, cand: Side, force: bool = False, same_suite: bool = True
             b, c = base.values.get((case_id, metric)), cand.values.get((case_id, metric))
             if b is None or c is None or metric in base.modelled | cand.modelled:
                 continue
-            ch = stats.change(
+            ch = verdicts.change(
                 b, c, metric, HIGHER_IS_BETTER[metric], tolerance, metric in DETERMINISTIC
             )
             rows.append((case_id, ch))
-    decided = stats.decide([ch for _, ch in rows])
+    decided = verdicts.decide([ch for _, ch in rows])
     rows = [(case_id, ch) for (case_id, _), ch in zip(rows, decided, strict=True)]
     only_base = [c for c in base.cases if c not in cand.cases]
     only_cand = [c for c in cand.cases if c not in base.cases]
@@ -121,8 +121,8 @@ def compare(base: Side, cand: Side, force: bool = False, same_suite: bool = True
 COLOURS = {"REGRESSION": "red", "IMPROVED": "green", "OK": "default", "INCONCLUSIVE": "yellow"}
 
 
-def verdict_text(ch: stats.Change) -> str:
-    if ch.verdict == stats.Verdict.INCONCLUSIVE:
+def verdict_text(ch: verdicts.Change) -> str:
+    if ch.verdict == verdicts.Verdict.INCONCLUSIVE:
         if math.isnan(ch.estimate):
             return f"INCONCLUSIVE ({ch.why})"
         if not ch.more_runs:

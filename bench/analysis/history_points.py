@@ -11,13 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.analysis import stats
-from bench.analysis.sides import minor_version
+from bench.analysis.sides import minor_version, read_result
 from bench.errors import UserError
 from bench.results import store
 from bench.results.history import PointRow, RunRow
 from bench.spec.gates import gates_of_suite_text
-
-POINT_METHOD = "median of process runs; interval: 95% t on their geometric mean"
 
 
 def environment_facts(env: dict[str, Any]) -> dict[str, Any]:
@@ -43,7 +41,7 @@ def environment_key(facts: dict[str, Any]) -> str:
 
 def run_points(run_dir: Path) -> tuple[RunRow, list[PointRow]]:
     """The history rows of one run folder."""
-    manifest = _read(run_dir / store.MANIFEST)
+    manifest = read_result(run_dir / store.MANIFEST)
     try:
         env = manifest.get("environment") or {}
         suite = manifest["suite"]
@@ -73,7 +71,7 @@ def run_points(run_dir: Path) -> tuple[RunRow, list[PointRow]]:
     values: dict[tuple[str, str], list[float]] = {}
     meta: dict[tuple[str, str], tuple[str, str]] = {}
     for f in sorted((run_dir / store.CASES).glob("*.json")):
-        r = _read(f)
+        r = read_result(f)
         if r.get("status") != "ok":
             continue
         for m in r.get("metrics") or []:
@@ -105,17 +103,7 @@ def history_runs(results: Path, name: str | None = None) -> Iterator[tuple[str, 
     """(history name, run folder) of every finished run under ``results`` that was marked as
     part of a history (of ``name`` only, when given), oldest first."""
     for manifest_path in sorted(Path(results).glob(f"*/{store.MANIFEST}")):
-        manifest = _read(manifest_path)
+        manifest = read_result(manifest_path)
         marked = manifest.get("history")
         if marked and (name is None or marked == name) and manifest.get("status") == "complete":
             yield marked, manifest_path.parent
-
-
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        data = store.read_json(path)
-    except (OSError, ValueError) as e:
-        raise UserError(f"unreadable result file ({e})", where=str(path)) from None
-    if not isinstance(data, dict):
-        raise UserError("malformed result file: expected a JSON object", where=str(path))
-    return data

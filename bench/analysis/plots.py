@@ -240,7 +240,7 @@ VERDICT_COLOURS = {"REGRESSION": "#D55E00", "IMPROVED": "#009E73", "OK": "#0072B
 def forest(rows: list[tuple[str, Any]]) -> Figure | None:
     """Candidate / base ratios with their 95% intervals, one line per case and metric on
     the log scale, the tolerance band shaded: a forest plot of a comparison (``rows``:
-    (label, ``stats.Change``)). Absolute-tolerance metrics are not ratios and stay in the
+    (label, ``verdicts.Change``)). Absolute-tolerance metrics are not ratios and stay in the
     table."""
     rows = [(label, ch) for label, ch in rows if ch.scale == "log" and not np.isnan(ch.estimate)]
     if not rows:

@@ -75,7 +75,7 @@ def _sources(path: Path) -> list[tuple[str, Path]]:
     return runs + saves
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_result(path: Path) -> dict[str, Any]:
     try:
         data = store.read_json(path)
     except FileNotFoundError:
@@ -88,7 +88,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _read_run(run_dir: Path, side: Side) -> None:
-    manifest = _read_json(run_dir / store.MANIFEST)
+    manifest = read_result(run_dir / store.MANIFEST)
     try:
         run_id = manifest["run_id"]
         suite = manifest["suite"]
@@ -107,7 +107,7 @@ def _read_run(run_dir: Path, side: Side) -> None:
     if not files:
         raise UserError("no case results in this run", where=str(run_dir / store.CASES))
     for f in files:
-        r = _read_json(f)
+        r = read_result(f)
         try:
             case_id, status, run = r["case_id"], r["status"], r["case"]["run"]
         except (KeyError, TypeError):
@@ -124,7 +124,7 @@ def _read_run(run_dir: Path, side: Side) -> None:
 
 
 def _read_pytest_benchmark(path: Path, side: Side) -> None:
-    data = _read_json(path)
+    data = read_result(path)
     if not isinstance(data.get("benchmarks"), list):
         raise UserError("not a pytest-benchmark save: no 'benchmarks' list", where=str(path))
     side.runs.append(str(path.resolve()))

@@ -168,7 +168,7 @@ def write_pages(
                 _table(mine, alarms),
                 "<h2>Nights</h2>",
                 html_table(
-                    ["night", "run", "commit", "value", "95% interval", "process runs", "env"],
+                    ["night", "run", "commit", "median", "95% interval", "process runs", "env"],
                     [
                         [
                             _when(n),
@@ -234,9 +234,10 @@ RULE = (
 
 def _caption() -> str:
     return (
-        '<p class="caption">Dots: each night\'s median over its process runs; band: its 95% '
-        "interval; dashed lines: change points (red: open alarm, orange: other regression, "
-        "green: improvement, grey: within tolerance or undecided); shading: environments."
+        '<p class="caption">Dots: each night\'s median over its process runs; band: a 95% t '
+        "interval of their geometric mean; dashed lines: change points (red: open alarm, "
+        "orange: other regression, green: improvement, grey: within tolerance or undecided); "
+        "shading: environments."
         "</p>"
     )
 
