@@ -23,3 +23,12 @@ class UserError(Exception):
 
 class UnsupportedHere(Exception):
     """A case cannot run on this machine (e.g. a CUDA case without a GPU): status `skipped`."""
+
+
+class Diverged(Exception):
+    """A training loss stopped being a finite number: the case's outcome (status
+    ``diverged``), not a fault of the harness."""
+
+    def __init__(self, step: int, loss: float):
+        super().__init__(f"the training loss became {loss} at step {step}")
+        self.step, self.loss = step, loss

@@ -151,13 +151,14 @@ BAD_SUITES = [
     pytest.param(
         BASE + "[[techniques]]\nname = 'quantise'\n",
         "s.toml: techniques[0].name: unknown technique 'quantise' (did you mean 'quantize'?); "
-        "known: baseline, compile, delay, precision, prune, quantize",
+        "known: baseline, compile, delay, distill, lr_schedule, optimizer, precision, prune, "
+        "quantize",
         id="unknown-technique",
     ),
     pytest.param(
         BASE.replace('"forward"', '"forwrd"'),
         "s.toml: workloads[0].name: unknown workload 'forwrd' (did you mean 'forward'?); "
-        "known: eval, forward, generate, selftest",
+        "known: eval, forward, generate, selftest, train",
         id="unknown-workload",
     ),
     pytest.param(

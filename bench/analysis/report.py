@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from bench import atomic
-from bench.analysis import plots, stats, tables
+from bench.analysis import plots, stats, tables, training_plots
 from bench.analysis.document import STYLE, html_table, md_table
 from bench.analysis.units import human
 from bench.errors import UserError
@@ -34,11 +34,16 @@ AXES = [  # (metric, label) of what a reader asks "who won?" about
     ("params_nonzero_fraction", "sparsest"),
     ("bandwidth_utilization", "closest to the memory roofline"),
     ("energy_per_token", "least energy per token"),
+    ("time_to_target_loss", "fastest to target loss"),
+    ("memory_train_peak_rss", "least memory (training)"),
+    ("energy_to_target_loss", "least energy to target loss"),
 ]
 HEADLINE_METRICS = [
     "latency_median", "throughput_tokens", "ttft_median", "heldout_bits_per_byte",
     "kl_to_baseline", "top1_agreement", "params_total", "params_nonzero_fraction",
     "state_dict_bytes", "bandwidth_utilization", "memory_prefill_peak_rss", "energy_per_token",
+    "step_median", "time_to_target_loss", "steps_to_target_loss", "loss_final",
+    "optimizer_state_bytes", "memory_train_peak_rss", "kl_to_teacher", "speedup_vs_teacher",
 ]  # fmt: skip
 
 
@@ -120,6 +125,12 @@ def _figures(df: pd.DataFrame, results: list[dict[str, Any]]) -> dict[str, Any]:
             figs[metric] = plots.metric_bars(df, metric)
     if "energy_per_token" in metrics:
         figs["energy_per_token"] = plots.energy_bars(df)
+    training = {
+        "loss_curves": training_plots.loss_curves(results),
+        "lr_schedules": training_plots.lr_schedules(results),
+        "training_memory": training_plots.memory_breakdown(df),
+    }
+    figs.update({k: v for k, v in training.items() if v is not None})
     for r in results[:3]:
         fig = plots.power_trace(r)
         if fig is not None:
@@ -138,6 +149,12 @@ FIGURE_CAPTIONS = {
     "throughput_tokens": "Throughput per case: the median over process runs, whiskers from "
     "the slowest to the fastest run.",
     "energy_per_token": "Energy per token per case.",
+    "loss_curves": "Training cross-entropy against optimizer steps and against the time the "
+    "steps took, one colour per case (a distilled student beside its scratch baseline), one "
+    "line per process run; the dashed line is the target loss.",
+    "lr_schedules": "The learning rate applied at each step, as recorded during training.",
+    "training_memory": "Bytes training holds per case: weights, gradients, optimizer state "
+    "and the activations one micro-batch saves for the backward pass.",
 }
 
 

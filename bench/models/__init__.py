@@ -76,10 +76,10 @@ def _overrides_label(name: str, params: TinyGPTOverrides) -> str:
     return "-".join([name, *parts])
 
 
-def _train_config(params: TinyGPTOverrides):
-    from bench.models.train import TrainConfig
+def _train_config(name: str, params: TinyGPTOverrides):
+    from bench.models.train import recipe
 
-    return TrainConfig(steps=params.train_steps) if params.train_steps else TrainConfig()
+    return recipe(name, params.train_steps)
 
 
 def _weights(name: str, size: str, params: TinyGPTOverrides, progress=None, device: str = "cpu"):
@@ -95,7 +95,7 @@ def _weights(name: str, size: str, params: TinyGPTOverrides, progress=None, devi
         return model, {"checkpoint": params.checkpoint}
     if params.weights == "random":
         return model, None
-    return model, load_or_train(name, model, _train_config(params), progress, device)
+    return model, load_or_train(name, model, _train_config(name, params), progress, device)
 
 
 def _register_size(size: str) -> None:
@@ -113,12 +113,22 @@ def _register_size(size: str) -> None:
         on the device the cases will use."""
         return _weights(name, size, params, progress, device)[1]
 
+    def parameter_count(params: TinyGPTOverrides) -> int:
+        import torch
+
+        from bench.models.tinygpt import GPT
+
+        with torch.device("meta"):  # shapes only: no memory, no weights
+            model = GPT(tinygpt_config(size, params))
+        return sum(p.numel() for p in model.parameters())
+
     build.__doc__ = f"Built-in byte-level GPT, size {size!r}: {TINYGPT_SIZES[size]}"
     register_model(
         name,
         params=TinyGPTOverrides,
         label=lambda p: _overrides_label(name, p),
         prepare=prepare,
+        parameter_count=parameter_count,
     )(build)
 
 

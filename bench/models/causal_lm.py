@@ -42,6 +42,10 @@ class CausalLM(nn.Module):
         block = getattr(c, "max_position_embeddings", None) or getattr(c, "n_positions", None)
         self.config = Shape(vocab_size=c.vocab_size, block_size=int(block))
 
+    def gradient_checkpointing_enable(self) -> None:
+        kwargs = {"use_reentrant": False}
+        self.hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
     def new_cache(self, batch: int, max_len: int | None = None):
         """A DynamicCache that grows per token; given ``max_len``, a StaticCache of that
         length (fixed shapes and addresses: what compiled, CUDA-graph decoding needs)."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,7 @@ class GPT(nn.Module):
         self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # tied, as in GPT-2
+        self.checkpointing = False  # gradient checkpointing while training
         self.apply(self._init_weights)
 
     @staticmethod
@@ -119,6 +121,10 @@ class GPT(nn.Module):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
             if getattr(module, "bias", None) is not None:
                 nn.init.zeros_(module.bias)
+
+    def gradient_checkpointing_enable(self) -> None:
+        """Recompute each block's activations in the backward pass (transformers' name)."""
+        self.checkpointing = True
 
     def new_cache(self, batch: int, max_len: int | None = None) -> list[LayerCache]:
         """A preallocated KV cache of ``block_size`` positions; given ``max_len``, one of
@@ -152,6 +158,12 @@ class GPT(nn.Module):
         else:
             positions = torch.arange(pos, pos + T, device=idx.device)
         x = self.wte(idx) + self.wpe(positions)
+        recompute = self.checkpointing and self.training and cache is None
         for i, block in enumerate(self.blocks):
-            x = block(x, None if cache is None else cache[i], pos)
+            if recompute:
+                # Keep only each block's input; its inner activations are recomputed in
+                # the backward pass (less memory, one more forward's worth of time).
+                x = checkpoint(block, x, None, pos, use_reentrant=False)
+            else:
+                x = block(x, None if cache is None else cache[i], pos)
         return self.lm_head(self.ln_f(x))

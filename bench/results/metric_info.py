@@ -25,6 +25,19 @@ HIGHER_IS_BETTER = {
     "energy_per_token": False,
     "energy_per_sample": False,
     "memory_prefill_peak_rss": False,
+    # training
+    "step_median": False,
+    "time_to_target_loss": False,
+    "steps_to_target_loss": False,
+    "energy_to_target_loss": False,
+    "energy_per_step": False,
+    "loss_final": False,
+    "optimizer_state_bytes": False,
+    "activation_bytes": False,
+    "memory_train_peak_rss": False,
+    "kl_to_teacher": False,
+    "top1_agreement_teacher": True,
+    "speedup_vs_teacher": True,
 }
 
 # Figures that do not vary from run to run by nature: sizes, and quality of fixed weights
@@ -102,6 +115,13 @@ DEFAULT_GATES = {
     "heldout_bits_per_byte": Tolerance("absolute", 0.01),
     "kl_to_baseline": Tolerance("absolute", 0.01),
     "top1_agreement": Tolerance("absolute", 0.01),
+    "step_median": Tolerance("relative", 0.05),
+    "memory_train_peak_rss": Tolerance("relative", 0.05),
+    "energy_per_step": Tolerance("relative", 0.05),
+    # Reaching a loss adds the loss curve's own run-to-run spread to the steps' times.
+    "time_to_target_loss": Tolerance("relative", 0.10),
+    "loss_final": Tolerance("absolute", 0.02),
+    "optimizer_state_bytes": Tolerance("exact"),
 }
 
 # How a metric is named for a reader (reports, tables); the metric name stays the key.
@@ -123,6 +143,20 @@ LABELS = {
     "memory_prefill_peak_rss": "peak memory",
     "energy_per_token": "energy/token",
     "energy_per_sample": "energy/sample",
+    "step_median": "step time",
+    "time_to_target_loss": "time to target loss",
+    "steps_to_target_loss": "steps to target loss",
+    "energy_to_target_loss": "energy to target loss",
+    "energy_per_step": "energy/step",
+    "loss_final": "final train loss",
+    "optimizer_state_bytes": "optimizer state",
+    "weights_bytes": "weights",
+    "gradient_bytes": "gradients",
+    "activation_bytes": "saved activations",
+    "memory_train_peak_rss": "peak memory (training)",
+    "kl_to_teacher": "KL to teacher",
+    "top1_agreement_teacher": "top-1 agreement with teacher",
+    "speedup_vs_teacher": "speed-up over teacher",
 }
 
 

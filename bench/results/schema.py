@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 SCHEMA_VERSION = 1
 
-Status = Literal["ok", "failed", "oom", "timeout", "killed", "skipped"]
+Status = Literal["ok", "failed", "oom", "timeout", "killed", "skipped", "diverged"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,9 @@ class EnergyWork:
 
     call: Any
     units: dict[str, float]
+    per: str = "latency_median"  # the workload's median time of one call
+    # Totals to report as call energy x a count of calls, e.g. {"energy_to_target_loss": 120}.
+    totals: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class WorkloadOutput:
     energy: EnergyWork | None = None  # None: this workload's energy is not meaningful
     traffic: Traffic | None = None  # None: no memory-bandwidth figure for this workload
     lazy_costs: tuple[str, ...] = ()  # one-off costs the workload itself pays (compilation)
+    absent: dict[str, str] = field(default_factory=dict)  # metric -> why it is not measured
 
 
 @dataclass

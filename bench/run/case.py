@@ -15,8 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.errors import UnsupportedHere
+from bench.errors import Diverged, UnsupportedHere
 from bench.results.schema import CaseResult, Metric
+from bench.results.store import case_file_stem
 from bench.run.context import CaseContext
 from bench.spec import registry
 from bench.spec.suite import Case
@@ -49,9 +50,13 @@ def execute(
         run_id=run_id,
     )
     try:
-        _run(case, result, facts or {})
+        _run(case, result, facts or {}, repeat)
     except UnsupportedHere as e:
         result.status, result.error = "skipped", str(e)
+    except Diverged as e:  # a training outcome, not a fault: no traceback
+        result.status, result.error = "diverged", str(e)
+        result.info["diverged_at_step"] = e.step
+        result.metrics = []
     except Exception as e:  # Ctrl-C and SystemExit still stop an inline run
         result.status = "oom" if _is_oom(e) else "failed"
         result.error = f"{type(e).__name__}: {e}"
@@ -62,7 +67,7 @@ def execute(
     return result
 
 
-def _run(case: Case, result: CaseResult, facts: dict[str, Any]) -> None:
+def _run(case: Case, result: CaseResult, facts: dict[str, Any], repeat: int) -> None:
     import torch
 
     run = case.run
@@ -81,6 +86,7 @@ def _run(case: Case, result: CaseResult, facts: dict[str, Any]) -> None:
             run["iterations"],
             gpu=gpu,
             run_dir=facts.get("run_dir"),
+            case_stem=case_file_stem(case.id, repeat),
         )
         sampler = Sampler(gpu, run["sample_hz"]).start() if gpu is not None else None
         try:
@@ -140,12 +146,18 @@ def _measure(case, result, ctx, sampler, facts, absent) -> None:
     elif out.energy is None:
         absent["energy"] = f"workload {case.workload.name!r} does no work to attribute energy to"
     elif modelled:
-        call_s = next((m.value for m in out.metrics if m.name == "latency_median"), None)
+        per = out.energy.per
+        call_s = next((m.value for m in out.metrics if m.name == per), None)
         if call_s is None:
-            absent["energy"] = "modelled energy needs the workload's latency_median"
+            absent["energy"] = f"modelled energy needs the workload's {per}"
         else:
             win = modelled_energy(
-                modelled_joules, workload_s, call_s, units=out.energy.units, country=run["country"]
+                modelled_joules,
+                workload_s,
+                call_s,
+                units=out.energy.units,
+                totals=out.energy.totals,
+                country=run["country"],
             )
             energy_metrics = win.metrics
             result.info["energy_window"] = {"modelled": True, **win.info}
@@ -153,6 +165,7 @@ def _measure(case, result, ctx, sampler, facts, absent) -> None:
         win = measure_energy(
             out.energy.call,
             units=out.energy.units,
+            totals=out.energy.totals,
             sync=ctx.sync,
             min_s=run["energy_min_s"],
             gpu=ctx.gpu,
@@ -168,12 +181,15 @@ def _measure(case, result, ctx, sampler, facts, absent) -> None:
         if ctx.device.startswith("cuda") and "idle_power" not in facts:
             absent["energy_over_idle"] = "no idle baseline was measured for this run"
 
+    absent.update(out.absent)
     lazy = _lazy_costs(case, out, steps, absent)
     size = model_size_metrics(model, absent)
     bandwidth = facts.get("copy_bandwidth", {}).get(bandwidth_key(run["device"], run["threads"]))
     traffic = traffic_metrics(model, out, bandwidth, absent)
     quality: list[Metric] = []
-    if run["quality"]:
+    if run["quality"] and not wl.meta.get("quality", True):
+        absent["quality"] = f"workload {case.workload.name!r} reports its own quality figures"
+    elif run["quality"]:
         from bench.workloads.quality import quality_metrics
 
         refs = Path(facts["run_dir"]) / "refs" if facts.get("run_dir") else None

@@ -19,6 +19,10 @@ class CaseContext:
     iterations: int
     gpu: Any = None  # bench.telemetry.nvml.Gpu of this case's device, when NVML sees it
     run_dir: str | None = None  # the run's folder (caches shared by its cases), if any
+    case_stem: str | None = None  # this case and repeat's file name stem in the run folder
+    # What training techniques chose for the train workload: "optimizer", "schedule",
+    # "distill" (bench.techniques.optimizer / lr_schedule / distill).
+    training: dict[str, Any] = field(default_factory=dict)
     sync: Callable[[], None] = field(init=False)
     clock: Any = field(init=False)
     memory: MemoryMonitor = field(init=False)

@@ -38,40 +38,49 @@ def preload_modules(cases: list[Case]) -> tuple[str, ...]:
     return tuple(sorted(preload))
 
 
+def models_of(case: Case):
+    """(registry entry, validated params, label) of every model a case builds: its own,
+    and those its techniques build (a distillation teacher)."""
+    from bench.spec import registry
+
+    entry = registry.models.get(case.model.name)
+    yield entry, entry.params.model_validate(case.model.params), case.model.label
+    for step in case.techniques:
+        tech = registry.techniques.get(step.name)
+        more = tech.meta.get("models")
+        if more is not None:
+            yield from more(tech.params.model_validate(step.params))
+
+
 def prepare_models(cases: list[Case], console) -> None:
     """Give each model a chance to get ready once, here, before any case is timed (the
     built-in GPT trains and caches its weights), with a progress bar."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from bench.spec import registry
-
     seen: set[str] = set()
     for case in cases:
-        entry = registry.models.get(case.model.name)
-        prepare = entry.meta.get("prepare")
-        if prepare is None or case.model.label in seen:
-            continue
         if case.run["device"] == "cuda" and not _cuda_available():
             continue  # its cases are skipped as unsupported here; nothing to get ready
-        seen.add(case.model.label)
-        columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
-        live = console.is_terminal
-        with Progress(*columns, console=console, transient=True, disable=not live) as bar:
-            task = bar.add_task(f"preparing {case.model.label}", total=None)
+        for entry, params, label in models_of(case):
+            prepare = entry.meta.get("prepare")
+            if prepare is None or label in seen:
+                continue
+            seen.add(label)
+            columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+            live = console.is_terminal
+            with Progress(*columns, console=console, transient=True, disable=not live) as bar:
+                task = bar.add_task(f"preparing {label}", total=None)
 
-            label = case.model.label
+                def progress(step: int, total: int, bits: float, task=task, label=label) -> None:
+                    text = f"training {label}: step {step}/{total}, {bits:.2f} bits/byte"
+                    bar.update(task, completed=step, total=total, description=text)
 
-            def progress(step: int, total: int, bits: float, task=task, label=label) -> None:
-                text = f"training {label}: step {step}/{total}, {bits:.2f} bits/byte"
-                bar.update(task, completed=step, total=total, description=text)
-
-            params = entry.params.model_validate(case.model.params)
-            record = prepare(params, progress, case.run["device"])
-        if record and record.get("cached") is False:
-            console.print(
-                f"trained {case.model.label} in {record['train_seconds']:.1f} s: held-out "
-                f"{record['held_out_bits_per_byte']:.3f} bits/byte (cached at {record['path']})"
-            )
+                record = prepare(params, progress, case.run["device"])
+            if record and record.get("cached") is False:
+                console.print(
+                    f"trained {label} in {record['train_seconds']:.1f} s: held-out "
+                    f"{record['held_out_bits_per_byte']:.3f} bits/byte (cached at {record['path']})"
+                )
 
 
 def copy_bandwidth(manifest: dict[str, Any], cases: list[Case], console) -> dict[str, Any]:

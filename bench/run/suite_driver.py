@@ -307,7 +307,7 @@ def _progress(todo, console, launcher, run_id, run_dir, timeout, facts):
 
 def _print_line(console, result: dict[str, Any], repeats: int) -> None:
     status = result["status"]
-    colour = "green" if status == "ok" else "yellow" if status == "skipped" else "red"
+    colour = "green" if status == "ok" else "yellow" if status in OUTCOMES else "red"
     rep = f" r{result['repeat']}" if repeats > 1 else ""
     detail = (
         f"{result['wall_s']:.1f}s"
@@ -317,9 +317,15 @@ def _print_line(console, result: dict[str, Any], repeats: int) -> None:
     console.print(f"[{colour}]{status:>7}[/] {result['case_id']}{rep}  {detail}", highlight=False)
 
 
+# Statuses that are what the case measured, not a fault of the run: skipped here with a
+# reason, a training that diverged (a learning rate too high is a finding).
+OUTCOMES = ("skipped", "diverged")
+
+
 def exit_code(results: list[dict[str, Any]]) -> int:
-    """0 when every case ran or was cleanly skipped; 1 when any failed, timed out or died."""
-    return 0 if all(r["status"] in ("ok", "skipped") for r in results) else 1
+    """0 when every case ran, was cleanly skipped or diverged; 1 when any failed, timed
+    out or died."""
+    return 0 if all(r["status"] in ("ok", *OUTCOMES) for r in results) else 1
 
 
 __all__ = ["Interrupted", "RunOptions", "RunOutcome", "exit_code", "run_suite", "select_cases"]

@@ -24,12 +24,16 @@ BUILTIN_MODULES = (
     "bench.workloads.generate",
     "bench.workloads.eval",
     "bench.workloads.selftest",
+    "bench.workloads.train",
     "bench.techniques.baseline",
     "bench.techniques.prune",
     "bench.techniques.precision",
     "bench.techniques.quantize",
     "bench.techniques.compile",
     "bench.techniques.delay",
+    "bench.techniques.optimizer",
+    "bench.techniques.lr_schedule",
+    "bench.techniques.distill",
 )
 PLUGIN_GROUP = "bench.plugins"
 

@@ -215,6 +215,7 @@ def parse_suite(text: str, *, where: str = "<suite>") -> Suite:
 
     if not candidates:
         raise UserError("the matrix is empty: every case was excluded", where=where, key="matrix")
+    _check_combinations(candidates, where)
     seen: dict[str, str] = {}
     for origin, case in candidates:
         if case.id in seen:
@@ -327,6 +328,25 @@ class _Expander:
         else:
             cs = [[c] for c in self._step(f"{key}.technique", table(tech))]
         return ms, ws, cs
+
+
+def _check_combinations(candidates: list[tuple[str, Case]], where: str) -> None:
+    """What one key cannot say alone: a technique's ``check`` sees the whole case (its
+    workload, model and run) and names what does not fit, e.g. an optimizer on a workload
+    that does not train, or a warm-up longer than the run."""
+    checks = {}
+    for origin, case in candidates:
+        for step in case.techniques:
+            entry = registry.techniques.get(step.name)
+            check = entry.meta.get("check")
+            if check is None:
+                continue
+            memo = (step.label, case.model.label, case.workload.label, case.run["device"])
+            if memo not in checks:
+                checks[memo] = check(entry.params.model_validate(step.params), case)
+            if checks[memo]:
+                key = origin.split(", ")[-1]
+                raise UserError(checks[memo], where=where, key=key)
 
 
 # --- matrix rules --------------------------------------------------------------------

@@ -188,6 +188,7 @@ def measure_energy(
     units: dict[str, float],
     sync: Callable[[], None],
     min_s: float,
+    totals: dict[str, float] | None = None,
     gpu=None,
     sampler: Sampler | None = None,
     cpu=None,
@@ -247,7 +248,7 @@ def measure_energy(
         for domain, joules in cpu.end().items():
             domains[domain] = (joules, cpu.method)
 
-    _energy_metrics(win, domains, units, idle, country, device_domain)
+    _energy_metrics(win, domains, units, idle, country, device_domain, totals)
     return win
 
 
@@ -257,6 +258,7 @@ def modelled_energy(
     call_s: float,
     *,
     units: dict[str, float],
+    totals: dict[str, float] | None = None,
     country: str = "USA",
 ) -> EnergyWindow:
     """Energy per call where no counter exists (no RAPL, CPU case): codecarbon's model ran
@@ -269,13 +271,14 @@ def modelled_energy(
     how = f"{CodecarbonMeter.method} (mean power over the workload x latency_median)"
     domains = {d: (j * scale, how) for d, j in joules.items()}
     win.info["modelled_over_s"] = seconds
-    _energy_metrics(win, domains, units, None, country, "cpu")
+    _energy_metrics(win, domains, units, None, country, "cpu", totals)
     return win
 
 
-def _energy_metrics(win, domains, units, idle, country, device_domain) -> None:
-    """Per-call energy of each domain, and the derived figures (J/token, J/sample,
-    tokens/kWh, CO2e) from the case device's domains, into ``win``."""
+def _energy_metrics(win, domains, units, idle, country, device_domain, totals=None) -> None:
+    """Per-call energy of each domain, and the derived figures (J/token, J/sample, J/step,
+    tokens/kWh, CO2e, ``totals``: energy of a count of calls) from the case device's
+    domains, into ``win``."""
     for domain, (joules, method) in domains.items():
         win.metrics.append(Metric(f"energy_{domain}", joules / win.calls, "J/call", method))
         idle_w = (idle or {}).get(domain, {}).get("watts")
@@ -304,6 +307,10 @@ def _energy_metrics(win, domains, units, idle, country, device_domain) -> None:
         win.metrics.append(
             Metric("energy_per_sample", joules / units["samples"], "J/sample", method)
         )
+    if units.get("steps"):
+        win.metrics.append(Metric("energy_per_step", joules / units["steps"], "J/step", method))
+    for name, calls in (totals or {}).items():
+        win.metrics.append(Metric(name, joules * calls, "J", f"{method} x {calls:g} calls"))
     win.metrics.append(
         Metric(
             "co2_per_call",

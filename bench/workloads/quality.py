@@ -150,20 +150,22 @@ def reference_logits(ref_file: Path, build_baseline, inputs):
     return logits, False
 
 
-def agreement_metrics(logits, ref) -> list[Metric]:
-    """KL(baseline || case) of next-token distributions, top-1 agreement, logit errors."""
+def agreement_metrics(logits, ref, against: str = "baseline") -> list[Metric]:
+    """KL(reference || case) of next-token distributions, top-1 agreement, logit errors;
+    the reference is the baseline's outputs, or ``against`` names what else it is."""
     import torch.nn.functional as F
 
     n = ref.shape[0] * ref.shape[1]
-    method = f"vs_baseline_logits_{n}_positions"
+    method = f"vs_{against}_logits_{n}_positions"
+    top1_name = "top1_agreement" + ("" if against == "baseline" else f"_{against}")
     log_p = F.log_softmax(ref, dim=-1)
     log_q = F.log_softmax(logits, dim=-1)
     kl = (log_p.exp() * (log_p - log_q)).sum(-1).mean().item()
     top1 = (ref.argmax(-1) == logits.argmax(-1)).float().mean().item()
     diff = logits - ref
     return [
-        Metric("kl_to_baseline", max(kl, 0.0), "nats/token", method),
-        Metric("top1_agreement", top1, "1", method),
+        Metric(f"kl_to_{against}", max(kl, 0.0), "nats/token", method),
+        Metric(top1_name, top1, "1", method),
         Metric("logit_max_abs_error", diff.abs().max().item(), "logit", method),
         Metric("logit_rel_error", (diff.norm() / ref.norm()).item(), "1", method),
     ]
