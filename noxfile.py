@@ -73,6 +73,15 @@ def compression(session: nox.Session) -> None:
 
 
 @nox.session
+def training(session: nox.Session) -> None:
+    """Run suites/training.toml and suites/distill.toml (about 30 minutes on 2 CPU cores);
+    `python benchmarks/training_tables.py RUN...` prints the README's tables from them."""
+    install(session)
+    session.run("bench", "run", "suites/training.toml", *session.posargs)
+    session.run("bench", "run", "suites/distill.toml", *session.posargs)
+
+
+@nox.session
 def gpu(session: nox.Session) -> None:
     """Run suites/gpu.toml on a CUDA machine; set BENCH_TORCH to the torch build for it."""
     install(session)

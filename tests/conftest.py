@@ -20,6 +20,18 @@ def write_suite(tmp_path: Path):
     return write
 
 
+def write_manifest(run: Path, name: str, text: str) -> None:
+    """The manifest of a hand-made run folder ``run`` of suite ``name`` (TOML ``text``)."""
+    from bench.results import store
+
+    manifest = {
+        "run_id": run.name,
+        "suite": {"name": name, "path": f"{name}.toml", "text": text},
+        "environment": {},
+    }
+    store.write_json_atomic(run / store.MANIFEST, manifest)
+
+
 TINY_MODEL = """
 [[models]]
 name = "tinygpt-s"

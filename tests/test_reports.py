@@ -11,6 +11,7 @@ from bench.cli import main
 from bench.results import store
 from bench.results.schema import CaseResult, Metric
 from bench.spec.suite import parse_suite
+from tests.conftest import write_manifest
 
 SUITE = """
 name = "rep"
@@ -39,14 +40,7 @@ VALUES = {
 def run_dir(tmp_path):
     suite = parse_suite(SUITE, where="rep.toml")
     run = tmp_path / "results" / "run1"
-    store.write_json_atomic(
-        run / "manifest.json",
-        {
-            "run_id": "run1",
-            "suite": {"name": "rep", "path": "rep.toml", "text": SUITE},
-            "environment": {},
-        },
-    )
+    write_manifest(run, "rep", SUITE)
     for i, case in enumerate(suite.cases):
         label = case.techniques[0].label
         for r, (tps, kl, bpb) in enumerate(VALUES[label]):

@@ -10,10 +10,12 @@ import torch
 
 from bench.errors import UserError
 from bench.run.case import execute
+from bench.run.suite_driver import exit_code
 from bench.spec.suite import parse_suite
 from bench.techniques.distill import kd_loss
 from bench.techniques.lr_schedule import Clamped, ScheduleParams
 from bench.techniques.optimizer import OptimizerParams, state_bytes
+from tests.conftest import write_manifest
 
 TINY = """
 name = "t"
@@ -170,6 +172,7 @@ def test_a_diverging_run_is_a_result_with_its_step():
     r = execute(one_case(suite(TRAIN + "\nclip_grad = 0", tech)))
     assert r.status == "diverged" and r.traceback is None
     assert "at step" in r.error and r.info["diverged_at_step"] >= 1
+    assert exit_code([r.to_json()]) == 0  # a finding of the run, not a fault of it
 
 
 @pytest.mark.parametrize(
@@ -242,14 +245,7 @@ def test_a_training_run_reports_curves_memory_and_who_reached_the_target(tmp_pat
     )
     text = suite(TRAIN + "\ntarget_loss = 5.0", techniques)
     run = tmp_path / "results" / "run1"
-    store.write_json_atomic(
-        run / "manifest.json",
-        {
-            "run_id": "run1",
-            "suite": {"name": "t", "path": "t.toml", "text": text},
-            "environment": {},
-        },
-    )
+    write_manifest(run, "t", text)
     for case in parse_suite(text).cases:
         result = execute(case, run_id="run1")
         store.write_json_atomic(store.case_path(run, case.id, 0), result.to_json())
@@ -257,4 +253,12 @@ def test_a_training_run_reports_curves_memory_and_who_reached_the_target(tmp_pat
     for figure in ("loss_curves", "lr_schedules", "training_memory"):
         assert (html.parent / f"{figure}.png").stat().st_size > 10_000
     text = html.read_text()
-    assert "fastest to target loss" in text and "least memory (training)" in text
+    assert "fastest to target loss" in text and "least optimizer state: sgd-lr0.1" in text
+
+
+def test_bf16_autocast_with_gradient_accumulation_trains_on_every_micro_batch():
+    r = execute(one_case(suite(TRAIN + '\nautocast = "bfloat16"\ngrad_accum = 3')))
+    assert r.status == "ok", r.error
+    m = {x.name: x.value for x in r.metrics}
+    assert m["throughput_tokens"] * m["step_median"] == pytest.approx(3 * 4 * 16)
+    assert m["loss_final"] < math.log(256)  # it learned something from the data

@@ -35,7 +35,8 @@ AXES = [  # (metric, label) of what a reader asks "who won?" about
     ("bandwidth_utilization", "closest to the memory roofline"),
     ("energy_per_token", "least energy per token"),
     ("time_to_target_loss", "fastest to target loss"),
-    ("memory_train_peak_rss", "least memory (training)"),
+    ("optimizer_state_bytes", "least optimizer state"),
+    ("memory_train_peak_rss", "least memory (training, peak RSS)"),
     ("energy_to_target_loss", "least energy to target loss"),
 ]
 HEADLINE_METRICS = [
@@ -125,12 +126,7 @@ def _figures(df: pd.DataFrame, results: list[dict[str, Any]]) -> dict[str, Any]:
             figs[metric] = plots.metric_bars(df, metric)
     if "energy_per_token" in metrics:
         figs["energy_per_token"] = plots.energy_bars(df)
-    training = {
-        "loss_curves": training_plots.loss_curves(results),
-        "lr_schedules": training_plots.lr_schedules(results),
-        "training_memory": training_plots.memory_breakdown(df),
-    }
-    figs.update({k: v for k, v in training.items() if v is not None})
+    figs.update(training_plots.figures(df, results))
     for r in results[:3]:
         fig = plots.power_trace(r)
         if fig is not None:
@@ -149,12 +145,7 @@ FIGURE_CAPTIONS = {
     "throughput_tokens": "Throughput per case: the median over process runs, whiskers from "
     "the slowest to the fastest run.",
     "energy_per_token": "Energy per token per case.",
-    "loss_curves": "Training cross-entropy against optimizer steps and against the time the "
-    "steps took, one colour per case (a distilled student beside its scratch baseline), one "
-    "line per process run; the dashed line is the target loss.",
-    "lr_schedules": "The learning rate applied at each step, as recorded during training.",
-    "training_memory": "Bytes training holds per case: weights, gradients, optimizer state "
-    "and the activations one micro-batch saves for the backward pass.",
+    **training_plots.CAPTIONS,
 }
 
 

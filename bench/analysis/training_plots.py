@@ -16,6 +16,24 @@ from bench.analysis.units import scale
 from bench.results.metric_info import label
 
 MEMORY_PARTS = ("weights_bytes", "gradient_bytes", "optimizer_state_bytes", "activation_bytes")
+CAPTIONS = {
+    "loss_curves": "Training cross-entropy against optimizer steps and against the time the "
+    "steps took, one colour per case (a distilled student beside its scratch baseline), one "
+    "line per process run; the dashed line is the target loss.",
+    "lr_schedules": "The learning rate applied at each step, as recorded during training.",
+    "training_memory": "Bytes training holds per case: weights, gradients, optimizer state "
+    "and the activations one micro-batch saves for the backward pass.",
+}
+
+
+def figures(df: pd.DataFrame, results: list[dict[str, Any]]) -> dict[str, Figure]:
+    """The training figures a run has data for, by name (keys of CAPTIONS)."""
+    made = {
+        "loss_curves": loss_curves(results),
+        "lr_schedules": lr_schedules(results),
+        "training_memory": memory_breakdown(df),
+    }
+    return {k: v for k, v in made.items() if v is not None}
 
 
 def _trained(results: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -32,9 +50,15 @@ def _techniques(r: dict[str, Any]) -> str:
     return r["case_id"].split("/", 2)[2]
 
 
-def _colours(rs: list[dict[str, Any]]) -> dict[str, str]:
+def _colours(rs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One colour per case: the colour-blind-safe palette while it lasts, else tab20."""
+    from matplotlib import colormaps
+
     names = list(dict.fromkeys(_techniques(r) for r in rs))
-    return {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(names)}
+    if len(names) <= len(PALETTE):
+        return {n: PALETTE[i] for i, n in enumerate(names)}
+    tab = colormaps["tab20"]
+    return {n: tab(i % 20) for i, n in enumerate(names)}
 
 
 def loss_curves(results: list[dict[str, Any]]) -> Figure | None:
@@ -43,7 +67,7 @@ def loss_curves(results: list[dict[str, Any]]) -> Figure | None:
     groups = _trained(results)
     if not groups:
         return None
-    fig = Figure(figsize=(11.0, 3.6 * len(groups)), layout="constrained")
+    fig = Figure(figsize=(13.0, 3.8 * len(groups)), layout="constrained")
     axes = fig.subplots(len(groups), 2, squeeze=False)
     for (title, rs), (by_step, by_time) in zip(groups.items(), axes, strict=True):
         colours = _colours(rs)
@@ -63,7 +87,7 @@ def loss_curves(results: list[dict[str, Any]]) -> Figure | None:
             ax.set_ylabel("train cross-entropy [nats/token]")
             ax.grid(alpha=0.3)
         by_step.set_title(title, fontsize=9, loc="left")
-        by_time.legend(fontsize=7, loc="upper right")
+        by_time.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 
@@ -72,7 +96,7 @@ def lr_schedules(results: list[dict[str, Any]]) -> Figure | None:
     groups = _trained(results)
     if not groups:
         return None
-    fig = Figure(figsize=(7.0, 3.0 * len(groups)), layout="constrained")
+    fig = Figure(figsize=(10.0, 3.4 * len(groups)), layout="constrained")
     axes = fig.subplots(len(groups), 1, squeeze=False)[:, 0]
     for ax, (title, rs) in zip(axes, groups.items(), strict=True):
         colours = _colours(rs)
@@ -84,7 +108,7 @@ def lr_schedules(results: list[dict[str, Any]]) -> Figure | None:
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("learning rate")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 

@@ -50,6 +50,8 @@ DETERMINISTIC = {
     "eval_bits_per_byte",
     "kl_to_baseline",
     "top1_agreement",
+    "optimizer_state_bytes",
+    "activation_bytes",
 }
 
 # Figures that already compare a case with its baseline: a ratio of them says nothing.
