@@ -38,6 +38,8 @@ def _ratio(case, base) -> str:
 def _difference(case, base) -> str:
     if case is None or base is None:
         return "—"
+    if np.ptp(case) == 0 and np.ptp(base) == 0:  # one seed's weights, the same in every run
+        return f"{case[0] - base[0]:+.3f} (runs agree)"
     w = stats.welch(np.asarray(case), np.asarray(base))
     if not np.isfinite(w.se) or len(case) < stats.MIN_RUNS or len(base) < stats.MIN_RUNS:
         return f"{w.diff:+.3f}"

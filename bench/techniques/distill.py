@@ -130,5 +130,11 @@ def apply_distill(model, p: DistillParams, ctx):
     vocab = (model.config.vocab_size, teacher.config.vocab_size)
     if vocab[0] != vocab[1]:
         raise ValueError(f"student and teacher vocabularies differ: {vocab[0]} vs {vocab[1]}")
+    sizes = [sum(p.numel() for p in m.parameters()) for m in (model, teacher)]
+    if sizes[0] > sizes[1]:  # models whose size the suite check could not know
+        raise ValueError(
+            f"the student ({sizes[0]:,} parameters) is larger than its teacher "
+            f"{label} ({sizes[1]:,})"
+        )
     ctx.training["distill"] = Teacher(teacher, label, p.alpha, p.temperature)
     return model, {"teacher": label, "teacher_model": getattr(teacher, "bench_info", {})}
