@@ -114,7 +114,10 @@ def run_train(model, params: TrainParams, ctx) -> WorkloadOutput:
             t2 = clock.mark()
             marks.append((t1, t2))
             teacher_marks.append((t0, t1))
-            elapsed += clock.seconds(t1, t2)  # a host sync each step: loss.item()
+            # The running total decides the target and the time budget as training goes:
+            # on a GPU the step's end event must have completed before it can be read.
+            ctx.sync()
+            elapsed += clock.seconds(t1, t2)
             k = params.log_every
             target = params.target_loss
             if reached is None and target and len(losses) >= k and sum(losses[-k:]) / k <= target:
