@@ -334,19 +334,15 @@ def _check_combinations(candidates: list[tuple[str, Case]], where: str) -> None:
     """What one key cannot say alone: a technique's ``check`` sees the whole case (its
     workload, model and run) and names what does not fit, e.g. an optimizer on a workload
     that does not train, or a warm-up longer than the run."""
-    checks = {}
+    done = set()
     for origin, case in candidates:
         for step in case.techniques:
             entry = registry.techniques.get(step.name)
-            check = entry.meta.get("check")
-            if check is None:
-                continue
             memo = (step.label, case.model.label, case.workload.label, case.run["device"])
-            if memo not in checks:
-                checks[memo] = check(entry.params.model_validate(step.params), case)
-            if checks[memo]:
-                key = origin.split(", ")[-1]
-                raise UserError(checks[memo], where=where, key=key)
+            if "check" in entry.meta and memo not in done:
+                done.add(memo)
+                if why := entry.meta["check"](entry.params.model_validate(step.params), case):
+                    raise UserError(why, where=where, key=origin.split(", ")[-1])
 
 
 # --- matrix rules --------------------------------------------------------------------
