@@ -161,3 +161,12 @@ def test_center_interval_is_a_t_interval_of_the_geometric_mean():
     low, high = stats.center_interval([1.0, 1.1, 1.2, 1.3])
     geo = float(np.exp(np.mean(np.log([1.0, 1.1, 1.2, 1.3]))))
     assert low < geo < high and high / geo == pytest.approx(geo / low)
+
+
+def test_exact_figures_with_a_zero_still_have_a_ratio_and_a_winner():
+    # No optimizer state (SGD) against some: 0 bytes is a clear, exact win.
+    assert stats.ratio([0, 0], [8, 8], deterministic=True).describe() == "0× (exact)"
+    assert stats.ratio([0.0], [0.0], deterministic=True).value == 1.0
+    w = stats.winner({"sgd": [0, 0, 0], "adam": [8, 8, 8]}, False, deterministic=True)
+    assert w.best == "sgd"
+    assert math.isnan(stats.ratio([0, 0], [8, 8]).value)  # measured figures: no log ratio

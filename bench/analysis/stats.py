@@ -79,6 +79,8 @@ class Ratio:
         """'1.42× [1.21, 1.66]', '1.42× (no interval: 2 runs)' or '0.5× (exact)'."""
         if math.isnan(self.value):
             return f"n/a ({self.why})"
+        if self.value != 1 and abs(self.value - 1) < 0.005:
+            digits += 1  # 1.002× is not 1×: a real, small difference must not read as none
         point = f"{self.value:.{digits}g}×"
         if self.method.startswith("exact"):
             return f"{point} (exact)"

@@ -99,6 +99,7 @@ def run_train(model, params: TrainParams, ctx) -> WorkloadOutput:
         teacher,
         [Clamped(sched_spec.build(o, params.steps), params.steps) for o in optimizers],
     )
+    # Every step trains, so warm-up cannot run "until settled": "auto" discards 2 steps.
     clock, warm = ctx.clock, ctx.warmup if isinstance(ctx.warmup, int) else 2
     losses, objective, lrs, marks, teacher_marks = [], [], [], [], []
     elapsed, reached = 0.0, None
@@ -128,7 +129,8 @@ def run_train(model, params: TrainParams, ctx) -> WorkloadOutput:
     model.eval()
     times = [clock.seconds(a, b) for a, b in marks]
     steps_run = len(times)
-    samples = Samples(values=times[warm:], warmup=times[:warm], method=clock.method)
+    policy = "fixed" if isinstance(ctx.warmup, int) else "fixed (auto: 2 training steps)"
+    samples = Samples(times[warm:], times[:warm], warmup_policy=policy, method=clock.method)
     if not samples.values:
         raise ValueError(f"all {steps_run} steps were warm-up: run more steps than run.warmup")
     s = describe_series(samples.values)
@@ -148,7 +150,7 @@ def run_train(model, params: TrainParams, ctx) -> WorkloadOutput:
             f"mean_train_cross_entropy_last_{min(k, steps_run)}_steps",
         ),
         *_target_metrics(params, reached, steps_run, absent),
-        *_memory_metrics(model, optimizers, batches, stepper, absent),
+        *_memory_metrics(model, optimizers, batches, stepper),
         *_heldout(model, params.heldout_windows, absent),
     ]
     out_samples: dict[str, Any] = {
@@ -198,7 +200,7 @@ def _target_metrics(params: TrainParams, reached, steps_run: int, absent) -> lis
     ]
 
 
-def _memory_metrics(model, optimizers, batches, stepper, absent) -> list[Metric]:
+def _memory_metrics(model, optimizers, batches, stepper) -> list[Metric]:
     from bench.techniques.optimizer import state_bytes
 
     params = [p for p in model.parameters()]
@@ -211,7 +213,7 @@ def _memory_metrics(model, optimizers, batches, stepper, absent) -> list[Metric]
     ]
     model.train()  # checkpointing recomputes in training mode only: measure what ran
     try:
-        saved = activation_bytes(model, x, stepper._autocast)
+        saved = activation_bytes(model, x, stepper.autocast_context)
     finally:
         model.eval()
     method = "saved_tensors_hooks_one_microbatch"
@@ -289,10 +291,4 @@ def _energy_step(model, opt_spec, stepper: Stepper, start: int):
     twin_step.params = [p for p in twin.parameters() if p.requires_grad]
     twin_step.optimizers = opt_spec.build(twin)
     soft = stepper.teacher_logits(start)
-    state = {"step": start}
-
-    def call() -> float:
-        state["step"] += 1
-        return twin_step(start, soft)
-
-    return call
+    return lambda: twin_step(start, soft)  # one batch past the run's, again and again

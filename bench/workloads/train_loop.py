@@ -68,7 +68,7 @@ class Stepper:
 
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         device = self.batches.device.split(":")[0]
-        self._autocast = (
+        self.autocast_context = (
             (lambda: torch.autocast(device, dtype=torch.bfloat16))
             if self.autocast == "bfloat16"
             else nullcontext
@@ -84,7 +84,7 @@ class Stepper:
         with torch.inference_mode():
             for j in range(self.accum):
                 x, _ = self.batches(step * self.accum + j)
-                with self._autocast():
+                with self.autocast_context():
                     out.append(self.teacher.model(x))
         return out
 
@@ -107,7 +107,7 @@ class Stepper:
         total = ce = 0.0
         for j in range(self.accum):
             x, y = self.batches(step * self.accum + j)
-            with self._autocast():
+            with self.autocast_context():
                 logits = self.model(x)
             loss, hard = self.loss(logits, y, teacher[j] if teacher else None)
             (loss / self.accum).backward()
