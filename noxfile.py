@@ -1,5 +1,5 @@
-"""Sessions: tests, lint, smoke, nightly, postgres, compression, gpu, fidelity, isolation,
-gates, nightly_benchmark. Each installs bench into its own virtualenv.
+"""Sessions: tests, lint, smoke, nightly, postgres, compression, training, decoding, gpu,
+fidelity, isolation, gates, nightly_benchmark. Each installs bench into its own virtualenv.
 
 torch comes first and pinned, because an unpinned ``pip install torch`` on a machine
 without torch pulls a multi-GB CUDA build. Choose another build with BENCH_TORCH, e.g.
@@ -79,6 +79,14 @@ def training(session: nox.Session) -> None:
     install(session)
     session.run("bench", "run", "suites/training.toml", *session.posargs)
     session.run("bench", "run", "suites/distill.toml", *session.posargs)
+
+
+@nox.session
+def decoding(session: nox.Session) -> None:
+    """Run suites/decoding.toml (about 25 minutes on 2 CPU cores);
+    `python benchmarks/decoding_tables.py RUN` prints the README's table from it."""
+    install(session)
+    session.run("bench", "run", "suites/decoding.toml", *session.posargs)
 
 
 @nox.session

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from bench import atomic
-from bench.analysis import plots, stats, tables, training_plots
+from bench.analysis import decoding_plots, plots, stats, tables, training_plots
 from bench.analysis.document import STYLE, html_table, md_table
 from bench.analysis.units import human
 from bench.errors import UserError
@@ -127,6 +127,7 @@ def _figures(df: pd.DataFrame, results: list[dict[str, Any]]) -> dict[str, Any]:
     if "energy_per_token" in metrics:
         figs["energy_per_token"] = plots.energy_bars(df)
     figs.update(training_plots.figures(df, results))
+    figs.update(decoding_plots.figures(df, results))
     for r in results[:3]:
         fig = plots.power_trace(r)
         if fig is not None:
@@ -146,6 +147,7 @@ FIGURE_CAPTIONS = {
     "the slowest to the fastest run.",
     "energy_per_token": "Energy per token per case.",
     **training_plots.CAPTIONS,
+    **decoding_plots.CAPTIONS,
 }
 
 

@@ -38,6 +38,13 @@ HIGHER_IS_BETTER = {
     "kl_to_teacher": False,
     "top1_agreement_teacher": True,
     "speedup_vs_teacher": True,
+    # decoding strategies
+    "sequence_logprob": True,
+    "greedy_agreement": True,
+    "continuation_byte_match": True,
+    "continuation_bits_per_byte": False,
+    "draft_acceptance_rate": True,
+    "tokens_per_target_forward": True,
 }
 
 # Figures that do not vary from run to run by nature: sizes, and quality of fixed weights
@@ -52,10 +59,17 @@ DETERMINISTIC = {
     "top1_agreement",
     "optimizer_state_bytes",
     "activation_bytes",
+    # decoding of fixed weights on fixed prompts (sampling is seeded)
+    "sequence_logprob",
+    "greedy_agreement",
+    "continuation_byte_match",
+    "continuation_bits_per_byte",
+    "draft_acceptance_rate",
+    "tokens_per_target_forward",
 }
 
 # Figures that already compare a case with its baseline: a ratio of them says nothing.
-RELATIVE_TO_BASELINE = {"kl_to_baseline", "top1_agreement"}
+RELATIVE_TO_BASELINE = {"kl_to_baseline", "top1_agreement", "greedy_agreement"}
 
 # Methods whose figures come from a model of the machine, not a counter: on a machine
 # without an energy counter codecarbon's CPU and RAM figures are load x constant power,
@@ -124,6 +138,8 @@ DEFAULT_GATES = {
     "time_to_target_loss": Tolerance("relative", 0.10),
     "loss_final": Tolerance("absolute", 0.02),
     "optimizer_state_bytes": Tolerance("exact"),
+    "sequence_logprob": Tolerance("absolute", 0.5),
+    "continuation_bits_per_byte": Tolerance("absolute", 0.01),
 }
 
 # How a metric is named for a reader (reports, tables); the metric name stays the key.
@@ -159,6 +175,12 @@ LABELS = {
     "kl_to_teacher": "KL to teacher",
     "top1_agreement_teacher": "top-1 agreement with teacher",
     "speedup_vs_teacher": "speed-up over teacher",
+    "sequence_logprob": "log-probability of the output",
+    "greedy_agreement": "agreement with greedy",
+    "continuation_byte_match": "bytes matching the text",
+    "continuation_bits_per_byte": "continuation bits/byte",
+    "draft_acceptance_rate": "draft acceptance",
+    "tokens_per_target_forward": "tokens per target pass",
 }
 
 

@@ -87,6 +87,8 @@ def _run(case: Case, result: CaseResult, facts: dict[str, Any], repeat: int) -> 
             gpu=gpu,
             run_dir=facts.get("run_dir"),
             case_stem=case_file_stem(case.id, repeat),
+            model=case.model,
+            quality=run["quality"],
         )
         sampler = Sampler(gpu, run["sample_hz"]).start() if gpu is not None else None
         try:
@@ -123,6 +125,7 @@ def _measure(case, result, ctx, sampler, facts, absent) -> None:
             seconds = time.perf_counter() - t
             steps.append({"name": step.name, "label": step.label, "seconds": seconds, **info})
 
+    ctx.reference = (lambda: model) if case.is_baseline else build
     wl = registry.workloads.get(case.workload.name)
     cpu, why = cpu_meter(run["country"]) if run["energy"] else (None, None)
     # No energy counter for this case's device: codecarbon models CPU and RAM from load

@@ -20,6 +20,10 @@ class CaseContext:
     gpu: Any = None  # bench.telemetry.nvml.Gpu of this case's device, when NVML sees it
     run_dir: str | None = None  # the run's folder (caches shared by its cases), if any
     case_stem: str | None = None  # this case and repeat's file name stem in the run folder
+    model: Any = None  # the case's model entry (bench.spec.suite.Component): name, label
+    quality: bool = False  # run.quality: workloads that judge their own output do so
+    # The unoptimized model of the case, built afresh (the yardstick of quality figures).
+    reference: Callable[[], Any] | None = None
     # What training techniques chose for the train workload: "optimizer", "schedule",
     # "distill" (bench.techniques.optimizer / lr_schedule / distill).
     training: dict[str, Any] = field(default_factory=dict)

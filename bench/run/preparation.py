@@ -40,16 +40,18 @@ def preload_modules(cases: list[Case]) -> tuple[str, ...]:
 
 def models_of(case: Case):
     """(registry entry, validated params, label) of every model a case builds: its own,
-    and those its techniques build (a distillation teacher)."""
+    and those its workload and techniques build (a draft model, a distillation teacher)."""
     from bench.spec import registry
 
     entry = registry.models.get(case.model.name)
     yield entry, entry.params.model_validate(case.model.params), case.model.label
-    for step in case.techniques:
-        tech = registry.techniques.get(step.name)
-        more = tech.meta.get("models")
+    steps = [(registry.workloads, case.workload)]
+    steps += [(registry.techniques, step) for step in case.techniques]
+    for reg, step in steps:
+        entry = reg.get(step.name)
+        more = entry.meta.get("models")
         if more is not None:
-            yield from more(tech.params.model_validate(step.params))
+            yield from more(entry.params.model_validate(step.params))
 
 
 def prepare_models(cases: list[Case], console) -> None:

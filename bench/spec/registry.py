@@ -103,6 +103,27 @@ class Registry:
         return sorted(self._entries)
 
 
+def model_entry(spec: dict[str, Any]) -> tuple[Entry, Params, str]:
+    """(entry, validated params, label) of a model named inside another entry's keys (a
+    distillation teacher, a draft model): ``{"name": ..., **its keys}``. A ValueError
+    (what a schema validator may raise) names what is wrong."""
+    name = spec.get("name")
+    if not isinstance(name, str):
+        raise ValueError("a model entry needs a 'name'")
+    try:
+        entry = models.get(name)
+    except KeyError as e:
+        raise ValueError(e.args[0]) from None
+    params = entry.params.model_validate({k: v for k, v in spec.items() if k != "name"})
+    return entry, params, entry.make_label(params)
+
+
+def normal_model_entry(spec: dict[str, Any]) -> dict[str, Any]:
+    """A model entry with its keys checked by its schema and defaults left out."""
+    _, params, _ = model_entry(spec)
+    return {"name": spec["name"], **params.model_dump(exclude_defaults=True)}
+
+
 def unknown_name_message(kind: str, name: str, known: list[str]) -> str:
     close = difflib.get_close_matches(name, known, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""

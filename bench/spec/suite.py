@@ -336,13 +336,16 @@ def _check_combinations(candidates: list[tuple[str, Case]], where: str) -> None:
     that does not train, or a warm-up longer than the run."""
     done = set()
     for origin, case in candidates:
-        for step in case.techniques:
-            entry = registry.techniques.get(step.name)
+        keys = origin.split(", ")
+        steps = [(registry.workloads, case.workload, keys[1 if len(keys) > 1 else 0])]
+        steps += [(registry.techniques, step, keys[-1]) for step in case.techniques]
+        for reg, step, key in steps:
+            entry = reg.get(step.name)
             memo = (step.label, case.model.label, case.workload.label, case.run["device"])
             if "check" in entry.meta and memo not in done:
                 done.add(memo)
                 if why := entry.meta["check"](entry.params.model_validate(step.params), case):
-                    raise UserError(why, where=where, key=origin.split(", ")[-1])
+                    raise UserError(why, where=where, key=key)
 
 
 # --- matrix rules --------------------------------------------------------------------

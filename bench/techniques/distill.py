@@ -55,23 +55,16 @@ class DistillParams(Params):
     @field_validator("teacher")
     @classmethod
     def _known_model(cls, v: dict[str, Any]) -> dict[str, Any]:
-        from bench.spec import registry
+        from bench.spec.registry import normal_model_entry
 
-        name = v.get("name")
-        if not isinstance(name, str):
-            raise ValueError("teacher needs a model 'name'")
-        entry = registry.models.get(name)  # KeyError names the known models
-        params = entry.params.model_validate({k: x for k, x in v.items() if k != "name"})
-        return {"name": name, **params.model_dump(exclude_defaults=True)}
+        return normal_model_entry(v)
 
 
 def teacher_component(p: DistillParams) -> tuple[Any, Params, str]:
     """(registry entry, validated parameters, label) of the teacher."""
-    from bench.spec import registry
+    from bench.spec.registry import model_entry
 
-    entry = registry.models.get(p.teacher["name"])
-    params = entry.params.model_validate({k: v for k, v in p.teacher.items() if k != "name"})
-    return entry, params, entry.make_label(params)
+    return model_entry(p.teacher)
 
 
 @dataclass

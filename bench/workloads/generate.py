@@ -1,8 +1,13 @@
-"""Greedy decoding with a KV cache: time to first token, per-token decode latency, tokens/s.
+"""Decoding: time to first token, per-token decode latency, tokens/s, for a strategy.
 
 Prefill and decode are timed inside the same loop (clock marks after the prefill and
 after every step: CUDA events on a GPU, so the queue is never drained mid-generation),
 not by subtracting two separate runs.
+
+Strategies (bench.workloads.strategies): ``greedy``, ``sample``, ``beam``,
+``speculative`` (a draft model proposes, the target checks) and ``prompt_lookup``, each
+with or without the KV cache (``kv_cache = false`` shows what the cache saves). With
+``run.quality`` each case also judges its output (bench.workloads.decode_quality).
 
 Three runtimes, because in eager mode a decode step is mostly Python and kernel launches
 and a technique's savings drown in them:
@@ -13,24 +18,38 @@ and a technique's savings drown in them:
   ``mode="reduce-overhead"``, on a GPU; the default mode on a CPU), gpt-fast style. Its
   compile time is reported apart as ``compile_time``; a recompile fails the case.
 
-Every case also reports the memory traffic of a decode step (weights + the KV cache it
-reads) against the machine's measured copy bandwidth.
+Greedy and sampling run on all three; the other strategies change shapes step to step
+and run eager (``skipped`` with the reason otherwise). Every stepwise case also reports
+the memory traffic of a decode step (weights + the KV cache it reads) against the
+machine's measured copy bandwidth.
 """
 
 from __future__ import annotations
 
 import itertools
 import statistics
-from contextlib import nullcontext
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
+from bench.errors import UnsupportedHere
 from bench.results.schema import EnergyWork, Metric, Traffic, WorkloadOutput, series_metrics
 from bench.spec.registry import Params, register_workload
 from bench.telemetry.series import describe_series
 from bench.telemetry.timer import Samples, warm_up
 from bench.workloads import inference, random_tokens
+from bench.workloads.decoding import StaticDecoder, greedy_generate
+from bench.workloads.strategies import (
+    STRATEGIES,
+    Generation,
+    Setup,
+    eager_decoder,
+    pick,
+    runner,
+    unsupported,
+)
+
+__all__ = ["GenerateParams", "StaticDecoder", "greedy_generate", "run_generate"]
 
 
 class GenerateParams(Params):
@@ -38,86 +57,104 @@ class GenerateParams(Params):
     prompt_len: int = Field(32, ge=1, le=1_048_576)  # tokens prefilled before decoding
     new_tokens: int = Field(32, ge=1, le=1_048_576)  # tokens generated per sequence
     runtime: Literal["eager", "static", "compiled"] = "eager"
+    strategy: str = "greedy"  # a name of bench.workloads.strategies.STRATEGIES
+    kv_cache: bool = True  # false: every step recomputes the whole sequence
+    # "heldout": prompts cut from the built-in model's held-out text (the true continuation
+    # is then known); "random": random token ids (any model).
+    prompt: Literal["random", "heldout"] = "random"
+    quality_prompts: int = Field(8, ge=1, le=1024)  # prompts judged per case (run.quality)
+    # beam
+    num_beams: int = Field(4, ge=1, le=64)
+    length_penalty: float = Field(1.0, ge=-10, le=10)  # score / length ** penalty
+    early_stopping: bool = False  # stop at num_beams finished beams (needs an end token)
+    # sample
+    temperature: float = Field(1.0, gt=0, le=100)
+    top_k: int | None = Field(None, ge=1)
+    top_p: float | None = Field(None, gt=0, le=1)
+    seed: int = Field(0, ge=0)  # each generation reseeds its own generator with it
+    # speculative (draft) and prompt_lookup
+    draft: dict[str, Any] | None = None  # a registry model entry; None: see workloads.drafts
+    num_draft_tokens: int = Field(4, ge=1, le=64)  # proposals per target forward pass
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, v: str) -> str:
+        from bench.workloads.hf_decoding import UNSUPPORTED, UNSUPPORTED_WHY
+
+        if v in UNSUPPORTED:
+            raise ValueError(f"{v!r}: " + UNSUPPORTED_WHY.format(what=UNSUPPORTED[v]))
+        if v not in STRATEGIES:
+            raise ValueError(f"unknown strategy {v!r}; known: {', '.join(STRATEGIES)}")
+        return v
+
+    @field_validator("draft")
+    @classmethod
+    def _draft_model(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        from bench.spec.registry import normal_model_entry
+
+        return None if v is None else normal_model_entry(v)
+
+    @model_validator(mode="after")
+    def _keys_of_the_strategy(self):
+        strategy = STRATEGIES[self.strategy]
+        fields = type(self).model_fields
+        for other in STRATEGIES.values():
+            for key in set(other.keys) - set(strategy.keys):
+                # Against the default, not the keys set: a case's stored params hold all.
+                if getattr(self, key) != fields[key].default:
+                    raise ValueError(
+                        f"{key!r} belongs to strategy {other.name!r}, not {self.strategy!r}"
+                    )
+        if strategy.batch_one and self.batch != 1:
+            raise ValueError(f"strategy {self.strategy!r} decodes one sequence: batch must be 1")
+        return self
 
 
 def _label(p: GenerateParams) -> str:
-    label = f"generate-b{p.batch}-p{p.prompt_len}-n{p.new_tokens}"
-    return label if p.runtime == "eager" else f"{label}-{p.runtime}"
+    parts = [f"generate-b{p.batch}-p{p.prompt_len}-n{p.new_tokens}"]
+    if p.runtime != "eager":
+        parts.append(p.runtime)
+    if p.strategy == "beam":
+        parts.append(f"beam{p.num_beams}")
+        if p.length_penalty != 1.0:
+            parts.append(f"lp{p.length_penalty:g}")
+    elif p.strategy == "sample":
+        parts.append(f"sample-t{p.temperature:g}")
+        parts += [f"k{p.top_k}"] if p.top_k else []
+        parts += [f"p{p.top_p:g}"] if p.top_p else []
+        parts += [f"s{p.seed}"] if p.seed else []
+    elif p.strategy in ("speculative", "prompt_lookup"):
+        parts.append(f"{'spec' if p.strategy == 'speculative' else 'lookup'}{p.num_draft_tokens}")
+        if p.draft is not None:
+            from bench.spec.registry import model_entry
+
+            parts.append(model_entry(p.draft)[2])
+    if not p.kv_cache:
+        parts.append("nocache")
+    if p.prompt != "random":
+        parts.append(p.prompt)
+    return "-".join(parts)
 
 
-def _no_phase(name: str):
-    return nullcontext()
+def _check(p: GenerateParams, case) -> str | None:
+    byte_level = case.model.name.startswith("tinygpt-")
+    if p.prompt == "heldout" and not byte_level:
+        return f"prompt = 'heldout' needs the built-in byte-level model, not {case.model.label}"
+    if p.strategy == "speculative" and p.draft is None and not byte_level:
+        return (
+            f"speculative decoding of {case.model.label} needs a draft model with its "
+            "vocabulary: draft = { name = ... }"
+        )
+    return None
 
 
-def greedy_generate(model, prompt, new_tokens: int, clock, phase=_no_phase, decoder=None):
-    """Decode ``new_tokens`` greedily. Returns the tokens and the clock marks taken before
-    the prefill, after it, and after each decode step; ``phase(name)`` wraps the prefill
-    and the decode loop (memory windows). ``decoder`` (a ``StaticDecoder``) replaces the
-    model's own growing cache with a static one."""
-    import torch
+def _draft_models(p: GenerateParams):
+    from bench.spec.registry import model_entry
+    from bench.workloads.drafts import DEFAULT_DRAFT
 
-    batch, plen = prompt.shape
-    out = torch.empty(batch, new_tokens, dtype=prompt.dtype, device=prompt.device)
-    with phase("prefill"):
-        marks = [clock.mark()]
-        if decoder is None:
-            cache = model.new_cache(batch)
-            tok = model(prompt, cache, 0)[:, -1].argmax(dim=-1, keepdim=True)
-        else:
-            tok = decoder.prefill(prompt)
-        out[:, :1] = tok
-        marks.append(clock.mark())
-    with phase("decode"):
-        for i in range(1, new_tokens):
-            if decoder is None:
-                tok = model(tok, cache, plen + i - 1)[:, -1].argmax(dim=-1, keepdim=True)
-            else:
-                tok = decoder.step(tok, plen + i - 1)
-            out[:, i : i + 1] = tok
-            marks.append(clock.mark())
-    return out, marks
-
-
-class StaticDecoder:
-    """One preallocated KV cache for every generation of the case (its stale tail is
-    masked by position, as in gpt-fast), positions as tensors, and optionally the
-    one-token step compiled: same shapes and addresses on every step, so a CUDA graph
-    can replay it."""
-
-    def __init__(self, model, batch: int, max_len: int, device: str, compiled: bool, run_dir=None):
-        import torch
-
-        self.model = model
-        self.cache = model.new_cache(batch, max_len)
-        self.positions = torch.arange(max_len, device=device)
-        self.cuda_graphs = compiled and device.startswith("cuda")
-        self.mode = "reduce-overhead" if self.cuda_graphs else "default"
-        self._step = self._decode_one
-        self.inductor_cache = self.inductor_cache_state = None
-        if compiled:
-            from bench.techniques.compile import prepare_compile
-
-            self.inductor_cache, self.inductor_cache_state = prepare_compile(run_dir)
-            self._step = torch.compile(self._decode_one, mode=self.mode, fullgraph=True)
-
-    def _decode_one(self, tok, pos):
-        return self.model(tok, self.cache, pos)[:, -1].argmax(dim=-1, keepdim=True)
-
-    def prefill(self, prompt):
-        reset = getattr(self.cache, "reset", None)
-        if reset is not None:  # transformers' StaticCache also counts its own length
-            reset()
-        positions = self.positions[: prompt.shape[1]]
-        return self.model(prompt, self.cache, positions)[:, -1].argmax(dim=-1, keepdim=True)
-
-    def step(self, tok, pos: int):
-        import torch
-
-        if self.cuda_graphs:
-            # A new replay may overwrite the last one's outputs: mark the step, copy out.
-            torch.compiler.cudagraph_mark_step_begin()
-            return self._step(tok, self.positions[pos : pos + 1]).clone()
-        return self._step(tok, self.positions[pos : pos + 1])
+    if p.strategy != "speculative":
+        return []
+    return [model_entry(p.draft or DEFAULT_DRAFT)]
 
 
 @register_workload(
@@ -125,107 +162,207 @@ class StaticDecoder:
     params=GenerateParams,
     label=_label,
     headline="throughput_tokens",
+    check=_check,
+    models=_draft_models,
 )
 def run_generate(model, params: GenerateParams, ctx) -> WorkloadOutput:
-    """Greedy decode of ``new_tokens`` after a random prompt, using the model's KV cache."""
+    """Decode ``new_tokens`` after a prompt with the strategy of ``params``."""
+    p = params
     if not hasattr(model, "new_cache"):
         raise TypeError(f"{type(model).__name__} has no KV cache (new_cache); generate needs one")
     limit = model.config.block_size
-    if params.prompt_len + params.new_tokens > limit:
+    extra = p.num_draft_tokens if p.strategy in ("speculative", "prompt_lookup") else 0
+    if p.prompt_len + p.new_tokens + extra > limit:
         raise ValueError(
-            f"prompt_len + new_tokens = {params.prompt_len + params.new_tokens} exceeds the "
-            f"model's block_size {limit}"
+            f"prompt_len + new_tokens{' + num_draft_tokens' if extra else ''} = "
+            f"{p.prompt_len + p.new_tokens + extra} exceeds the model's block_size {limit}"
         )
-    prompt = random_tokens(model, ctx, params.batch, params.prompt_len)
-    clock = ctx.clock
-    max_len = params.prompt_len + params.new_tokens
-    decoder = None
-    if params.runtime != "eager":
-        decoder = StaticDecoder(
+    strategy = STRATEGIES[p.strategy]
+    if why := unsupported(strategy, p):
+        raise UnsupportedHere(why)
+    info: dict[str, Any] = {"runtime": p.runtime, "strategy": p.strategy, "kv_cache": p.kv_cache}
+    setup = Setup()
+    if p.strategy == "speculative":
+        from bench.workloads.drafts import build_draft, resolve_draft
+
+        label = ctx.model.label if ctx.model is not None else ""
+        spec, why_draft = resolve_draft(p.draft, label, ctx.run_dir)
+        setup.draft, info["draft"] = build_draft(spec, model, ctx)
+        info["draft_source"] = why_draft
+    if p.runtime != "eager":
+        setup.decoder = StaticDecoder(
             model,
-            params.batch,
-            max_len,
+            p.batch,
+            p.prompt_len + p.new_tokens,
             ctx.device,
-            compiled=params.runtime == "compiled",
+            compiled=p.runtime == "compiled",
             run_dir=ctx.run_dir,
+            pick=pick(p),
         )
-    generate = inference(
-        lambda: greedy_generate(model, prompt, params.new_tokens, clock, decoder=decoder)
-    )
+    if p.prompt == "heldout":
+        from bench.workloads.decode_quality import heldout_prompts
+
+        prompts, continuations = heldout_prompts(
+            max(p.batch, p.quality_prompts), p.prompt_len, p.new_tokens
+        )
+        prompts = prompts.to(ctx.device)
+        prompt = prompts[: p.batch]
+    else:
+        prompts = random_tokens(model, ctx, max(p.batch, p.quality_prompts), p.prompt_len)
+        continuations, prompt = None, prompts[: p.batch]
+    run = runner(strategy, model)
+    clock = ctx.clock
+    generate = inference(lambda: run(model, prompt, p, clock, setup))
     discarded, settled = warm_up(generate, ctx.warmup, clock)
-    totals, ttfts, steps, all_steps = [], [], [], []
+    runs: list[Generation] = []
     for _ in range(ctx.iterations):
-        _, marks = generate()
+        runs.append(generate())
         clock.finish()
-        secs = [clock.seconds(a, b) for a, b in itertools.pairwise(marks)]
-        totals.append(sum(secs))
-        ttfts.append(secs[0])
-        if len(secs) > 1:
-            # The generation is the unit: the steps of one generation share its cache
-            # state and timing, so they are one sample (their median), not many.
-            steps.append(statistics.median(secs[1:]))
-            all_steps.extend(secs[1:])
-    # One more generation, untimed, with memory windows around prefill and decode.
-    inference(
-        lambda: greedy_generate(
-            model,
-            prompt,
-            params.new_tokens,
-            clock,
-            lambda n: ctx.memory.phase(n, ctx.sync),
-            decoder,
+    # One more generation, untimed, with memory windows: around prefill and decode where
+    # the loop is one token a step, around the whole generation otherwise.
+    stepwise = p.strategy in ("greedy", "sample")
+    if stepwise:
+        phase = lambda n: ctx.memory.phase(n, ctx.sync)  # noqa: E731
+        d = setup.decoder or eager_decoder(model, p, p.batch)
+        inference(lambda: greedy_generate(model, prompt, p.new_tokens, clock, phase, d))()
+    else:
+        with ctx.memory.phase("generate", ctx.sync):
+            generate()
+    metrics, samples = _timing(runs, discarded, settled, p, ctx)
+    metrics += _counts(runs, p)
+    absent = {}
+    if not runs[0].first_token_mark:
+        absent["ttft"] = "transformers' beam search takes no streamer: only the total is timed"
+    if not runs[0].per_step_marks:
+        absent["decode_step"] = (
+            "a step yields several tokens (speculation) or is not seen (transformers' beam "
+            "search): see decode_throughput_tokens and tokens_per_target_forward"
         )
-    )()
-
-    def series(values: list[float], warmup: list[float]) -> Samples:
-        policy = "auto" if ctx.warmup == "auto" else "fixed"
-        return Samples(values, warmup, policy, settled, method=clock.method)
-
-    series_by_name = {"latency": series(totals, discarded), "ttft": series(ttfts, [])}
-    if steps:
-        series_by_name["decode_step"] = series(steps, [])
-    medians = {}
-    metrics = []
-    for name, s in series_by_name.items():
-        described = describe_series(s.values)
-        medians[name] = described["median"]
-        metrics += series_metrics(name, described, "s", s.method)
-    generated = params.batch * params.new_tokens
-    metrics.append(
-        Metric(
-            "throughput_tokens",
-            generated / medians["latency"],
-            "tokens/s",
-            "batch*new_tokens/latency_median",
-        )
-    )
-    if steps:
-        metrics.append(
-            Metric(
-                "decode_throughput_tokens",
-                params.batch / medians["decode_step"],
-                "tokens/s",
-                "batch/decode_step_median",
-            )
-        )
-    samples = {name: s.to_json() for name, s in series_by_name.items()}
-    if all_steps:
-        samples["decode_step_all"] = series(all_steps, []).to_json()
-    info = {"runtime": params.runtime}
-    if params.runtime == "compiled":
+    if ctx.quality:
+        metrics += _quality(model, p, run, setup, prompts, continuations, ctx, info)
+    if p.runtime == "compiled":
+        d = setup.decoder
         info.update(
-            compile_mode=decoder.mode,
-            inductor_cache=decoder.inductor_cache,
-            inductor_cache_state=decoder.inductor_cache_state,
+            compile_mode=d.mode,
+            inductor_cache=d.inductor_cache,
+            inductor_cache_state=d.inductor_cache_state,
         )
     return WorkloadOutput(
         metrics,
         samples=samples,
         info=info,
-        energy=EnergyWork(generate, {"tokens": generated}),
-        traffic=decode_traffic(model, params) if steps else None,
-        lazy_costs=("compile_time",) if params.runtime == "compiled" else (),
+        energy=EnergyWork(generate, {"tokens": p.batch * p.new_tokens}),
+        traffic=decode_traffic(model, p) if stepwise and p.kv_cache and p.new_tokens > 1 else None,
+        lazy_costs=("compile_time",) if p.runtime == "compiled" else (),
+        absent=absent,
     )
+
+
+def _timing(runs: list[Generation], discarded, settled, p: GenerateParams, ctx):
+    clock = ctx.clock
+    totals, ttfts, steps, all_steps = [], [], [], []
+    for g in runs:
+        secs = [clock.seconds(a, b) for a, b in itertools.pairwise(g.marks)]
+        totals.append(sum(secs))
+        if g.first_token_mark:
+            ttfts.append(secs[0])
+        if g.per_step_marks and len(secs) > 1:
+            # The generation is the unit: the steps of one generation share its cache
+            # state and timing, so they are one sample (their median), not many.
+            steps.append(statistics.median(secs[1:]))
+            all_steps.extend(secs[1:])
+
+    def series(values: list[float], warmup: list[float]) -> Samples:
+        policy = "auto" if ctx.warmup == "auto" else "fixed"
+        return Samples(values, warmup, policy, settled, method=clock.method)
+
+    series_by_name = {"latency": series(totals, discarded)}
+    if ttfts:
+        series_by_name["ttft"] = series(ttfts, [])
+    if steps:
+        series_by_name["decode_step"] = series(steps, [])
+    medians, metrics = {}, []
+    for name, s in series_by_name.items():
+        described = describe_series(s.values)
+        medians[name] = described["median"]
+        metrics += series_metrics(name, described, "s", s.method)
+    metrics.append(
+        Metric(
+            "throughput_tokens",
+            p.batch * p.new_tokens / medians["latency"],
+            "tokens/s",
+            "batch*new_tokens/latency_median",
+        )
+    )
+    if steps:
+        decode = Metric(
+            "decode_throughput_tokens",
+            p.batch / medians["decode_step"],
+            "tokens/s",
+            "batch/decode_step_median",
+        )
+        metrics.append(decode)
+    elif ttfts and p.new_tokens > 1:
+        after_first = statistics.median(t - f for t, f in zip(totals, ttfts, strict=True))
+        decode = Metric(
+            "decode_throughput_tokens",
+            p.batch * (p.new_tokens - 1) / after_first,
+            "tokens/s",
+            "batch*(new_tokens-1)/median(latency-ttft): several tokens per step",
+        )
+        metrics.append(decode)
+    samples = {name: s.to_json() for name, s in series_by_name.items()}
+    if all_steps:
+        samples["decode_step_all"] = series(all_steps, []).to_json()
+    return metrics, samples
+
+
+def _counts(runs: list[Generation], p: GenerateParams) -> list[Metric]:
+    """Speculation's counters, from the last timed generation (every one is the same
+    decoding of the same prompt)."""
+    c = runs[-1].counts
+    out = []
+    if "target_forwards" in c:
+        out.append(
+            Metric(
+                "tokens_per_target_forward",
+                p.new_tokens / c["target_forwards"],
+                "tokens",
+                "new_tokens/target_forward_passes (prefill included)",
+            )
+        )
+    if c.get("proposed"):
+        out.append(
+            Metric(
+                "draft_acceptance_rate",
+                c["accepted"] / c["proposed"],
+                "1",
+                "accepted/proposed draft tokens",
+            )
+        )
+    return out
+
+
+def _quality(model, p, run, setup, prompts, continuations, ctx, info) -> list[Metric]:
+    """Each quality prompt decoded alone on the eager runtime with the case's strategy
+    (and draft), judged by the unoptimized model (bench.workloads.decode_quality)."""
+    from bench.workloads.decode_quality import decode_quality
+    from bench.workloads.decoding import NoClock
+
+    one = p.model_copy(update={"batch": 1, "runtime": "eager"})
+    shared = Setup(draft=setup.draft)
+    q = p.quality_prompts
+    reference = ctx.reference() if ctx.reference is not None else model
+    metrics, outputs = decode_quality(
+        lambda m, prompt: run(m, prompt, one, NoClock(), shared).tokens,
+        model,
+        reference,
+        prompts[:q],
+        None if continuations is None else continuations[:q],
+        p.new_tokens,
+    )
+    info["quality_outputs"] = outputs
+    return metrics
 
 
 def decode_traffic(model, params: GenerateParams) -> Traffic:

@@ -276,8 +276,13 @@ def _save(model, ctx, absent) -> str | None:
         return None
     path = Path(ctx.run_dir) / "checkpoints" / f"{ctx.case_stem}.safetensors"
     config = getattr(model.config, "__dict__", {})
+    meta = {"config": json.dumps(config, default=str)}
+    if ctx.model is not None:  # what a later run rebuilds it as (a draft model)
+        meta["model"] = ctx.model.name
+    if teacher := ctx.training.get("distill"):
+        meta["teacher"] = teacher.label
     with atomic_path(path) as tmp:
-        save_model(model, str(tmp), metadata={"config": json.dumps(config, default=str)})
+        save_model(model, str(tmp), metadata=meta)
     return str(path)
 
 
