@@ -225,8 +225,11 @@ checkpoint = "{ckpt}"
 
 
 def test_each_strategy_reports_its_cost_and_what_its_output_is_worth(checkpoint, tmp_path):
+    from bench.analysis.report import write_reports
+    from bench.results import store
     from bench.run.case import execute
     from bench.spec.suite import parse_suite
+    from tests.conftest import write_manifest
 
     draft = f'{{ name = "tinygpt-s", n_layer = 2, n_head = 2, n_embd = 32, block_size = 64, checkpoint = "{checkpoint}" }}'
     common = 'name = "generate"\nprompt_len = 16\nnew_tokens = 12\nprompt = "heldout"\nquality_prompts = 3'
@@ -242,8 +245,13 @@ def test_each_strategy_reports_its_cost_and_what_its_output_is_worth(checkpoint,
             'strategy = "beam"\nruntime = "compiled"',
         )
     )
-    cases = parse_suite(decode_suite(checkpoint, workloads)).cases
-    results = [execute(c, facts={"run_dir": str(tmp_path / "run")}) for c in cases]
+    text = decode_suite(checkpoint, workloads)
+    run = tmp_path / "results" / "run1"
+    write_manifest(run, "d", text)
+    results = []
+    for case in parse_suite(text).cases:
+        results.append(execute(case, run_id="run1", facts={"run_dir": str(run)}))
+        store.write_json_atomic(store.case_path(run, case.id, 0), results[-1].to_json())
     greedy_, beam, spec, lookup, top1, uncached, _ = (
         {m.name: m.value for m in r.metrics} for r in results
     )
@@ -264,6 +272,8 @@ def test_each_strategy_reports_its_cost_and_what_its_output_is_worth(checkpoint,
     assert 0 <= lookup["draft_acceptance_rate"] <= 1
     assert results[2].info["draft_source"] == "named in the suite"
     assert len(results[0].info["quality_outputs"]) == 3
+    html = write_reports([run], tmp_path / "reports")[0]
+    assert (html.parent / "decoding_tradeoff.png").stat().st_size > 10_000
 
 
 def test_the_default_draft_is_the_newest_student_distilled_from_the_target(tmp_path):
@@ -292,6 +302,7 @@ def test_the_default_draft_is_the_newest_student_distilled_from_the_target(tmp_p
         ('prompt = "heldout"', "llama-tiny", "needs the built-in byte-level model"),
         ('strategy = "speculative"', "llama-tiny", "needs a draft model"),
         ('strategy = "speculative"\ndraft = { name = "tinygpt-xl" }', "", "unknown model"),
+        ("prompt_len = 100\nnew_tokens = 64", "tinygpt-s", "trained on 128-token windows"),
     ],
 )
 def test_bad_decoding_input_names_the_key(workload, model, message):
@@ -299,9 +310,9 @@ def test_bad_decoding_input_names_the_key(workload, model, message):
     from bench.spec.suite import parse_suite
 
     name = model or "tinygpt-s"
-    text = (
-        f'name = "d"\n[[models]]\nname = "{name}"\n[[workloads]]\nname = "generate"\n{workload}\n'
-    )
+    weights = 'weights = "pydoc"' if model == "tinygpt-s" else ""
+    text = f'name = "d"\n[[models]]\nname = "{name}"\n{weights}\n'
+    text += f'[[workloads]]\nname = "generate"\n{workload}\n'
     with pytest.raises(UserError) as info:
         parse_suite(text, where="s.toml")
     assert "s.toml: workloads[0]" in str(info.value) and message in str(info.value)

@@ -122,6 +122,13 @@ def _register_size(size: str) -> None:
             model = GPT(tinygpt_config(size, params))
         return sum(p.numel() for p in model.parameters())
 
+    def trained_context(params: TinyGPTOverrides) -> int | None:
+        """The longest window the weights were trained on: positions past it keep their
+        random initialisation. None where unknown (random weights, a checkpoint)."""
+        if params.weights != "pydoc" or params.checkpoint:
+            return None
+        return _train_config(name, params).seq_len
+
     build.__doc__ = f"Built-in byte-level GPT, size {size!r}: {TINYGPT_SIZES[size]}"
     register_model(
         name,
@@ -129,6 +136,7 @@ def _register_size(size: str) -> None:
         label=lambda p: _overrides_label(name, p),
         prepare=prepare,
         parameter_count=parameter_count,
+        trained_context=trained_context,
     )(build)
 
 

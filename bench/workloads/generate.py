@@ -137,6 +137,18 @@ def _label(p: GenerateParams) -> str:
 
 
 def _check(p: GenerateParams, case) -> str | None:
+    from bench.spec import registry
+
+    entry = registry.models.get(case.model.name)
+    trained = entry.meta.get("trained_context", lambda params: None)(
+        entry.params.model_validate(case.model.params)
+    )
+    if trained is not None and p.prompt_len + p.new_tokens > trained:
+        return (
+            f"{case.model.label} was trained on {trained}-token windows: positions past "
+            f"{trained} are untrained, so prompt_len + new_tokens = "
+            f"{p.prompt_len + p.new_tokens} would decode noise; keep it within {trained}"
+        )
     byte_level = case.model.name.startswith("tinygpt-")
     if p.prompt == "heldout" and not byte_level:
         return f"prompt = 'heldout' needs the built-in byte-level model, not {case.model.label}"
