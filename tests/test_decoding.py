@@ -3,6 +3,8 @@ reproduce, whatever the draft or the seed."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -225,6 +227,8 @@ checkpoint = "{ckpt}"
 
 
 def test_each_strategy_reports_its_cost_and_what_its_output_is_worth(checkpoint, tmp_path):
+    from bench import load_results
+    from bench.analysis import tables
     from bench.analysis.report import write_reports
     from bench.results import store
     from bench.run.case import execute
@@ -245,18 +249,23 @@ def test_each_strategy_reports_its_cost_and_what_its_output_is_worth(checkpoint,
             'strategy = "beam"\nruntime = "compiled"',
         )
     )
-    text = decode_suite(checkpoint, workloads)
+    # The greedy case again on a pruned model: judged by the unoptimized one.
+    pruned = (
+        f"[[matrix.include]]\nmodel = {draft}\nworkload = {{ {common.replace(chr(10), ', ')} }}\n"
+        'technique = { name = "prune", amount = 0.5 }\n'
+    )
+    text = decode_suite(checkpoint, workloads + pruned)
     run = tmp_path / "results" / "run1"
     write_manifest(run, "d", text)
     results = []
     for case in parse_suite(text).cases:
         results.append(execute(case, run_id="run1", facts={"run_dir": str(run)}))
         store.write_json_atomic(store.case_path(run, case.id, 0), results[-1].to_json())
-    greedy_, beam, spec, lookup, top1, uncached, _ = (
+    greedy_, beam, spec, lookup, top1, uncached, _, pruned = (
         {m.name: m.value for m in r.metrics} for r in results
     )
-    assert [r.status for r in results] == ["ok"] * 6 + ["skipped"]
-    assert "eager runtime only" in results[-1].error
+    assert [r.status for r in results] == ["ok"] * 6 + ["skipped", "ok"]
+    assert "eager runtime only" in results[-2].error
     for m in (greedy_, beam, spec, lookup, top1, uncached):
         assert m["throughput_tokens"] > 0 and m["latency_median"] > 0
         assert 0 <= m["continuation_byte_match"] <= 1 and m["continuation_bits_per_byte"] > 0
@@ -272,6 +281,11 @@ def test_each_strategy_reports_its_cost_and_what_its_output_is_worth(checkpoint,
     assert 0 <= lookup["draft_acceptance_rate"] <= 1
     assert results[2].info["draft_source"] == "named in the suite"
     assert len(results[0].info["quality_outputs"]) == 3
+    assert pruned["greedy_agreement"] < 1 and pruned["sequence_logprob"] < 0
+    # A log-probability is compared by difference: a ratio of two would invert "better".
+    ratios = tables.ratio_table(load_results(run))
+    assert "throughput_tokens" in set(ratios.metric)
+    assert not {"sequence_logprob", "greedy_agreement"} & set(ratios.metric)
     html = write_reports([run], tmp_path / "reports")[0]
     assert (html.parent / "decoding_tradeoff.png").stat().st_size > 10_000
 
@@ -279,6 +293,8 @@ def test_each_strategy_reports_its_cost_and_what_its_output_is_worth(checkpoint,
 def test_the_default_draft_is_the_newest_student_distilled_from_the_target(tmp_path):
     from safetensors.torch import save_model
 
+    from bench.run.context import CaseContext
+    from bench.spec.registry import model_entry
     from bench.workloads.drafts import DEFAULT_DRAFT, resolve_draft
 
     run = tmp_path / "results" / "this-run"
@@ -286,10 +302,13 @@ def test_the_default_draft_is_the_newest_student_distilled_from_the_target(tmp_p
     for name, teacher in (("other", "tinygpt-l-pydoc"), ("student", "tinygpt-m-pydoc")):
         path = tmp_path / "results" / "distill-run" / "checkpoints" / f"{name}.safetensors"
         path.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"model": "tinygpt-s", "teacher": teacher}
+        entry = {"name": "tinygpt-s", "n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 96}
+        meta = {"model": json.dumps({**entry, "checkpoint": None}), "teacher": teacher}
         save_model(model(0), str(path), metadata=meta)
     spec, why = resolve_draft(None, "tinygpt-m-pydoc", str(run))
-    assert spec == {"name": "tinygpt-s", "checkpoint": str(path)}
+    assert spec == {**entry, "weights": "random", "checkpoint": str(path)}
+    built, params, _ = model_entry(spec)
+    built.fn(params, CaseContext("cpu", "float32", 0, 1, 1))  # loads strictly: same shape
     assert "distilled from tinygpt-m-pydoc" in why
 
 

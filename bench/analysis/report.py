@@ -45,6 +45,8 @@ HEADLINE_METRICS = [
     "state_dict_bytes", "bandwidth_utilization", "memory_prefill_peak_rss", "energy_per_token",
     "step_median", "time_to_target_loss", "steps_to_target_loss", "loss_final",
     "optimizer_state_bytes", "memory_train_peak_rss", "kl_to_teacher", "speedup_vs_teacher",
+    "sequence_logprob", "greedy_agreement", "continuation_bits_per_byte",
+    "draft_acceptance_rate", "tokens_per_target_forward",
 ]  # fmt: skip
 
 

@@ -17,6 +17,7 @@ import pandas as pd
 from bench.analysis import stats
 from bench.results.metric_info import (
     DETERMINISTIC,
+    DIFFERENCE_ONLY,
     HIGHER_IS_BETTER,
     MODELLED_NOTE,
     RELATIVE_TO_BASELINE,
@@ -96,7 +97,9 @@ def ratio_table(
     rows = ok_rows(df)
     present = set(rows.metric)
     metrics = metrics or [
-        m for m in HIGHER_IS_BETTER if m in present and m not in RELATIVE_TO_BASELINE
+        m
+        for m in HIGHER_IS_BETTER
+        if m in present and m not in RELATIVE_TO_BASELINE | DIFFERENCE_ONLY
     ]
     base = baseline_of(df)
     values = run_values(df)

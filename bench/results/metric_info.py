@@ -70,6 +70,9 @@ DETERMINISTIC = {
 
 # Figures that already compare a case with its baseline: a ratio of them says nothing.
 RELATIVE_TO_BASELINE = {"kl_to_baseline", "top1_agreement", "greedy_agreement"}
+# Log-probabilities (at most 0): a ratio of two would invert "better"; they are compared
+# by difference only (their gates are absolute).
+DIFFERENCE_ONLY = {"sequence_logprob"}
 
 # Methods whose figures come from a model of the machine, not a counter: on a machine
 # without an energy counter codecarbon's CPU and RAM figures are load x constant power,

@@ -5,14 +5,16 @@ trained with its own recipe."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 DEFAULT_DRAFT = {"name": "tinygpt-s", "weights": "pydoc"}
 
 
-def distilled_students(results_root: Path, teacher_label: str) -> list[Path]:
-    """Students distilled from ``teacher_label`` under ``results_root``, newest first."""
+def distilled_students(results_root: Path, teacher_label: str) -> list[tuple[Path, dict]]:
+    """(file, model entry) of the students distilled from ``teacher_label`` under
+    ``results_root``, newest first."""
     from safetensors import safe_open
 
     found = []
@@ -23,8 +25,8 @@ def distilled_students(results_root: Path, teacher_label: str) -> list[Path]:
         except Exception:  # a file being written, or not safetensors: not a candidate
             continue
         if meta.get("teacher") == teacher_label and meta.get("model"):
-            found.append((path.stat().st_mtime, path))
-    return [p for _, p in sorted(found, reverse=True)]
+            found.append((path.stat().st_mtime, path, json.loads(meta["model"])))
+    return [(p, entry) for _, p, entry in sorted(found, reverse=True)]
 
 
 def resolve_draft(explicit: dict[str, Any] | None, target_label: str, run_dir: str | None):
@@ -33,16 +35,12 @@ def resolve_draft(explicit: dict[str, Any] | None, target_label: str, run_dir: s
     if explicit is not None:
         return explicit, "named in the suite"
     if run_dir is not None:
-        from safetensors import safe_open
-
         root = Path(run_dir).parent
-        for path in distilled_students(root, target_label):
-            with safe_open(str(path), framework="pt") as f:
-                model = f.metadata()["model"]
-            return (
-                {"name": model, "checkpoint": str(path)},
-                f"the newest student distilled from {target_label} under {root}",
-            )
+        for path, entry in distilled_students(root, target_label):
+            # The student's shape keys as its case had them; its weights from the file.
+            entry = {k: v for k, v in entry.items() if v is not None}
+            entry.update(weights="random", checkpoint=str(path))
+            return entry, f"the newest student distilled from {target_label} under {root}"
     return dict(DEFAULT_DRAFT), (
         f"no student distilled from {target_label} in the results folder: the built-in "
         "tinygpt-s trained with its own recipe"

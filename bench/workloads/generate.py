@@ -62,7 +62,7 @@ class GenerateParams(Params):
     # "heldout": prompts cut from the built-in model's held-out text (the true continuation
     # is then known); "random": random token ids (any model).
     prompt: Literal["random", "heldout"] = "random"
-    quality_prompts: int = Field(8, ge=1, le=1024)  # prompts judged per case (run.quality)
+    quality_prompts: int = Field(4, ge=1, le=1024)  # prompts judged per case (run.quality)
     # beam
     num_beams: int = Field(4, ge=1, le=64)
     length_penalty: float = Field(1.0, ge=-10, le=10)  # score / length ** penalty

@@ -73,17 +73,21 @@ def generation_config(p, new_tokens: int, model):
         eos_token_id=None,
         do_sample=False,
     )
-    if p.strategy == "beam":
-        kw.update(
-            num_beams=p.num_beams,
-            length_penalty=p.length_penalty,
-            early_stopping=p.early_stopping,
-            output_scores=True,
-            return_dict_in_generate=True,
-        )
-    elif p.strategy == "prompt_lookup":
-        kw.update(prompt_lookup_num_tokens=p.num_draft_tokens)
+    kw.update(STRATEGY_KEYS.get(p.strategy, lambda p: {})(p))
     return GenerationConfig(**kw)
+
+
+# The GenerationConfig keys of each strategy (the draft's own are set on the draft).
+STRATEGY_KEYS = {
+    "beam": lambda p: dict(
+        num_beams=p.num_beams,
+        length_penalty=p.length_penalty,
+        early_stopping=p.early_stopping,
+        output_scores=True,
+        return_dict_in_generate=True,
+    ),
+    "prompt_lookup": lambda p: dict(prompt_lookup_num_tokens=p.num_draft_tokens),
+}
 
 
 def hf_generate(model, prompt, p, new_tokens: int, clock, draft=None) -> HfGeneration:

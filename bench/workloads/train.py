@@ -278,7 +278,7 @@ def _save(model, ctx, absent) -> str | None:
     config = getattr(model.config, "__dict__", {})
     meta = {"config": json.dumps(config, default=str)}
     if ctx.model is not None:  # what a later run rebuilds it as (a draft model)
-        meta["model"] = ctx.model.name
+        meta["model"] = json.dumps({"name": ctx.model.name, **ctx.model.params})
     if teacher := ctx.training.get("distill"):
         meta["teacher"] = teacher.label
     with atomic_path(path) as tmp:
