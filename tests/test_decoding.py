@@ -281,6 +281,8 @@ def test_each_strategy_reports_its_cost_and_what_its_output_is_worth(checkpoint,
     assert 0 <= lookup["draft_acceptance_rate"] <= 1
     assert results[2].info["draft_source"] == "named in the suite"
     assert len(results[0].info["quality_outputs"]) == 3
+    # The unoptimized model's greedy tokens are decoded once per run and prompt set.
+    assert len(list((run / "refs").glob("greedy-*.safetensors"))) == 1
     assert pruned["greedy_agreement"] < 1 and pruned["sequence_logprob"] < 0
     # A log-probability is compared by difference: a ratio of two would invert "better".
     ratios = tables.ratio_table(load_results(run))

@@ -9,9 +9,13 @@ greedy against eager), so strategies and batch sizes are judged on the same prom
 
 from __future__ import annotations
 
+import hashlib
 import math
 import statistics
+from pathlib import Path
 
+from bench.atomic import atomic_path
+from bench.filenames import path_component
 from bench.results.schema import Metric
 
 
@@ -43,19 +47,41 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
-def decode_quality(run_one, model, reference, prompts, continuations, new_tokens: int):
+def reference_greedy(reference, prompts, new_tokens: int, refs: Path | None, label: str):
+    """The unoptimized model's greedy tokens after each prompt, decoded one prompt at a
+    time: from the run's ``refs`` folder where an earlier case of the run left them (named
+    by the model and a hash of the prompts), else decoded and kept there."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from bench.workloads.decoding import NoClock, greedy_generate
+
+    digest = hashlib.sha256(prompts.cpu().numpy().tobytes()).hexdigest()[:16]
+    path = None if refs is None else refs / f"greedy-{path_component(label)}-{digest}.safetensors"
+    if path is not None and path.exists():
+        stored = load_file(str(path))["tokens"]
+        if stored.shape[1] == new_tokens:
+            return stored.to(prompts.device)
+    with torch.inference_mode():
+        tokens = torch.cat(
+            [greedy_generate(reference, p[None], new_tokens, NoClock())[0] for p in prompts]
+        )
+    if path is not None:
+        with atomic_path(path) as tmp:
+            save_file({"tokens": tokens.cpu().contiguous()}, str(tmp))
+    return tokens
+
+
+def decode_quality(run_one, model, reference, prompts, continuations, new_tokens: int, base):
     """Metrics of ``run_one(model, prompt[1, P]) -> tokens[1, N]`` over ``prompts``:
-    ``reference`` is the unoptimized model (scores and greedy tokens); ``continuations``
-    the true text after each prompt, or None."""
+    ``reference`` is the unoptimized model (the scores), ``base`` its greedy tokens
+    (``reference_greedy``); ``continuations`` the true text after each prompt, or None."""
     import torch
 
-    from bench.workloads.decoding import NoClock, greedy_generate, sequence_logprob
+    from bench.workloads.decoding import sequence_logprob
 
-    outs, base = [], []
     with torch.inference_mode():
-        for prompt in prompts:
-            outs.append(run_one(model, prompt[None]).view(-1))
-            base.append(greedy_generate(reference, prompt[None], new_tokens, NoClock())[0][0])
+        outs = [run_one(model, prompt[None]).view(-1) for prompt in prompts]
     q = len(prompts)
     how = f"mean over {q} prompts"
     logp = [sequence_logprob(reference, p[None], o) for p, o in zip(prompts, outs, strict=True)]

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import statistics
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -358,13 +359,15 @@ def _counts(runs: list[Generation], p: GenerateParams) -> list[Metric]:
 def _quality(model, p, run, setup, prompts, continuations, ctx, info) -> list[Metric]:
     """Each quality prompt decoded alone on the eager runtime with the case's strategy
     (and draft), judged by the unoptimized model (bench.workloads.decode_quality)."""
-    from bench.workloads.decode_quality import decode_quality
+    from bench.workloads.decode_quality import decode_quality, reference_greedy
     from bench.workloads.decoding import NoClock
 
     one = p.model_copy(update={"batch": 1, "runtime": "eager"})
     shared = Setup(draft=setup.draft)
     q = p.quality_prompts
     reference = ctx.reference() if ctx.reference is not None else model
+    refs = Path(ctx.run_dir) / "refs" if ctx.run_dir else None
+    label = ctx.model.label if ctx.model is not None else type(model).__name__
     metrics, outputs = decode_quality(
         lambda m, prompt: run(m, prompt, one, NoClock(), shared).tokens,
         model,
@@ -372,6 +375,7 @@ def _quality(model, p, run, setup, prompts, continuations, ctx, info) -> list[Me
         prompts[:q],
         None if continuations is None else continuations[:q],
         p.new_tokens,
+        reference_greedy(reference, prompts[:q], p.new_tokens, refs, label),
     )
     info["quality_outputs"] = outputs
     return metrics
