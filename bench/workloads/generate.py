@@ -115,21 +115,7 @@ def _label(p: GenerateParams) -> str:
     parts = [f"generate-b{p.batch}-p{p.prompt_len}-n{p.new_tokens}"]
     if p.runtime != "eager":
         parts.append(p.runtime)
-    if p.strategy == "beam":
-        parts.append(f"beam{p.num_beams}")
-        if p.length_penalty != 1.0:
-            parts.append(f"lp{p.length_penalty:g}")
-    elif p.strategy == "sample":
-        parts.append(f"sample-t{p.temperature:g}")
-        parts += [f"k{p.top_k}"] if p.top_k else []
-        parts += [f"p{p.top_p:g}"] if p.top_p else []
-        parts += [f"s{p.seed}"] if p.seed else []
-    elif p.strategy in ("speculative", "prompt_lookup"):
-        parts.append(f"{'spec' if p.strategy == 'speculative' else 'lookup'}{p.num_draft_tokens}")
-        if p.draft is not None:
-            from bench.spec.registry import model_entry
-
-            parts.append(model_entry(p.draft)[2])
+    parts += STRATEGIES[p.strategy].label(p)
     if not p.kv_cache:
         parts.append("nocache")
     if p.prompt != "random":
@@ -153,7 +139,7 @@ def _check(p: GenerateParams, case) -> str | None:
     byte_level = case.model.name.startswith("tinygpt-")
     if p.prompt == "heldout" and not byte_level:
         return f"prompt = 'heldout' needs the built-in byte-level model, not {case.model.label}"
-    if p.strategy == "speculative" and p.draft is None and not byte_level:
+    if "draft" in STRATEGIES[p.strategy].keys and p.draft is None and not byte_level:
         return (
             f"speculative decoding of {case.model.label} needs a draft model with its "
             "vocabulary: draft = { name = ... }"
@@ -165,7 +151,7 @@ def _draft_models(p: GenerateParams):
     from bench.spec.registry import model_entry
     from bench.workloads.drafts import DEFAULT_DRAFT
 
-    if p.strategy != "speculative":
+    if "draft" not in STRATEGIES[p.strategy].keys:
         return []
     return [model_entry(p.draft or DEFAULT_DRAFT)]
 
@@ -184,18 +170,18 @@ def run_generate(model, params: GenerateParams, ctx) -> WorkloadOutput:
     if not hasattr(model, "new_cache"):
         raise TypeError(f"{type(model).__name__} has no KV cache (new_cache); generate needs one")
     limit = model.config.block_size
-    extra = p.num_draft_tokens if p.strategy in ("speculative", "prompt_lookup") else 0
+    strategy = STRATEGIES[p.strategy]
+    extra = p.num_draft_tokens if "num_draft_tokens" in strategy.keys else 0
     if p.prompt_len + p.new_tokens + extra > limit:
         raise ValueError(
             f"prompt_len + new_tokens{' + num_draft_tokens' if extra else ''} = "
             f"{p.prompt_len + p.new_tokens + extra} exceeds the model's block_size {limit}"
         )
-    strategy = STRATEGIES[p.strategy]
     if why := unsupported(strategy, p):
         raise UnsupportedHere(why)
     info: dict[str, Any] = {"runtime": p.runtime, "strategy": p.strategy, "kv_cache": p.kv_cache}
     setup = Setup()
-    if p.strategy == "speculative":
+    if "draft" in strategy.keys:
         from bench.workloads.drafts import build_draft, resolve_draft
 
         label = ctx.model.label if ctx.model is not None else ""
@@ -233,7 +219,7 @@ def run_generate(model, params: GenerateParams, ctx) -> WorkloadOutput:
         clock.finish()
     # One more generation, untimed, with memory windows: around prefill and decode where
     # the loop is one token a step, around the whole generation otherwise.
-    stepwise = p.strategy in ("greedy", "sample")
+    stepwise = strategy.stepwise
     if stepwise:
         phase = lambda n: ctx.memory.phase(n, ctx.sync)  # noqa: E731
         d = setup.decoder or eager_decoder(model, p, p.batch)

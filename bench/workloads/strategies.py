@@ -33,19 +33,21 @@ class Setup:
 class Strategy:
     name: str
     keys: tuple[str, ...]  # GenerateParams keys only this strategy reads
+    builtin: Callable[..., Generation]  # the harness's own implementation
+    label: Callable[[Any], list[str]]  # the case label's parts for these settings
     runtimes: tuple[str, ...] = ("eager",)
     without_cache: bool = True  # can run with kv_cache = false
     batch_one: bool = False  # decodes one sequence at a time
-    builtin: Callable[..., Generation] | None = None
-    transformers: Callable[..., Generation] | None = None
+    stepwise: bool = False  # one token per step, through the shared decode loop
+    transformers: Callable[..., Generation] | None = None  # via transformers' generate
     why_eager: str = ""
 
 
 def pick(p):
-    """The token choice of a one-step-at-a-time strategy."""
+    """The token choice of a stepwise strategy: a sampler, or None for argmax."""
     if p.strategy == "sample":
         return dec.Sampler(p.temperature, p.top_k, p.top_p, p.seed)
-    return None  # argmax
+    return None
 
 
 def eager_decoder(model, p, batch: int):
@@ -89,39 +91,74 @@ NOT_COMPILED = (
     "cache or a captured graph would not hold them"
 )
 
+
+def _beam_label(p) -> list[str]:
+    return [f"beam{p.num_beams}"] + ([f"lp{p.length_penalty:g}"] if p.length_penalty != 1 else [])
+
+
+def _sample_label(p) -> list[str]:
+    parts = [f"sample-t{p.temperature:g}"]
+    parts += [f"k{p.top_k}"] if p.top_k else []
+    parts += [f"p{p.top_p:g}"] if p.top_p else []
+    return parts + ([f"s{p.seed}"] if p.seed else [])
+
+
+def _speculation_label(prefix: str):
+    def label(p) -> list[str]:
+        if p.draft is None:
+            return [f"{prefix}{p.num_draft_tokens}"]
+        from bench.spec.registry import model_entry
+
+        return [f"{prefix}{p.num_draft_tokens}", model_entry(p.draft)[2]]
+
+    return label
+
+
 STRATEGIES = {
     s.name: s
     for s in (
-        Strategy("greedy", (), ("eager", "static", "compiled"), builtin=_stepwise),
+        Strategy(
+            "greedy",
+            (),
+            _stepwise,
+            lambda p: [],
+            ("eager", "static", "compiled"),
+            stepwise=True,
+        ),
         Strategy(
             "sample",
             ("temperature", "top_k", "top_p", "seed"),
+            _stepwise,
+            _sample_label,
             ("eager", "static", "compiled"),
-            builtin=_stepwise,
+            stepwise=True,
         ),
         Strategy(
             "beam",
             ("num_beams", "length_penalty", "early_stopping"),
+            _beam,
+            _beam_label,
             batch_one=True,
-            builtin=_beam,
             transformers=_hf,
             why_eager="beams are reordered in the cache every step",
         ),
         Strategy(
             "speculative",
             ("draft", "num_draft_tokens"),
+            _speculate(lambda setup: dec.DraftModel(setup.draft)),
+            _speculation_label("spec"),
             without_cache=False,
             batch_one=True,
-            builtin=_speculate(lambda setup: dec.DraftModel(setup.draft)),
             transformers=_hf,
             why_eager="a check covers a varying number of tokens",
         ),
         Strategy(
             "prompt_lookup",
             ("num_draft_tokens",),
+            _speculate(lambda setup: dec.PromptLookup()),
+            _speculation_label("lookup"),
             without_cache=False,
             batch_one=True,
-            builtin=_speculate(lambda setup: dec.PromptLookup()),
             transformers=_hf,
             why_eager="a check covers a varying number of tokens",
         ),
