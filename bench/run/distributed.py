@@ -1,0 +1,105 @@
+"""Parallel cases through torch's own launcher (``torch.distributed.elastic``, what
+``torchrun`` runs): a function on ``world_size`` ranks, each in its own process with its
+process group initialised, its return value gathered by rank.
+
+Toward issue 15 (parallel degrees): the launcher and its failure reporting, not yet a
+technique or a case kind. The rendezvous binds a free port (``localhost:0``) unless an
+endpoint is given, so two parallel cases never collide; a rank that raises ends the launch
+with every rank's exit code and the failing rank's error, never a hang of the others
+(torch tears the group down).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+class RankFailed(RuntimeError):
+    """A launch in which some rank did not return: its exit codes by rank and the first
+    failing rank's error."""
+
+    def __init__(self, exit_codes: dict[int, int], rank: int, error: str):
+        self.exit_codes, self.rank, self.error = exit_codes, rank, error
+        codes = ", ".join(f"rank {r}: exit {c}" for r, c in sorted(exit_codes.items()))
+        super().__init__(f"rank {rank} failed ({codes}): {error}")
+
+
+@dataclass(frozen=True)
+class Placement:
+    world_size: int  # ranks on this node x nodes
+    threads_per_rank: int = 1  # intra-op threads of each rank
+    backend: str = "gloo"  # "nccl" on GPUs
+    nnodes: int = 1
+    node_rank: int = 0
+    rdzv_endpoint: str | None = None  # host:port of the rendezvous; None: this host, a free port
+
+    def oversubscribed(self, cores: int | None = None) -> str | None:
+        """Why the ranks' threads exceed this machine's cores, or None."""
+        cores = cores or len(os.sched_getaffinity(0))
+        per_node = self.world_size // self.nnodes
+        if per_node * self.threads_per_rank > cores:
+            return (
+                f"{per_node} ranks x {self.threads_per_rank} threads exceed the {cores} cores "
+                "this process may use: the ranks compete for them"
+            )
+        return None
+
+
+def _rank_main(fn: Callable[..., Any], threads: int, backend: str, args: tuple) -> Any:
+    """One rank: its threads, its process group around ``fn``."""
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(threads)
+    dist.init_process_group(backend)
+    # No teardown on an exception: the rank leaves at once, so it is the first to fail and
+    # its error, not a peer's "connection closed", is what the launch reports.
+    out = fn(*args)
+    dist.destroy_process_group()
+    return out
+
+
+def _error_text(failure) -> str:
+    message = failure.message
+    if isinstance(message, dict):  # torch's error file: {"message": ..., "extraInfo": ...}
+        message = message.get("message", "")
+    return str(message).strip().splitlines()[-1] if message else f"exit {failure.exitcode}"
+
+
+def launch(fn: Callable[..., Any], args: tuple, placement: Placement) -> dict[int, Any]:
+    """``fn(*args)`` on every rank of this node; {global rank: return value}. ``fn`` must
+    be importable by name (ranks are spawned processes)."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    if placement.world_size < 1 or placement.world_size % placement.nnodes:
+        raise ValueError(
+            f"world_size {placement.world_size} does not split over {placement.nnodes} nodes"
+        )
+    config = LaunchConfig(
+        min_nodes=placement.nnodes,
+        max_nodes=placement.nnodes,
+        nproc_per_node=placement.world_size // placement.nnodes,
+        run_id=uuid.uuid4().hex,
+        rdzv_backend="c10d",
+        rdzv_endpoint=placement.rdzv_endpoint or "localhost:0",
+        rdzv_configs={"rank": placement.node_rank} if placement.nnodes > 1 else {},
+        max_restarts=0,  # a failure is the case's outcome, not something to retry
+        monitor_interval=0.1,
+        start_method="spawn",
+    )
+    # torch logs every rank's traceback at ERROR; the failure is reported once, below.
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    try:
+        return elastic_launch(config, _rank_main)(fn, placement.threads_per_rank,
+                                                  placement.backend, args)  # fmt: skip
+    except ChildFailedError as e:
+        failures = e.failures
+    codes = {rank: f.exitcode for rank, f in failures.items()}
+    first = min(failures, key=lambda r: failures[r].timestamp)
+    raise RankFailed(codes, first, _error_text(failures[first]))
