@@ -183,11 +183,11 @@ def test_transformers_assisted_decoding_is_greedy_and_its_counts_give_the_accept
     itself = hf_run(hf_target, prompt, 21, CausalLM(as_gpt2(target)), strategy="speculative")
     assert torch.equal(itself.tokens[0], want)
     assert itself.target_forwards == 1 + 20 // 5  # 4 proposals + 1 token per check
-    assert speculation_counts(itself, 21, assisted=True) == (16, 16)
+    assert speculation_counts(itself, 21) == (16, 16)
     other = CausalLM(as_gpt2(model(7, n_layer=1))).eval()
     got = hf_run(hf_target, prompt, 21, other, strategy="speculative")
     assert torch.equal(got.tokens[0], want)
-    proposed, accepted = speculation_counts(got, 21, assisted=True)
+    proposed, accepted = speculation_counts(got, 21)
     assert accepted < proposed
     lookup = hf_run(hf_target, prompt, 21, strategy="prompt_lookup")
     assert torch.equal(lookup.tokens[0], want)
@@ -337,3 +337,19 @@ def test_bad_decoding_input_names_the_key(workload, model, message):
     with pytest.raises(UserError) as info:
         parse_suite(text, where="s.toml")
     assert "s.toml: workloads[0]" in str(info.value) and message in str(info.value)
+
+
+def test_transformers_prompt_lookup_says_why_it_has_no_acceptance_rate():
+    from bench.run.case import execute
+    from bench.spec.suite import parse_suite
+
+    text = (
+        'name = "d"\n[run]\nwarmup = 1\niterations = 2\nidle_s = 0\nenergy = false\n'
+        '[[models]]\nname = "gpt2-tiny"\n[[workloads]]\nname = "generate"\n'
+        'prompt_len = 8\nnew_tokens = 8\nstrategy = "prompt_lookup"\n'
+    )
+    r = execute(parse_suite(text).cases[0])
+    assert r.status == "ok", r.error
+    names = {m.name for m in r.metrics}
+    assert "tokens_per_target_forward" in names and "draft_acceptance_rate" not in names
+    assert "does not count its proposals" in r.info["absent"]["draft_acceptance_rate"]

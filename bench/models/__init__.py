@@ -137,6 +137,7 @@ def _register_size(size: str) -> None:
         prepare=prepare,
         parameter_count=parameter_count,
         trained_context=trained_context,
+        byte_level=True,  # its tokens are the held-out text's bytes
     )(build)
 
 

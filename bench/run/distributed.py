@@ -94,12 +94,16 @@ def launch(fn: Callable[..., Any], args: tuple, placement: Placement) -> dict[in
         start_method="spawn",
     )
     # torch logs every rank's traceback at ERROR; the failure is reported once, below.
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    logger = logging.getLogger("torch.distributed.elastic")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
     try:
         return elastic_launch(config, _rank_main)(fn, placement.threads_per_rank,
                                                   placement.backend, args)  # fmt: skip
     except ChildFailedError as e:
         failures = e.failures
+    finally:
+        logger.setLevel(level)
     codes = {rank: f.exitcode for rank, f in failures.items()}
     first = min(failures, key=lambda r: failures[r].timestamp)
     raise RankFailed(codes, first, _error_text(failures[first]))

@@ -35,11 +35,6 @@ def heldout_prompts(count: int, prompt_len: int, new_tokens: int):
     return rows[:, :prompt_len], rows[:, prompt_len:]
 
 
-def is_byte_level(model) -> bool:
-    """The built-in byte-level model, whose tokens are the held-out text's bytes."""
-    return not hasattr(model, "hf") and model.config.vocab_size == 256
-
-
 def _common_prefix(a: list[int], b: list[int]) -> int:
     n = 0
     while n < len(a) and a[n] == b[n]:

@@ -285,8 +285,9 @@ class DraftModel:
 @dataclass
 class PromptLookup:
     """Proposals copied from the text so far: the tokens that followed the latest earlier
-    occurrence of its last ``max_ngram`` (down to 1) tokens, as in transformers'
-    prompt-lookup decoding. No model: proposals cost a search."""
+    occurrence of its last ``max_ngram`` (down to 1) tokens (transformers' prompt lookup
+    takes the earliest; the latest is the nearer context). No model: proposals cost a
+    search."""
 
     max_ngram: int = 2
 

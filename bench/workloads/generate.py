@@ -136,7 +136,7 @@ def _check(p: GenerateParams, case) -> str | None:
             f"{trained} are untrained, so prompt_len + new_tokens = "
             f"{p.prompt_len + p.new_tokens} would decode noise; keep it within {trained}"
         )
-    byte_level = case.model.name.startswith("tinygpt-")
+    byte_level = entry.meta.get("byte_level", False)
     if p.prompt == "heldout" and not byte_level:
         return f"prompt = 'heldout' needs the built-in byte-level model, not {case.model.label}"
     if "draft" in STRATEGIES[p.strategy].keys and p.draft is None and not byte_level:
@@ -236,6 +236,11 @@ def run_generate(model, params: GenerateParams, ctx) -> WorkloadOutput:
         absent["decode_step"] = (
             "a step yields several tokens (speculation) or is not seen (transformers' beam "
             "search): see decode_throughput_tokens and tokens_per_target_forward"
+        )
+    if "num_draft_tokens" in strategy.keys and "proposed" not in runs[-1].counts:
+        absent["draft_acceptance_rate"] = (
+            "transformers' prompt lookup does not count its proposals: see "
+            "tokens_per_target_forward"
         )
     if ctx.quality:
         metrics += _quality(model, p, run, setup, prompts, continuations, ctx, info)

@@ -133,10 +133,9 @@ def hf_generate(model, prompt, p, new_tokens: int, clock, draft=None) -> HfGener
     )
 
 
-def speculation_counts(g: HfGeneration, new_tokens: int, assisted: bool) -> tuple[int, int]:
-    """(proposed, accepted) from the forward counts: the prefill gives the first token and
-    every later target pass the accepted proposals plus one token of its own, so
-    accepted = new_tokens - target passes; a draft pass proposes one token (prompt lookup
-    proposes without passes: its proposals are not counted, so it has no rate)."""
-    accepted = new_tokens - g.target_forwards
-    return (g.draft_forwards if assisted else 0), max(accepted, 0)
+def speculation_counts(g: HfGeneration, new_tokens: int) -> tuple[int, int]:
+    """(proposed, accepted) of assisted decoding, from the forward counts: the prefill
+    gives the first token and every later target pass the accepted proposals plus one
+    token of its own, so accepted = new_tokens - target passes; a draft pass proposes one
+    token. (Prompt lookup proposes without passes: nothing counts its proposals.)"""
+    return g.draft_forwards, max(new_tokens - g.target_forwards, 0)

@@ -81,7 +81,7 @@ def _hf(model, prompt, p, clock, setup: Setup) -> Generation:
     g = hf_generate(model, prompt, p, p.new_tokens, clock, setup.draft)
     counts = {} if p.strategy == "beam" else {"target_forwards": g.target_forwards}
     if p.strategy == "speculative":
-        proposed, accepted = speculation_counts(g, p.new_tokens, assisted=True)
+        proposed, accepted = speculation_counts(g, p.new_tokens)
         counts.update(proposed=proposed, accepted=accepted)
     return Generation(g.tokens, g.marks, False, g.first_token_mark, counts)
 
