@@ -129,6 +129,10 @@ def _register_size(size: str) -> None:
             return None
         return _train_config(name, params).seq_len
 
+    def attention_heads(params: TinyGPTOverrides) -> tuple[str, dict[str, int]]:
+        """(tensor-parallel layout, head counts a split must divide)."""
+        return "tinygpt", {"attention heads": tinygpt_config(size, params).n_head}
+
     build.__doc__ = f"Built-in byte-level GPT, size {size!r}: {TINYGPT_SIZES[size]}"
     register_model(
         name,
@@ -137,6 +141,7 @@ def _register_size(size: str) -> None:
         prepare=prepare,
         parameter_count=parameter_count,
         trained_context=trained_context,
+        attention_heads=attention_heads,
         byte_level=True,  # its tokens are the held-out text's bytes
     )(build)
 

@@ -104,12 +104,21 @@ def _register_shape(name: str, family: str, values: dict[str, Any]) -> None:
         config = _config_class(family)(**{**values, **params.config})
         return CausalLM(AutoModelForCausalLM.from_config(config))
 
+    def attention_heads(params: ConfigOverrides) -> tuple[str, dict[str, int]]:
+        """(tensor-parallel layout, head counts a split must divide), from the config keys
+        alone: no transformers import at load time."""
+        c = {**values, **params.config}
+        heads = c.get("num_attention_heads", c.get("n_head"))
+        counts = {"attention heads": heads, "key/value heads": c.get("num_key_value_heads")}
+        return family, {k: v for k, v in counts.items() if v is not None}
+
     build.__doc__ = f"transformers {FAMILIES[family]} with random weights: {values}"
     register_model(
         name,
         params=Shape,
         label=lambda p: "-".join([name, *(f"{k}{v}" for k, v in sorted(p.config.items()))]),
         preload=("transformers",),
+        attention_heads=attention_heads,
     )(build)
 
 

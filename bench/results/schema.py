@@ -105,3 +105,7 @@ class CaseResult:
         d = asdict(self)
         d["metrics"] = [m.to_json() for m in self.metrics]
         return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> CaseResult:
+        return cls(**{**d, "metrics": [Metric(**m) for m in d.get("metrics", [])]})

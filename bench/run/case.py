@@ -18,6 +18,7 @@ from typing import Any
 from bench.errors import Diverged, UnsupportedHere
 from bench.results.schema import CaseResult, Metric
 from bench.results.store import case_file_stem
+from bench.run import ranks
 from bench.run.context import CaseContext
 from bench.spec import registry
 from bench.spec.suite import Case
@@ -73,7 +74,10 @@ def _run(case: Case, result: CaseResult, facts: dict[str, Any], repeat: int) -> 
     run = case.run
     if run["device"] == "cuda" and not torch.cuda.is_available():
         raise UnsupportedHere("device 'cuda' requested but no CUDA device is available")
-    if run["threads"] is not None:
+    if not facts.get("rank") and ranks.placement_of(case, facts) is not None:
+        ranks.run_on_ranks(case, result, facts, repeat)
+        return
+    if run["threads"] is not None and not facts.get("rank"):  # a rank's are the launch's
         torch.set_num_threads(run["threads"])
     torch.manual_seed(run["seed"])
     absent: dict[str, str] = {}
@@ -105,7 +109,8 @@ def _measure(case, result, ctx, sampler, facts, absent) -> None:
 
     run = case.run
 
-    def build():
+    def build():  # reseeded: the reference of a random-weight model is the same model
+        torch.manual_seed(run["seed"])
         entry = registry.models.get(case.model.name)
         model = entry.fn(entry.params.model_validate(case.model.params), ctx)
         return model.to(device=ctx.device, dtype=ctx.torch_dtype).eval()
@@ -127,7 +132,8 @@ def _measure(case, result, ctx, sampler, facts, absent) -> None:
 
     ctx.reference = (lambda: model) if case.is_baseline else build
     wl = registry.workloads.get(case.workload.name)
-    cpu, why = cpu_meter(run["country"]) if run["energy"] else (None, None)
+    energy = run["energy"] and not facts.get("rank")
+    cpu, why = cpu_meter(run["country"]) if energy else (None, None)
     # No energy counter for this case's device: codecarbon models CPU and RAM from load
     # and time, so it runs around the workload's own calls instead of a window of its own.
     modelled = isinstance(cpu, CodecarbonMeter) and not ctx.device.startswith("cuda")
@@ -146,6 +152,8 @@ def _measure(case, result, ctx, sampler, facts, absent) -> None:
         absent["energy_rapl"] = f"{why}; CPU and RAM energy are modelled by codecarbon"
     if not run["energy"]:
         absent["energy"] = "turned off in the suite (run.energy = false)"
+    elif not energy:
+        absent["energy"] = ranks.ENERGY_ABSENT
     elif out.energy is None:
         absent["energy"] = f"workload {case.workload.name!r} does no work to attribute energy to"
     elif modelled:

@@ -27,6 +27,8 @@ class CaseContext:
     # What training techniques chose for the train workload: "optimizer", "schedule",
     # "distill" (bench.techniques.optimizer / lr_schedule / distill).
     training: dict[str, Any] = field(default_factory=dict)
+    # (rank, world size) of a data-parallel rank: which slice of the data it reads.
+    data_shard: tuple[int, int] = (0, 1)
     sync: Callable[[], None] = field(init=False)
     clock: Any = field(init=False)
     memory: MemoryMonitor = field(init=False)

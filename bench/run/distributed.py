@@ -2,11 +2,11 @@
 ``torchrun`` runs): a function on ``world_size`` ranks, each in its own process with its
 process group initialised, its return value gathered by rank.
 
-Toward issue 15 (parallel degrees): the launcher and its failure reporting, not yet a
-technique or a case kind. The rendezvous binds a free port (``localhost:0``) unless an
-endpoint is given, so two parallel cases never collide; a rank that raises ends the launch
-with every rank's exit code and the failing rank's error, never a hang of the others
-(torch tears the group down).
+The rendezvous binds a free port (``localhost:0``) unless an endpoint is given, so two
+parallel cases never collide; a rank that raises ends the launch with every rank's exit
+code and the failing rank's error, never a hang of the others (torch's agent kills them).
+Every rank's return value is gathered to global rank 0, so the node that holds it has all
+of them even when the ranks span machines.
 """
 
 from __future__ import annotations
@@ -51,17 +51,22 @@ class Placement:
 
 
 def _rank_main(fn: Callable[..., Any], threads: int, backend: str, args: tuple) -> Any:
-    """One rank: its threads, its process group around ``fn``."""
+    """One rank: its threads and device, its process group around ``fn``; global rank 0
+    returns every rank's value (a list by rank), the others their own."""
     import torch
     import torch.distributed as dist
 
     torch.set_num_threads(threads)
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     dist.init_process_group(backend)
     # No teardown on an exception: the rank leaves at once, so it is the first to fail and
     # its error, not a peer's "connection closed", is what the launch reports.
     out = fn(*args)
+    everyone = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(out, everyone, dst=0)
     dist.destroy_process_group()
-    return out
+    return everyone if everyone is not None else out
 
 
 def _error_text(failure) -> str:
@@ -72,8 +77,9 @@ def _error_text(failure) -> str:
 
 
 def launch(fn: Callable[..., Any], args: tuple, placement: Placement) -> dict[int, Any]:
-    """``fn(*args)`` on every rank of this node; {global rank: return value}. ``fn`` must
-    be importable by name (ranks are spawned processes)."""
+    """``fn(*args)`` on every rank of this node; {global rank: return value} of every rank
+    when this node holds rank 0, else of this node's ranks. ``fn`` must be importable by
+    name (ranks are spawned processes)."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -88,7 +94,12 @@ def launch(fn: Callable[..., Any], args: tuple, placement: Placement) -> dict[in
         run_id=uuid.uuid4().hex,
         rdzv_backend="c10d",
         rdzv_endpoint=placement.rdzv_endpoint or "localhost:0",
-        rdzv_configs={"rank": placement.node_rank} if placement.nnodes > 1 else {},
+        # Node 0 hosts the rendezvous store (the endpoint is its address); the others join.
+        rdzv_configs=(
+            {"rank": placement.node_rank, "is_host": placement.node_rank == 0}
+            if placement.nnodes > 1
+            else {}
+        ),
         max_restarts=0,  # a failure is the case's outcome, not something to retry
         monitor_interval=0.1,
         start_method="spawn",
@@ -98,8 +109,9 @@ def launch(fn: Callable[..., Any], args: tuple, placement: Placement) -> dict[in
     level = logger.level
     logger.setLevel(logging.CRITICAL)
     try:
-        return elastic_launch(config, _rank_main)(fn, placement.threads_per_rank,
-                                                  placement.backend, args)  # fmt: skip
+        out = elastic_launch(config, _rank_main)(fn, placement.threads_per_rank,
+                                                 placement.backend, args)  # fmt: skip
+        return dict(enumerate(out[0])) if 0 in out else out
     except ChildFailedError as e:
         failures = e.failures
     finally:

@@ -34,6 +34,7 @@ BUILTIN_MODULES = (
     "bench.techniques.optimizer",
     "bench.techniques.lr_schedule",
     "bench.techniques.distill",
+    "bench.techniques.parallel",
 )
 PLUGIN_GROUP = "bench.plugins"
 

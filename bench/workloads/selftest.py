@@ -21,6 +21,13 @@ class SelftestParams(Params):
     mode: Literal["ok", "raise", "exit", "sleep", "sigkill", "alloc", "spawn"] = "ok"
     seconds: float = Field(0.0, ge=0, le=86_400)  # for "sleep": how long, before returning ok
     exit_code: int = Field(3, ge=0, le=255)  # for "exit"
+    rank: int | None = Field(None, ge=0)  # on launched ranks: only this one; the others "ok"
+
+
+def _rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_initialized() else 0
 
 
 def _alloc_too_much():
@@ -38,13 +45,17 @@ def _alloc_too_much():
         + {"sleep": f"{p.seconds:g}s", "spawn": f"{p.seconds:g}s", "exit": str(p.exit_code)}.get(
             p.mode, ""
         )
+        + (f"-rank{p.rank}" if p.rank is not None else "")
     ),
     headline="latency_median",
 )
 def run_selftest(model, params: SelftestParams, ctx) -> WorkloadOutput:
     """ok: time a trivial call; raise: an exception; exit: os._exit; sleep: sleep then ok;
     sigkill: the process kills itself; alloc: a real allocation the allocator refuses;
-    spawn: start a worker process (as a parallel case does), print its pid, then sleep."""
+    spawn: start a worker process (as a parallel case does), print its pid, then sleep.
+    With ``rank``, only that rank of a parallel case does it (a failing or hanging rank)."""
+    if params.rank is not None and params.rank != _rank():
+        params = params.model_copy(update={"mode": "ok"})
     if params.mode == "raise":
         raise RuntimeError("selftest: raised on purpose")
     if params.mode == "exit":

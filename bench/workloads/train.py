@@ -81,7 +81,9 @@ def run_train(model, params: TrainParams, ctx) -> WorkloadOutput:
             raise UnsupportedHere(f"{type(model).__name__} has no gradient checkpointing")
         model.gradient_checkpointing_enable()
     seq = min(params.seq_len, model.config.block_size)
-    batches = Batches(model.config.vocab_size, params.batch, seq, ctx.seed, ctx.device)
+    batches = Batches(
+        model.config.vocab_size, params.batch, seq, ctx.seed, ctx.device, shard=ctx.data_shard
+    )
     model.train()
     # Also imports torch's compiler stack, which a process's first optimizer step pulls in
     # (~2 s): a cost of starting Python, kept out of the first timed step.
@@ -290,7 +292,7 @@ def _energy_step(model, opt_spec, stepper: Stepper, start: int):
     """One more training step, for the energy window, on a copy with its own optimizer:
     the trained model is left as the workload measured it. The teacher's logits of one
     micro-batch are computed once and reused (its cost is reported apart)."""
-    twin = copy.deepcopy(model).train()
+    twin = (model.twin() if hasattr(model, "twin") else copy.deepcopy(model)).train()
     twin_step = copy.copy(stepper)
     twin_step.model, twin_step.schedulers = twin, []
     twin_step.params = [p for p in twin.parameters() if p.requires_grad]

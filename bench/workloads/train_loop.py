@@ -24,6 +24,7 @@ class Batches:
     seed: int
     device: str
     data: Any = None  # the train split as one tensor of byte ids (byte-level models)
+    shard: tuple[int, int] = (0, 1)  # (rank, world): rank r reads micro-batches r, r+world, ...
 
     def __post_init__(self) -> None:
         import torch
@@ -35,9 +36,10 @@ class Batches:
         self._offsets = torch.arange(self.seq_len + 1)
 
     def __call__(self, i: int):
-        """(inputs, next-token targets) of micro-batch ``i``."""
+        """(inputs, next-token targets) of micro-batch ``i`` (of this rank's slice)."""
         import torch
 
+        i = i * self.shard[1] + self.shard[0]
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
         if self.data is None:
             window = torch.randint(0, self.vocab, (self.batch, self.seq_len + 1), generator=gen)

@@ -1,0 +1,168 @@
+"""A case on several ranks: started through torch's launcher from the case process (so the
+case's isolation, timeout and resume hold: a timeout kills the case's process group, ranks
+included), each rank running the case as usual inside its process group, their results
+folded into the one result of the case.
+
+How rank figures combine (``combine``): times are the slowest rank's (the group moves at
+its pace); throughput is summed when each rank serves its own data (data parallel) and the
+group's (the slowest rank's) when all serve the same batch (tensor parallel); bytes are per
+rank, the metric the largest, every rank's kept in ``samples["ranks"]``; the rest (losses,
+quality, counts) are rank 0's, which the others match (same synchronised weights, same
+outputs).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.errors import UnsupportedHere
+from bench.results import store
+from bench.results.schema import CaseResult, Metric
+from bench.run.distributed import Placement, RankFailed, launch
+from bench.spec import registry
+from bench.spec.suite import Case
+
+ENERGY_ABSENT = (
+    "not measured on launched ranks: an energy window of its own would repeat collectives "
+    "a different number of times on each rank, and ranks sharing a CPU are one device to "
+    "codecarbon's model"
+)
+
+
+def placement_of(case: Case, facts: dict[str, Any]) -> tuple[Placement, bool] | None:
+    """(where the case's ranks go, whether each rank serves its own data), or None when the
+    case runs in its own process. Multi-node settings come from the run (``facts["launch"]``)."""
+    for step in case.techniques:
+        entry = registry.techniques.get(step.name)
+        if "placement" not in entry.meta:
+            continue
+        params = entry.params.model_validate(step.params)
+        placed = entry.meta["placement"](params, case.run["device"])
+        if placed is not None:
+            nodes = facts.get("launch") or {}
+            placed = Placement(placed.world_size, placed.threads_per_rank, placed.backend, **nodes)
+            return placed, entry.meta["data_parallel"](params)
+    return None
+
+
+def check_placement(placement: Placement) -> None:
+    """What this machine cannot place (skipped with why): more NCCL ranks than GPUs."""
+    if placement.backend != "nccl":
+        return
+    import torch
+
+    have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    per_node = placement.world_size // placement.nnodes
+    if per_node > have:
+        raise UnsupportedHere(
+            f"{per_node} NCCL ranks on this node need {per_node} GPUs; {have} here"
+        )
+
+
+def rank_entry(case_json: dict[str, Any], repeat: int, run_id: str | None, facts: dict) -> dict:
+    """One rank's run of the case (the function the launcher starts). A failed rank raises,
+    so the launcher stops its peers (they may be waiting for it in a collective)."""
+    import torch.distributed as dist
+
+    from bench.run import case as runner
+
+    entered = time.time()
+    result = runner.execute(Case.from_json(case_json), repeat, run_id, {**facts, "rank": True})
+    if result.status in ("failed", "oom"):
+        print(result.traceback or "", flush=True)
+        raise RuntimeError(f"rank {dist.get_rank()}: {result.error}")
+    return {"entered": entered, "result": result.to_json()}
+
+
+def run_on_ranks(case: Case, result: CaseResult, facts: dict[str, Any], repeat: int) -> None:
+    """Launch the case's ranks and fold their results into ``result``."""
+    placement, data_parallel = placement_of(case, facts)
+    check_placement(placement)
+    result.info["placement"] = {
+        "world_size": placement.world_size,
+        "threads_per_rank": placement.threads_per_rank,
+        "backend": placement.backend,
+        "nnodes": placement.nnodes,
+        "node_rank": placement.node_rank,
+        "data_parallel": data_parallel,
+    }
+    if why := placement.oversubscribed():
+        result.info["warning"] = why
+    rank_facts = {k: v for k, v in facts.items() if k != "launch"}
+    t0 = time.time()
+    try:
+        got = launch(rank_entry, (case.to_json(), repeat, result.run_id, rank_facts), placement)
+    except RankFailed as e:
+        result.info["rank_exit_codes"] = {str(r): c for r, c in sorted(e.exit_codes.items())}
+        result.info["failed_rank"] = e.rank
+        raise
+    _write_rank_files(got, facts, case, repeat)
+    ranks = {r: CaseResult.from_json(v["result"]) for r, v in got.items()}
+    if 0 not in ranks:  # another node holds rank 0: its case result is the case's
+        result.info["ranks_here"] = sorted(ranks)
+        result.info["case_result_on"] = "the node that runs rank 0 (node_rank 0)"
+        return
+    first = ranks[0]
+    if first.status != "ok":
+        result.status, result.error = first.status, first.error
+        return
+    startup = max(v["entered"] for v in got.values()) - t0
+    result.metrics = [
+        Metric(
+            "launch_startup",
+            startup,
+            "s",
+            "wall_clock_launch_to_last_rank_ready (spawn, imports, rendezvous, process group)",
+        ),
+        *combine({r: x.metrics for r, x in ranks.items()}, data_parallel),
+    ]
+    result.samples = {**first.samples, "ranks": _by_rank(ranks)}
+    result.info.update({k: v for k, v in first.info.items() if k != "absent"})
+    result.info["absent"] = {**first.info.get("absent", {}), "energy": ENERGY_ABSENT}
+
+
+def combine(metrics: dict[int, list[Metric]], data_parallel: bool) -> list[Metric]:
+    """One metric per name from every rank's (see the module's docstring)."""
+    world = len(metrics)
+    out = []
+    for m in metrics[0]:
+        values = [next((x.value for x in metrics[r] if x.name == m.name), None) for r in metrics]
+        if any(v is None for v in values):
+            continue  # not every rank has it: not a figure of the group
+        how, value = _rule(m, data_parallel)
+        value = value(values)
+        out.append(Metric(m.name, value, m.unit, f"{how} of {world} ranks ({m.method})"))
+    return out
+
+
+def _rule(m: Metric, data_parallel: bool):
+    if m.unit == "s":
+        return "max", max
+    if m.name.startswith("throughput_"):
+        return ("sum", sum) if data_parallel else ("min", min)
+    if m.unit == "bytes":
+        return "max", max
+    if m.unit.endswith("/s"):
+        return "sum", sum
+    return "rank 0", lambda values: values[0]
+
+
+def _by_rank(ranks: dict[int, CaseResult]) -> dict[str, Any]:
+    """Every rank's figures, for what the combined metrics leave out (memory per rank)."""
+    return {
+        "unit": "per metric",
+        "values": {str(r): {m.name: m.value for m in x.metrics} for r, x in sorted(ranks.items())},
+        "pids": {str(r): x.info.get("pid") for r, x in sorted(ranks.items())},
+    }
+
+
+def _write_rank_files(got: dict[int, Any], facts: dict[str, Any], case: Case, repeat: int) -> None:
+    if not facts.get("run_dir"):
+        return
+    folder = Path(facts["run_dir"]) / "ranks"
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = store.case_file_stem(case.id, repeat)
+    for rank, value in got.items():
+        store.write_json_atomic(folder / f"{stem}.rank{rank}.json", value["result"])
