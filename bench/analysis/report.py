@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from bench import atomic
-from bench.analysis import decoding_plots, plots, stats, tables, training_plots
+from bench.analysis import decoding_plots, plots, scaling, stats, tables, training_plots
 from bench.analysis.document import STYLE, html_table, md_table
 from bench.analysis.units import human
 from bench.errors import UserError
@@ -128,8 +128,8 @@ def _figures(df: pd.DataFrame, results: list[dict[str, Any]]) -> dict[str, Any]:
             figs[metric] = plots.metric_bars(df, metric)
     if "energy_per_token" in metrics:
         figs["energy_per_token"] = plots.energy_bars(df)
-    figs.update(training_plots.figures(df, results))
-    figs.update(decoding_plots.figures(df, results))
+    for family in (training_plots, decoding_plots, scaling):
+        figs.update(family.figures(df, results))
     for r in results[:3]:
         fig = plots.power_trace(r)
         if fig is not None:
@@ -150,6 +150,7 @@ FIGURE_CAPTIONS = {
     "energy_per_token": "Energy per token per case.",
     **training_plots.CAPTIONS,
     **decoding_plots.CAPTIONS,
+    **scaling.CAPTIONS,
 }
 
 
@@ -187,6 +188,7 @@ def write_run_report(run_dir: Path, out_root: Path) -> Path:
     won = won_by_group(df)
     sections = [
         ratio_section(tables.ratio_table(df)),
+        *[Table(**s) for s in [scaling.section(df)] if s],
         cases_section(df),
         outlier_section(df),
         problems_section(df),

@@ -56,6 +56,8 @@ class EnergyWork:
     per: str = "latency_median"  # the workload's median time of one call
     # Totals to report as call energy x a count of calls, e.g. {"energy_to_target_loss": 120}.
     totals: dict[str, float] = field(default_factory=dict)
+    # Run once before a window of its own (not timed), e.g. copying the model to train on.
+    prepare: Any = None
 
 
 @dataclass(frozen=True)

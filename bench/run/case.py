@@ -173,6 +173,8 @@ def _measure(case, result, ctx, sampler, facts, absent) -> None:
             energy_metrics = win.metrics
             result.info["energy_window"] = {"modelled": True, **win.info}
     else:
+        if out.energy.prepare is not None:
+            out.energy.prepare()
         win = measure_energy(
             out.energy.call,
             units=out.energy.units,

@@ -114,6 +114,8 @@ def state_bytes(optimizers) -> int:
     for opt in optimizers:
         for state in opt.state.values():
             for v in state.values():
+                if hasattr(v, "to_local"):  # sharded (FSDP): this rank's part
+                    v = v.to_local()
                 if isinstance(v, torch.Tensor) and v.data_ptr() not in seen:
                     seen.add(v.data_ptr())
                     total += v.numel() * v.element_size()

@@ -14,6 +14,7 @@ teacher's term): the target is reached at the first step where its mean over the
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 from typing import Any, Literal
 
@@ -176,9 +177,11 @@ def run_train(model, params: TrainParams, ctx) -> WorkloadOutput:
         metrics += _teacher_metrics(model, teacher, batches, t_times, ctx)
     if teacher is not None or params.save:
         info["checkpoint"] = _save(model, ctx, absent)
+    twin, call = _energy_step(model, opt_spec, stepper, steps_run)
     energy = EnergyWork(
-        _energy_step(model, opt_spec, stepper, steps_run),
+        call,
         {"tokens": tokens, "steps": 1},
+        prepare=twin,
         per="step_median",
         totals={"energy_to_target_loss": reached[0]} if reached else {},
     )
@@ -291,11 +294,20 @@ def _save(model, ctx, absent) -> str | None:
 def _energy_step(model, opt_spec, stepper: Stepper, start: int):
     """One more training step, for the energy window, on a copy with its own optimizer:
     the trained model is left as the workload measured it. The teacher's logits of one
-    micro-batch are computed once and reused (its cost is reported apart)."""
-    twin = (model.twin() if hasattr(model, "twin") else copy.deepcopy(model)).train()
-    twin_step = copy.copy(stepper)
-    twin_step.model, twin_step.schedulers = twin, []
-    twin_step.params = [p for p in twin.parameters() if p.requires_grad]
-    twin_step.optimizers = opt_spec.build(twin)
-    soft = stepper.teacher_logits(start)
-    return lambda: twin_step(start, soft)  # one batch past the run's, again and again
+    micro-batch are computed once and reused (its cost is reported apart). Returns (the
+    copy's builder, the step)."""
+
+    @functools.cache  # built before a window of its own: a case without one makes no copy
+    def twin_step():
+        twin = (model.twin() if hasattr(model, "twin") else copy.deepcopy(model)).train()
+        step = copy.copy(stepper)
+        step.model, step.schedulers = twin, []
+        step.params = [p for p in twin.parameters() if p.requires_grad]
+        step.optimizers = opt_spec.build(twin)
+        return step, stepper.teacher_logits(start)
+
+    def call():
+        step, soft = twin_step()
+        return step(start, soft)  # one batch past the run's, again and again
+
+    return twin_step, call

@@ -126,11 +126,18 @@ class Stepper:
         return total, ce
 
 
+def local(t):
+    """This rank's part of a sharded tensor (DTensor: FSDP, tensor parallel), else ``t``."""
+    return t.to_local() if hasattr(t, "to_local") else t
+
+
 def tensor_bytes(tensors) -> int:
-    """Bytes of distinct storages among ``tensors`` (a tied weight counts once)."""
+    """Bytes of distinct storages among ``tensors`` (a tied weight counts once); of a
+    sharded tensor (DTensor: FSDP, tensor parallel), this rank's shard."""
     seen: dict[int, int] = {}
     for t in tensors:
         if t is not None:
+            t = local(t)
             storage = t.untyped_storage()
             seen[storage.data_ptr()] = storage.nbytes()
     return sum(seen.values())
@@ -142,7 +149,7 @@ def activation_bytes(model, x, autocast) -> int:
     parameters excluded. The graph is dropped without a backward: nothing is trained."""
     import torch
 
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    params = {local(p).untyped_storage().data_ptr() for p in model.parameters()}
     saved: dict[int, int] = {}
 
     def pack(t):
