@@ -65,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="append this run to the history NAME (see `bench history`)",
     )
+    _cluster_options(r)
     r.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     r.add_argument(
         "--reports", type=Path, default=Path("reports"), metavar="DIR", help="reports root"
@@ -85,7 +86,15 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     mg = sub.add_parser("merge", help="merge the shards of one suite into one run folder")
-    mg.add_argument("runs", type=Path, nargs="+", help="run folders (one per shard)")
+    mg.add_argument("runs", nargs="+", help="run folders (one per shard), or NAME=RUN per machine")
+    mg.add_argument(
+        "--across-machines",
+        action="store_true",
+        help="the same suite on several machines: compare them case by case (cost: [pricing])",
+    )
+    mg.add_argument(
+        "--allow-mixed", action="store_true", help="merge runs from different environments"
+    )
     mg.add_argument("--results", type=Path, default=Path("results"), metavar="DIR")
 
     cmp = sub.add_parser(
@@ -134,6 +143,24 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _cluster_options(r: argparse.ArgumentParser) -> None:
+    r.add_argument(
+        "--executor",
+        choices=["slurm", "local"],
+        help="run the suite's shards as a job array through submitit (slurm: sbatch; local: "
+        "processes here), then merge them into one run",
+    )
+    r.add_argument("--jobs", type=int, default=4, metavar="N", help="with --executor: shards")
+    r.add_argument(
+        "--slurm", action="append", default=[], metavar="KEY=VALUE",
+        help="a submitit parameter for the jobs, e.g. slurm_partition=gpu (repeatable)",
+    )  # fmt: skip
+    node = "a parallel case over several machines: run the same command on each"
+    r.add_argument("--nnodes", type=int, default=1, help=f"nodes of {node}")
+    r.add_argument("--node-rank", type=int, default=0, help="this node (0 hosts the rendezvous)")
+    r.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="node 0's rendezvous address")
+
+
 def _compare_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, metavar="DIR", help="write compare.json, .md and .html here")
     p.add_argument("--strict", action="store_true", help="exit 1 on INCONCLUSIVE too")
@@ -161,9 +188,13 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     if args.command == "report":
         return _report(args)
     if args.command == "merge":
+        from bench.run.machines import merge_machines
         from bench.run.merge import merge_runs
 
-        print(merge_runs(args.runs, args.results))
+        if args.across_machines:
+            print(merge_machines(args.runs, args.results))
+        else:
+            print(merge_runs([Path(r) for r in args.runs], args.results, args.allow_mixed))
         return 0
     if args.command == "compare":
         return _compare(args)
@@ -269,13 +300,12 @@ def report_comparison(comparison, args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, suite, argv: list[str]) -> int:
-    from bench.analysis.console import console_rows, print_table
-    from bench.results.store import results_frame
-    from bench.run.suite_driver import Interrupted, RunOptions, exit_code, make_console, run_suite
+    from bench.run.suite_driver import Interrupted, RunOptions, make_console, run_suite
 
     if args.timeout is not None and args.timeout <= 0:
         raise UserError(f"--timeout {args.timeout:g}: must be a positive number of seconds")
     console = make_console()
+    launch = _launch(args)
     opts = RunOptions(
         results=args.results,
         filter=args.filter,
@@ -286,7 +316,10 @@ def _run(args: argparse.Namespace, suite, argv: list[str]) -> int:
         timeout=args.timeout,
         argv=["bench", *argv],
         history=args.history,
+        launch=launch,
     )
+    if args.executor:
+        return _run_on_executor(args, suite, opts, console)
     try:
         outcome = run_suite(suite, opts, console)
     except Interrupted as e:
@@ -296,16 +329,53 @@ def _run(args: argparse.Namespace, suite, argv: list[str]) -> int:
             highlight=False,
         )
         return e.code
-    print_table(console_rows(results_frame(outcome.results)), console)
-    console.print(f"results: {outcome.run_dir}")
+    return _finish(args, outcome.run_dir, outcome.results, console)
+
+
+def _finish(args: argparse.Namespace, run_dir: Path, results: list, console) -> int:
+    from bench.analysis.console import console_rows, print_table
+    from bench.results.store import results_frame
+    from bench.run.suite_driver import exit_code
+
+    print_table(console_rows(results_frame(results)), console)
+    console.print(f"results: {run_dir}")
     if args.history:
-        console.print(cli_history.append(args, outcome.run_dir), highlight=False)
+        console.print(cli_history.append(args, run_dir), highlight=False)
     if not args.no_report:
         from bench.analysis.report import write_reports
 
-        (report,) = write_reports([outcome.run_dir], args.reports)
+        (report,) = write_reports([run_dir], args.reports)
         console.print(f"report: {report}")
-    return exit_code(outcome.results)
+    return exit_code(results)
+
+
+def _launch(args: argparse.Namespace) -> dict | None:
+    """The nodes of parallel cases (``--nnodes`` ...), checked; None on one machine."""
+    if args.nnodes < 1 or not 0 <= args.node_rank < args.nnodes:
+        raise UserError(
+            f"--nnodes {args.nnodes} --node-rank {args.node_rank}: need 0 <= rank < nodes"
+        )
+    if args.nnodes == 1:
+        return None
+    if not args.rdzv_endpoint or ":" not in args.rdzv_endpoint:
+        raise UserError("--nnodes > 1 needs --rdzv-endpoint HOST:PORT (node 0's address)")
+    return {"nnodes": args.nnodes, "node_rank": args.node_rank, "rdzv_endpoint": args.rdzv_endpoint}
+
+
+def _run_on_executor(args: argparse.Namespace, suite, opts, console) -> int:
+    from bench.results import store
+    from bench.run.executors import run_on_executor
+
+    for flag in ("shard", "resume", "inline"):
+        if getattr(args, flag):
+            raise UserError(f"--executor shards the suite itself: drop --{flag}")
+    if args.jobs < 1:
+        raise UserError(f"--jobs {args.jobs}: at least 1")
+    run_dir = run_on_executor(
+        suite, args.suite, opts, args.executor, args.jobs, args.slurm, console
+    )
+    results = [store.read_json(p) for p in sorted((run_dir / store.CASES).glob("*.json"))]
+    return _finish(args, run_dir, results, console)
 
 
 if __name__ == "__main__":

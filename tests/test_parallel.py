@@ -147,3 +147,73 @@ def test_a_parallel_case_that_cannot_be_placed_is_refused_at_load(write_suite, t
     path = write_suite(f'{text}[[techniques]]\nname = "parallel"\n{technique}\n')
     with pytest.raises(UserError, match=message):
         load_suite(path)
+
+
+@pytest.mark.slow
+def test_one_parallel_case_across_two_nodes_each_writing_its_ranks(tmp_path):
+    """Two `bench run` processes as two nodes of one rendezvous (node 0 hosts it): the node
+    that holds rank 0 writes the case's result over both ranks, each node its ranks' files."""
+    import socket
+    import subprocess
+    import sys
+
+    from tests.test_runs import ROOT
+
+    suite = tmp_path / "nodes.toml"
+    # The nodes start apart (each probes its memory bandwidth first): a long timeout.
+    head = SUITE.split("[[workloads]]")[0].replace("quality = true", "")
+    suite.write_text(
+        head.replace("timeout_s = 15", "timeout_s = 120")
+        + """
+[[workloads]]
+name = "train"
+steps = 3
+batch = 2
+seq_len = 32
+heldout_windows = 1
+[[techniques]]
+name = "parallel"
+mode = "ddp"
+world_size = 2
+"""
+    )
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench",
+                "run",
+                str(suite),
+                "--results",
+                str(tmp_path / f"node{k}"),
+                "--no-report",
+                "--nnodes",
+                "2",
+                "--node-rank",
+                str(k),
+                "--rdzv-endpoint",
+                f"localhost:{port}",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for k in (0, 1)
+    ]
+    outs = [p.communicate(timeout=240) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    # torch's rendezvous orders nodes by host and process id: either may hold rank 0
+    runs = [next((tmp_path / f"node{k}").iterdir()) for k in (0, 1)]
+    results = [store.read_json(next((r / store.CASES).glob("*.json"))) for r in runs]
+    (whole,) = [r for r in results if "ranks" in r["samples"]]
+    (other,) = [r for r in results if r is not whole]
+    assert whole["status"] == "ok" and set(whole["samples"]["ranks"]["values"]) == {"0", "1"}
+    assert whole["info"]["placement"]["nnodes"] == 2
+    assert len(other["info"]["ranks_here"]) == 1 and not other["metrics"]
+    written = sorted(f.name.split(".")[-2] for r in runs for f in (r / store.RANKS).glob("*"))
+    assert written == ["rank0", "rank1", "rank1"] or written == ["rank0", "rank0", "rank1"]

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from bench import atomic
-from bench.analysis import decoding_plots, plots, scaling, stats, tables, training_plots
+from bench.analysis import decoding_plots, machines, plots, scaling, stats, tables, training_plots
 from bench.analysis.document import STYLE, html_table, md_table
 from bench.analysis.units import human
 from bench.errors import UserError
@@ -188,7 +188,7 @@ def write_run_report(run_dir: Path, out_root: Path) -> Path:
     won = won_by_group(df)
     sections = [
         ratio_section(tables.ratio_table(df)),
-        *[Table(**s) for s in [scaling.section(df)] if s],
+        *[Table(**s) for part in (scaling, machines) if (s := part.section(df, manifest))],
         cases_section(df),
         outlier_section(df),
         problems_section(df),

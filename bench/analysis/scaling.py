@@ -149,7 +149,7 @@ def describe(r: Any) -> str:
     return r.describe() if isinstance(r, stats.Ratio) else "—"
 
 
-def section(df: pd.DataFrame) -> dict[str, Any] | None:
+def section(df: pd.DataFrame, manifest: dict[str, Any]) -> dict[str, Any] | None:
     """The report's scaling table (title, header, rows, note), or None without one."""
     from bench.analysis.units import human
 

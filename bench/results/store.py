@@ -19,6 +19,7 @@ from bench.spec.suite import is_baseline
 MANIFEST = "manifest.json"
 CASES = "cases"
 LOGS = "logs"
+RANKS = "ranks"  # each rank's own result of a parallel case
 
 COLUMNS = [
     "run_id", "suite", "case_id", "case_hash", "repeat", "status", "model", "workload",

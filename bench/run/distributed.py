@@ -37,6 +37,7 @@ class Placement:
     nnodes: int = 1
     node_rank: int = 0
     rdzv_endpoint: str | None = None  # host:port of the rendezvous; None: this host, a free port
+    rdzv_id: str | None = None  # the launch's name, the same on every node; None: a fresh one
 
     def oversubscribed(self, cores: int | None = None) -> str | None:
         """Why the ranks' threads exceed this machine's cores, or None."""
@@ -91,15 +92,11 @@ def launch(fn: Callable[..., Any], args: tuple, placement: Placement) -> dict[in
         min_nodes=placement.nnodes,
         max_nodes=placement.nnodes,
         nproc_per_node=placement.world_size // placement.nnodes,
-        run_id=uuid.uuid4().hex,
+        run_id=placement.rdzv_id or uuid.uuid4().hex,
         rdzv_backend="c10d",
         rdzv_endpoint=placement.rdzv_endpoint or "localhost:0",
         # Node 0 hosts the rendezvous store (the endpoint is its address); the others join.
-        rdzv_configs=(
-            {"rank": placement.node_rank, "is_host": placement.node_rank == 0}
-            if placement.nnodes > 1
-            else {}
-        ),
+        rdzv_configs=({"is_host": placement.node_rank == 0} if placement.nnodes > 1 else {}),
         max_restarts=0,  # a failure is the case's outcome, not something to retry
         monitor_interval=0.1,
         start_method="spawn",

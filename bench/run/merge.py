@@ -1,22 +1,18 @@
-"""``bench merge``: the shards of one suite, as one run folder."""
+"""``bench merge``: the shards of one suite, as one run folder; or the same suite run on
+several machines, side by side (``--across-machines``, bench.run.machines)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from bench.errors import UserError
 from bench.results import store
 from bench.run.case import now_iso
 
 
-def merge_runs(run_dirs: list[Path], results: Path) -> Path:
-    """One run made of the shards (or partial runs) of one suite: every case file copied
-    into a new run folder whose manifest says which runs it holds, ``complete`` when their
-    selections cover the suite. A report over it equals the unsharded run's."""
-    import shutil
-
-    from bench.spec.suite import parse_suite
-
+def read_manifests(run_dirs: list[Path]) -> list[dict]:
+    """The runs' manifests; they must come from one suite file."""
     manifests = []
     for d in run_dirs:
         try:
@@ -26,6 +22,50 @@ def merge_runs(run_dirs: list[Path], results: Path) -> Path:
     hashes = {m["suite"]["sha256"] for m in manifests}
     if len(hashes) != 1:
         raise UserError("bench merge: the runs come from different suite files (hashes differ)")
+    return manifests
+
+
+def machine(environment: dict[str, Any]) -> dict[str, Any]:
+    """What makes two runs' timings comparable: the hardware and the software that ran."""
+    gpu = environment.get("gpu") or {}
+    return {
+        "cpu": environment.get("cpu_model"),
+        "cores": environment.get("cpu_affinity"),
+        "gpus": sorted(d.get("name", "") for d in gpu.get("devices", [])),
+        "torch": environment.get("torch"),
+        "cuda": environment.get("cuda"),
+        "python": environment.get("python"),
+        "bench": (environment.get("software") or {}).get("bench_source"),
+    }
+
+
+def differences(manifests: list[dict]) -> list[str]:
+    """'key: a vs b' for each machine fact on which the runs differ."""
+    facts = [machine(m.get("environment") or {}) for m in manifests]
+    return [
+        f"{key}: " + " vs ".join(sorted({str(f[key]) for f in facts}))
+        for key in facts[0]
+        if len({str(f[key]) for f in facts}) > 1
+    ]
+
+
+def merge_runs(run_dirs: list[Path], results: Path, allow_mixed: bool = False) -> Path:
+    """One run made of the shards (or partial runs) of one suite: every case file copied
+    into a new run folder whose manifest says which runs it holds, ``complete`` when their
+    selections cover the suite. A report over it equals the unsharded run's. Runs from
+    different machines or software are refused unless ``allow_mixed``: one case's repeats
+    would then mix two machines' timings."""
+    import shutil
+
+    from bench.spec.suite import parse_suite
+
+    manifests = read_manifests(run_dirs)
+    if (mixed := differences(manifests)) and not allow_mixed:
+        raise UserError(
+            "bench merge: the runs come from different environments ("
+            + "; ".join(mixed)
+            + "): --allow-mixed merges them anyway, --across-machines compares them"
+        )
     first = manifests[0]
     suite = parse_suite(first["suite"]["text"], where=first["suite"].get("path") or "<suite>")
     run_id, run_dir = store.create_run_dir(results, suite.name)
@@ -34,7 +74,7 @@ def merge_runs(run_dirs: list[Path], results: Path) -> Path:
     for d, m in zip(run_dirs, manifests, strict=True):
         selection = m.get("selection")
         covered |= set(selection["cases"]) if selection else {c.id for c in suite.cases}
-        for sub in (store.CASES, store.LOGS):
+        for sub in (store.CASES, store.LOGS, store.RANKS):
             for f in sorted((d / sub).glob("*")):
                 if f.name in seen and sub == store.CASES:
                     if f.read_bytes() != (run_dir / sub / f.name).read_bytes():
@@ -45,7 +85,8 @@ def merge_runs(run_dirs: list[Path], results: Path) -> Path:
                     continue
                 seen.setdefault(f.name, d)
                 (run_dir / sub).mkdir(exist_ok=True)
-                target = run_dir / sub / (f.name if sub == store.CASES else f"{d.name}.{f.name}")
+                name = f"{d.name}.{f.name}" if sub == store.LOGS else f.name
+                target = run_dir / sub / name
                 shutil.copy2(f, target)
     for f in (run_dir / store.CASES).glob("*.json"):  # the merged run is their run now
         data = store.read_json(f)
@@ -58,6 +99,7 @@ def merge_runs(run_dirs: list[Path], results: Path) -> Path:
         "run_id": run_id,
         "suite": first["suite"],
         "environment": first["environment"],
+        **({"mixed_environments": mixed} if mixed else {}),
         "started": min(m.get("started", "") for m in manifests),
         "ended": now_iso(),
         "status": status,

@@ -13,6 +13,7 @@ outputs).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,8 @@ def rank_entry(case_json: dict[str, Any], repeat: int, run_id: str | None, facts
 def run_on_ranks(case: Case, result: CaseResult, facts: dict[str, Any], repeat: int) -> None:
     """Launch the case's ranks and fold their results into ``result``."""
     placement, data_parallel = placement_of(case, facts)
+    # Every node of the launch names it alike: the case and repeat, never a random id.
+    placement = dataclasses.replace(placement, rdzv_id=f"{case.hash}-r{repeat}")
     check_placement(placement)
     result.info["placement"] = {
         "world_size": placement.world_size,
@@ -161,7 +164,7 @@ def _by_rank(ranks: dict[int, CaseResult]) -> dict[str, Any]:
 def _write_rank_files(got: dict[int, Any], facts: dict[str, Any], case: Case, repeat: int) -> None:
     if not facts.get("run_dir"):
         return
-    folder = Path(facts["run_dir"]) / "ranks"
+    folder = Path(facts["run_dir"]) / store.RANKS
     folder.mkdir(parents=True, exist_ok=True)
     stem = store.case_file_stem(case.id, repeat)
     for rank, value in got.items():

@@ -48,6 +48,7 @@ class RunOptions:
     timeout: float | None = None  # overrides the suite's run.timeout_s
     argv: list[str] = field(default_factory=list)
     history: str | None = None  # the history this run is part of (``bench history``)
+    launch: dict[str, Any] | None = None  # nodes of parallel cases: nnodes, node_rank, rdzv
 
 
 @dataclass
@@ -227,6 +228,9 @@ def run_suite(suite: Suite, opts: RunOptions, console=None) -> RunOutcome:
     launcher = None
     try:
         facts = prepare_run(suite, cases, manifest, run_dir, console) if todo else {}
+        if opts.launch:
+            facts["launch"] = opts.launch
+            manifest["launch"] = opts.launch
         server_log = run_dir / store.LOGS / "fork-server.log"
         launcher = make_launcher(opts.inline, preload_modules(cases), server_log)
         for case, repeat, result in _progress(

@@ -72,6 +72,8 @@ class SuiteFile(BaseModel):
     techniques: list[dict[str, Any]] = Field(default_factory=lambda: [{"name": BASELINE}])
     matrix: MatrixRules = MatrixRules()
     gates: dict[str, Any] = {}  # metric -> tolerance: bench.spec.gates
+    # machine -> cost of a machine-hour: cost per 1M tokens (bench merge --across-machines)
+    pricing: dict[str, Annotated[float, Field(gt=0)]] = {}
 
 
 @dataclass(frozen=True)

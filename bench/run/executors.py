@@ -1,0 +1,86 @@
+"""``bench run --executor slurm|local``: a suite's shards as a job array through submitit,
+collected into one run folder.
+
+Each job runs ``bench run --shard K/N`` of the suite (a shard keeps every case with its
+group's baseline, so its ratios stand alone) into a folder of its own under the results
+root's ``.shards/``; when every job has ended, ``bench merge`` makes the one run folder a
+plain run would have made (its manifest names the shard runs it holds). ``slurm`` submits
+a Slurm job array (``sbatch``; the results root must be on a disk the nodes share);
+``local`` runs the same jobs as processes of this machine through submitit's local
+executor (what the tests exercise). A job that fails leaves its shard's cases out, and the
+merged run says ``partial``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.errors import UserError
+from bench.spec.suite import Suite
+
+SHARDS = ".shards"  # under the results root: one run folder per job
+
+
+def shard_job(suite_path: str, shard: str, results: str, opts: dict[str, Any]) -> str:
+    """One job of the array: the shard's run, its run folder returned. Runs on a node."""
+    from bench.run.suite_driver import RunOptions, run_suite
+    from bench.spec.suite import load_suite
+
+    outcome = run_suite(
+        load_suite(Path(suite_path)), RunOptions(results=Path(results), shard=shard, **opts)
+    )
+    return str(outcome.run_dir)
+
+
+def _parameters(kind: str, suite: Suite, cases: int, jobs: int, extra: list[str]):
+    """submitit parameters: a time limit that fits the shard's cases at their timeout,
+    then the user's ``--slurm KEY=VALUE`` (e.g. slurm_partition=gpu, gpus_per_node=1)."""
+    per_job = math.ceil(cases / jobs) * suite.run.repeats * suite.run.timeout_s
+    params: dict[str, Any] = {"timeout_min": math.ceil(per_job / 60) + 5}
+    for item in extra:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--slurm {item!r}: expected KEY=VALUE, e.g. slurm_partition=gpu")
+        params[key] = int(value) if value.isdigit() else value
+    if kind == "slurm":
+        params.setdefault("slurm_array_parallelism", jobs)
+    return params
+
+
+def run_on_executor(
+    suite: Suite, suite_path: Path, opts, kind: str, jobs: int, extra: list[str], console
+) -> Path:
+    """Submit the shards, wait for them, merge them; the merged run's folder."""
+    import submitit
+
+    from bench.run.merge import merge_runs
+    from bench.run.suite_driver import select_cases
+
+    cases = select_cases(suite.cases, opts.filter, None)
+    jobs = max(1, min(jobs, len(cases)))
+    root = opts.results / SHARDS / time.strftime("%Y%m%d-%H%M%S")
+    executor = submitit.AutoExecutor(folder=root / "submitit", cluster=kind)
+    try:
+        executor.update_parameters(**_parameters(kind, suite, len(cases), jobs, extra))
+    except (TypeError, ValueError) as e:  # submitit names the parameter it does not know
+        raise UserError(f"--slurm: {e}") from None
+    shared = {"filter": opts.filter, "timeout": opts.timeout, "argv": opts.argv}
+    args = [
+        (str(suite_path.resolve()), f"{k}/{jobs}", str(root), shared) for k in range(1, jobs + 1)
+    ]
+    submitted = executor.map_array(shard_job, *zip(*args, strict=True))
+    console.print(f"submitted {len(submitted)} {kind} jobs ({submitted[0].job_id.split('_')[0]}); "
+                  f"logs: {root / 'submitit'}")  # fmt: skip
+    done = []
+    for job in submitted:
+        try:
+            done.append(Path(job.result()))
+        except Exception as e:  # submitit re-raises the job's error (or its death) here
+            first = str(e).strip().splitlines()
+            console.print(f"job {job.job_id} failed: {first[-1] if first else type(e).__name__}")
+    if not done:
+        raise UserError(f"every {kind} job failed; their logs are in {root / 'submitit'}")
+    return merge_runs(done, opts.results)
