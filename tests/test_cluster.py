@@ -40,7 +40,7 @@ def test_the_local_executor_makes_the_run_folder_a_plain_run_makes(tmp_path):
     assert set(_cases(merged).values()) == {"ok"}
 
 
-def _run(tmp_path, name, cpu, throughput, pricing=""):
+def _run(tmp_path, name, cpu, throughput, pricing="", first_repeat=0):
     """A hand-made run of one case at three repeats, on a machine with CPU ``cpu``."""
     from tests.test_store import SUITE, make_result
 
@@ -53,7 +53,7 @@ def _run(tmp_path, name, cpu, throughput, pricing=""):
     store.write_json_atomic(run / store.MANIFEST, manifest)
     from bench.results.schema import Metric
 
-    for i, v in enumerate(throughput):
+    for i, v in enumerate(throughput, start=first_repeat):
         r = make_result(metrics=[Metric("throughput_tokens", v, "tokens/s", "t")], repeat=i)
         store.write_json_atomic(store.case_path(run, r.case_id, i), r.to_json())
     return run
@@ -61,9 +61,12 @@ def _run(tmp_path, name, cpu, throughput, pricing=""):
 
 def test_runs_of_different_machines_merge_only_when_asked(tmp_path):
     a = _run(tmp_path, "a", "AMD EPYC", [100, 101, 99])
-    b = _run(tmp_path, "b", "Intel Xeon", [200, 202, 198])
-    with pytest.raises(UserError, match="cpu: AMD EPYC vs Intel Xeon.*--allow-mixed"):
+    b = _run(tmp_path, "b", "Intel Xeon", [200, 202, 198], first_repeat=3)
+    with pytest.raises(UserError, match=r"cpu: AMD EPYC vs Intel Xeon.*--allow-mixed"):
         merge_runs([a, b], tmp_path / "out")
+    merged = merge_runs([a, b], tmp_path / "out", allow_mixed=True)
+    manifest = store.read_json(merged / store.MANIFEST)
+    assert manifest["mixed_environments"] == ["cpu: AMD EPYC vs Intel Xeon"]
 
 
 def test_machines_compare_case_by_case_with_cost_per_million_tokens(tmp_path):

@@ -107,7 +107,7 @@ def test_tensor_parallel_matches_the_unsharded_model_and_halves_its_weights(run)
 
 
 def test_a_failing_rank_is_the_cases_outcome_with_every_exit_code(run):
-    out, by = run
+    _, by = run
     r = by["selftest-raise-rank1/ddp-w2-t1"]
     assert r["status"] == "failed"
     assert r["info"]["failed_rank"] == 1 and r["info"]["rank_exit_codes"]["1"] == 1
@@ -202,7 +202,7 @@ world_size = 2
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-        )  # fmt: skip
+        )
         for k in (0, 1)
     ]
     outs = [p.communicate(timeout=240) for p in procs]
