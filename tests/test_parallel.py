@@ -102,8 +102,9 @@ def test_tensor_parallel_matches_the_unsharded_model_and_halves_its_weights(run)
     assert metric(tp, "logit_max_abs_error")["value"] < 1e-4
     assert metric(tp, "top1_agreement")["value"] == 1.0
     assert metric(tp, "throughput_tokens")["method"].startswith("min of 2 ranks")
-    shard = metric(tp, "state_dict_bytes")["value"]
+    shard = metric(tp, "state_dict_bytes_per_rank")["value"]  # a share: never ranked as a model
     assert shard < 0.75 * metric(base, "state_dict_bytes")["value"]  # attention and MLP split
+    assert metric(tp, "params_nonzero_fraction")["value"] == 1.0  # zeros counted per shard
 
 
 def test_a_failing_rank_is_the_cases_outcome_with_every_exit_code(run):

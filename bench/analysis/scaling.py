@@ -114,33 +114,32 @@ def figures(df: pd.DataFrame, results) -> dict[str, Figure]:
 
 
 def speedup_curve(table: pd.DataFrame) -> Figure:
-    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+    fig = Figure(figsize=(7.6, 4.2), layout="constrained")
     ax = fig.add_subplot()
     top = 1
-    series = table.groupby(["model", "workload", "mode"], sort=False)
+    series = list(table.groupby(["model", "workload", "mode"], sort=False))
+    several = table.groupby("model").workload.nunique().max() > 1
     for i, ((model, workload, mode), g) in enumerate(series):
-        g = g.sort_values("degree")
-        xs, ys, lows, highs = [1], [1.0], [0.0], [0.0]
-        for row in g.itertuples():
+        points = [(1, 1.0, 0.0, 0.0)]
+        for row in g.sort_values("degree").itertuples():
             r = getattr(row, "speedup", None)
-            if not isinstance(r, stats.Ratio):
-                continue
-            xs.append(row.degree)
-            ys.append(r.value)
-            lows.append(r.value - r.low if r.has_interval else 0.0)
-            highs.append(r.high - r.value if r.has_interval else 0.0)
-        if len(xs) < 2:
+            if isinstance(r, stats.Ratio):
+                low, high = (r.value - r.low, r.high - r.value) if r.has_interval else (0, 0)
+                points.append((row.degree, r.value, low, high))
+        if len(points) < 2:
             continue
+        xs, ys, lows, highs = zip(*points, strict=True)
         top = max(top, *xs)
-        ax.errorbar(
-            xs, ys, yerr=[lows, highs], marker="o", capsize=3, color=PALETTE[i % len(PALETTE)],
-            label=f"{mode} · {model} · {workload}",
-        )  # fmt: skip
+        dodge = (i - (len(series) - 1) / 2) * 0.025  # side by side: intervals stay legible
+        label = f"{mode} · {model}" + (f" · {workload}" if several else "")
+        label = label if len(label) <= 48 else label[:47] + "…"  # the plot keeps its width
+        ax.errorbar([x + dodge for x in xs], ys, yerr=[lows, highs], marker="o", capsize=3,
+                    color=PALETTE[i % len(PALETTE)], label=label)  # fmt: skip
     ax.plot([1, top], [1, top], "--", color="grey", label="ideal (linear)")
     ax.set_xlabel("degree (ranks; threads for mode threads)")
     ax.set_ylabel("speed-up of tokens/s vs degree 1")
     ax.set_xticks(range(1, int(top) + 1))
-    ax.legend(fontsize=7)
+    fig.legend(fontsize=8, loc="outside right upper", frameon=False)
     ax.grid(alpha=0.3)
     return fig
 

@@ -35,6 +35,19 @@ SHAPES: dict[str, tuple[str, dict[str, Any]]] = {
             max_position_embeddings=256,
         ),
     ),
+    # CPU-sized but wide enough to be worth splitting over ranks (suites/parallel.toml).
+    "llama-12m-shape": (
+        "llama",
+        dict(
+            num_hidden_layers=4,
+            num_attention_heads=8,
+            num_key_value_heads=4,
+            hidden_size=512,
+            intermediate_size=1408,
+            vocab_size=512,
+            max_position_embeddings=256,
+        ),
+    ),
     # The deployed shapes, for GPUs: GPT-2 small, a 1.1B Llama (TinyLlama), Llama-3-8B.
     "gpt2-small-shape": ("gpt2", dict(n_layer=12, n_head=12, n_embd=768, n_positions=1024)),
     "llama-1b-shape": (

@@ -25,6 +25,8 @@ from bench.run.distributed import Placement, RankFailed, launch
 from bench.spec import registry
 from bench.spec.suite import Case
 
+# The model's own bytes: a rank's share when the model is sharded.
+SHARDED_BYTES = {"state_dict_bytes", "weights_bytes", "gradient_bytes", "optimizer_state_bytes"}
 ENERGY_ABSENT = (
     "not measured on launched ranks: an energy window of its own would repeat collectives "
     "a different number of times on each rank, and ranks sharing a CPU are one device to "
@@ -32,9 +34,10 @@ ENERGY_ABSENT = (
 )
 
 
-def placement_of(case: Case, facts: dict[str, Any]) -> tuple[Placement, bool] | None:
-    """(where the case's ranks go, whether each rank serves its own data), or None when the
-    case runs in its own process. Multi-node settings come from the run (``facts["launch"]``)."""
+def placement_of(case: Case, facts: dict[str, Any]) -> tuple[Placement, dict[str, bool]] | None:
+    """(where the case's ranks go, {"data_parallel": each rank serves its own data,
+    "sharded": each holds a share of the model}), or None when the case runs in its own
+    process. Multi-node settings come from the run (``facts["launch"]``)."""
     for step in case.techniques:
         entry = registry.techniques.get(step.name)
         if "placement" not in entry.meta:
@@ -44,7 +47,7 @@ def placement_of(case: Case, facts: dict[str, Any]) -> tuple[Placement, bool] | 
         if placed is not None:
             nodes = facts.get("launch") or {}
             placed = Placement(placed.world_size, placed.threads_per_rank, placed.backend, **nodes)
-            return placed, entry.meta["data_parallel"](params)
+            return placed, {k: entry.meta[k](params) for k in ("data_parallel", "sharded")}
     return None
 
 
@@ -79,7 +82,7 @@ def rank_entry(case_json: dict[str, Any], repeat: int, run_id: str | None, facts
 
 def run_on_ranks(case: Case, result: CaseResult, facts: dict[str, Any], repeat: int) -> None:
     """Launch the case's ranks and fold their results into ``result``."""
-    placement, data_parallel = placement_of(case, facts)
+    placement, kind = placement_of(case, facts)
     # Every node of the launch names it alike: the case and repeat, never a random id.
     placement = dataclasses.replace(placement, rdzv_id=f"{case.hash}-r{repeat}")
     check_placement(placement)
@@ -89,7 +92,7 @@ def run_on_ranks(case: Case, result: CaseResult, facts: dict[str, Any], repeat: 
         "backend": placement.backend,
         "nnodes": placement.nnodes,
         "node_rank": placement.node_rank,
-        "data_parallel": data_parallel,
+        **kind,
     }
     if why := placement.oversubscribed():
         result.info["warning"] = why
@@ -119,15 +122,17 @@ def run_on_ranks(case: Case, result: CaseResult, facts: dict[str, Any], repeat: 
             "s",
             "wall_clock_launch_to_last_rank_ready (spawn, imports, rendezvous, process group)",
         ),
-        *combine({r: x.metrics for r, x in ranks.items()}, data_parallel),
+        *combine({r: x.metrics for r, x in ranks.items()}, **kind),
     ]
     result.samples = {**first.samples, "ranks": _by_rank(ranks)}
     result.info.update({k: v for k, v in first.info.items() if k != "absent"})
     result.info["absent"] = {**first.info.get("absent", {}), "energy": ENERGY_ABSENT}
 
 
-def combine(metrics: dict[int, list[Metric]], data_parallel: bool) -> list[Metric]:
-    """One metric per name from every rank's (see the module's docstring)."""
+def combine(metrics: dict[int, list[Metric]], data_parallel: bool, sharded: bool) -> list[Metric]:
+    """One metric per name from every rank's (see the module's docstring). The model's
+    own bytes of a sharded model (tensor parallel, FSDP) are a rank's share, so they are
+    named ``..._per_rank``: never ranked against a whole model's."""
     world = len(metrics)
     out = []
     for m in metrics[0]:
@@ -135,8 +140,8 @@ def combine(metrics: dict[int, list[Metric]], data_parallel: bool) -> list[Metri
         if any(v is None for v in values):
             continue  # not every rank has it: not a figure of the group
         how, value = _rule(m, data_parallel)
-        value = value(values)
-        out.append(Metric(m.name, value, m.unit, f"{how} of {world} ranks ({m.method})"))
+        name = f"{m.name}_per_rank" if sharded and m.name in SHARDED_BYTES else m.name
+        out.append(Metric(name, value(values), m.unit, f"{how} of {world} ranks ({m.method})"))
     return out
 
 

@@ -92,6 +92,7 @@ def placement(p: ParallelParams, device: str):
     check=_check,
     placement=placement,
     data_parallel=lambda p: p.mode in DATA_PARALLEL,
+    sharded=lambda p: p.mode in {"fsdp", "tp"},
 )
 def apply_parallel(model, p: ParallelParams, ctx):
     """Set the threads, or wrap/shard the model on this rank (mode ddp/fsdp/tp)."""

@@ -81,8 +81,11 @@ def model_size_metrics(model, absent: dict[str, str] | None = None) -> list[Metr
     weights = _weights(model)
     total = sum(t.numel() for t in weights)
     out = [Metric("params_total", float(total), "count", "numel")]
+    # A sharded weight (DTensor: tensor parallel, FSDP) counts its global shape above and
+    # this rank's shard here: zeros are counted where they are stored.
+    shards = [t.to_local() if hasattr(t, "to_local") else t for t in weights]
     try:
-        fraction = sum(_nonzero(t) for t in weights) / total
+        fraction = sum(_nonzero(t) for t in shards) / sum(t.numel() for t in shards)
         out.append(Metric("params_nonzero_fraction", fraction, "1", "count_nonzero"))
     except (RuntimeError, NotImplementedError, TypeError) as e:
         if absent is not None:  # torchao's quantized tensor subclasses do not count zeros
