@@ -1,4 +1,4 @@
-"""Sessions: tests, lint, smoke, nightly, postgres, compression, training, decoding, gpu,
+"""Sessions: tests, lint, smoke, nightly, postgres, compression, training, decoding, parallel, gpu,
 fidelity, isolation, gates, nightly_benchmark. Each installs bench into its own virtualenv.
 
 torch comes first and pinned, because an unpinned ``pip install torch`` on a machine
@@ -87,6 +87,14 @@ def decoding(session: nox.Session) -> None:
     `python benchmarks/decoding_tables.py RUN` prints the README's table from it."""
     install(session)
     session.run("bench", "run", "suites/decoding.toml", *session.posargs)
+
+
+@nox.session
+def parallel(session: nox.Session) -> None:
+    """Run suites/parallel.toml (about 7 minutes on 2 CPU cores): threads, DDP, FSDP and
+    tensor parallel through torch's launcher; the report's scaling table and curve."""
+    install(session)
+    session.run("bench", "run", "suites/parallel.toml", *session.posargs)
 
 
 @nox.session

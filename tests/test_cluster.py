@@ -35,7 +35,7 @@ def test_the_local_executor_makes_the_run_folder_a_plain_run_makes(tmp_path):
     (merged,) = [d for d in results.iterdir() if not d.name.startswith(".")]
     manifest = store.read_json(merged / store.MANIFEST)
     assert manifest["status"] == "complete" and len(manifest["merged_from"]) == 2
-    plain = run_suite(load_suite(path), RunOptions(results=tmp_path / "plain"))
+    plain = run_suite(load_suite(path), RunOptions(results=tmp_path / "plain", inline=True))
     assert _cases(merged) == _cases(plain.run_dir)
     assert set(_cases(merged).values()) == {"ok"}
 

@@ -24,7 +24,7 @@ warmup = 1
 iterations = 3
 idle_s = 0
 quality = true
-timeout_s = 15
+timeout_s = 10
 {TINY_MODEL}
 [[workloads]]
 name = "train"
@@ -61,6 +61,7 @@ exclude = [
   {{ workload = "forward", "parallel.mode" = "ddp" }},
   {{ workload = "selftest", "parallel.mode" = "tp" }},
   {{ workload = "selftest", technique = "baseline" }},
+  {{ workload = "train", technique = "baseline" }},
 ]
 """
 
@@ -111,7 +112,8 @@ def test_a_failing_rank_is_the_cases_outcome_with_every_exit_code(run):
     _, by = run
     r = by["selftest-raise-rank1/ddp-w2-t1"]
     assert r["status"] == "failed"
-    assert r["info"]["failed_rank"] == 1 and r["info"]["rank_exit_codes"]["1"] == 1
+    assert r["info"]["failed_rank"] == 1
+    assert r["info"]["rank_exit_codes"] == {"0": "stopped", "1": 1}
     assert "selftest: raised on purpose" in r["error"]
     assert by["forward-b1-s32/tp-w2-t1"]["status"] == "ok"  # the run went on
 
@@ -164,7 +166,7 @@ def test_one_parallel_case_across_two_nodes_each_writing_its_ranks(tmp_path):
     # The nodes start apart (each probes its memory bandwidth first): a long timeout.
     head = SUITE.split("[[workloads]]")[0].replace("quality = true", "")
     suite.write_text(
-        head.replace("timeout_s = 15", "timeout_s = 120")
+        head.replace("timeout_s = 10", "timeout_s = 120")
         + """
 [[workloads]]
 name = "train"

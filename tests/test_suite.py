@@ -144,15 +144,15 @@ BAD_SUITES = [
     pytest.param(
         BASE.replace('"tinygpt-s"', '"tinygpt-x"'),
         "s.toml: models[0].name: unknown model 'tinygpt-x' (did you mean 'tinygpt-s'?); "
-        "known: gpt2-small-shape, gpt2-tiny, hf-local, llama-1b-shape, llama-8b-shape, llama-tiny, "
-        "tinygpt-l, tinygpt-m, tinygpt-s",
+        "known: gpt2-small-shape, gpt2-tiny, hf-local, llama-12m-shape, llama-1b-shape, "
+        "llama-8b-shape, llama-tiny, tinygpt-l, tinygpt-m, tinygpt-s",
         id="unknown-model",
     ),
     pytest.param(
         BASE + "[[techniques]]\nname = 'quantise'\n",
         "s.toml: techniques[0].name: unknown technique 'quantise' (did you mean 'quantize'?); "
-        "known: baseline, compile, delay, distill, lr_schedule, optimizer, precision, prune, "
-        "quantize",
+        "known: baseline, compile, delay, distill, lr_schedule, optimizer, parallel, precision, "
+        "prune, quantize",
         id="unknown-technique",
     ),
     pytest.param(

@@ -23,9 +23,12 @@ class RankFailed(RuntimeError):
     """A launch in which some rank did not return: its exit codes by rank and the first
     failing rank's error."""
 
-    def __init__(self, exit_codes: dict[int, int], rank: int, error: str):
+    def __init__(self, exit_codes: dict[int, int | str], rank: int, error: str):
         self.exit_codes, self.rank, self.error = exit_codes, rank, error
-        codes = ", ".join(f"rank {r}: exit {c}" for r, c in sorted(exit_codes.items()))
+        codes = ", ".join(
+            f"rank {r}: " + (f"exit {c}" if isinstance(c, int) else c)
+            for r, c in sorted(exit_codes.items())
+        )
         super().__init__(f"rank {rank} failed ({codes}): {error}")
 
 
@@ -113,6 +116,8 @@ def launch(fn: Callable[..., Any], args: tuple, placement: Placement) -> dict[in
         failures = e.failures
     finally:
         logger.setLevel(level)
-    codes = {rank: f.exitcode for rank, f in failures.items()}
+    codes: dict[int, int | str] = {rank: f.exitcode for rank, f in failures.items()}
+    if placement.nnodes == 1:  # the others were stopped by torch's agent, not failed
+        codes = {r: codes.get(r, "stopped") for r in range(placement.world_size)}
     first = min(failures, key=lambda r: failures[r].timestamp)
     raise RankFailed(codes, first, _error_text(failures[first]))

@@ -45,8 +45,7 @@ def placement_of(case: Case, facts: dict[str, Any]) -> tuple[Placement, dict[str
         params = entry.params.model_validate(step.params)
         placed = entry.meta["placement"](params, case.run["device"])
         if placed is not None:
-            nodes = facts.get("launch") or {}
-            placed = Placement(placed.world_size, placed.threads_per_rank, placed.backend, **nodes)
+            placed = Placement(**placed, **(facts.get("launch") or {}))
             return placed, {k: entry.meta[k](params) for k in ("data_parallel", "sharded")}
     return None
 
@@ -86,14 +85,7 @@ def run_on_ranks(case: Case, result: CaseResult, facts: dict[str, Any], repeat: 
     # Every node of the launch names it alike: the case and repeat, never a random id.
     placement = dataclasses.replace(placement, rdzv_id=f"{case.hash}-r{repeat}")
     check_placement(placement)
-    result.info["placement"] = {
-        "world_size": placement.world_size,
-        "threads_per_rank": placement.threads_per_rank,
-        "backend": placement.backend,
-        "nnodes": placement.nnodes,
-        "node_rank": placement.node_rank,
-        **kind,
-    }
+    result.info["placement"] = {**dataclasses.asdict(placement), **kind}
     if why := placement.oversubscribed():
         result.info["warning"] = why
     rank_facts = {k: v for k, v in facts.items() if k != "launch"}
@@ -108,7 +100,7 @@ def run_on_ranks(case: Case, result: CaseResult, facts: dict[str, Any], repeat: 
     ranks = {r: CaseResult.from_json(v["result"]) for r, v in got.items()}
     if 0 not in ranks:  # another node holds rank 0: its case result is the case's
         result.info["ranks_here"] = sorted(ranks)
-        result.info["case_result_on"] = "the node that runs rank 0 (node_rank 0)"
+        result.info["case_result_on"] = "the node whose ranks include global rank 0"
         return
     first = ranks[0]
     if first.status != "ok":
@@ -125,8 +117,7 @@ def run_on_ranks(case: Case, result: CaseResult, facts: dict[str, Any], repeat: 
         *combine({r: x.metrics for r, x in ranks.items()}, **kind),
     ]
     result.samples = {**first.samples, "ranks": _by_rank(ranks)}
-    result.info.update({k: v for k, v in first.info.items() if k != "absent"})
-    result.info["absent"] = {**first.info.get("absent", {}), "energy": ENERGY_ABSENT}
+    result.info.update(first.info)  # its "absent" says why energy is (bench.run.case)
 
 
 def combine(metrics: dict[int, list[Metric]], data_parallel: bool, sharded: bool) -> list[Metric]:

@@ -75,14 +75,16 @@ def _check(p: ParallelParams, case) -> str | None:
     return None
 
 
-def placement(p: ParallelParams, device: str):
-    """How many ranks this case needs (bench.run.distributed.Placement), or None: it runs
-    in the case's own process."""
-    from bench.run.distributed import Placement
-
+def placement(p: ParallelParams, device: str) -> dict | None:
+    """The ranks this case needs (the fields of bench.run.distributed.Placement), or None:
+    it runs in the case's own process."""
     if p.mode == "threads":
         return None
-    return Placement(p.world_size, p.threads_per_rank, p.backend_for(device))
+    return {
+        "world_size": p.world_size,
+        "threads_per_rank": p.threads_per_rank,
+        "backend": p.backend_for(device),
+    }
 
 
 @register_technique(
