@@ -14,6 +14,7 @@ import pandas as pd
 from bench.analysis import stats
 from bench.analysis.tables import run_values
 from bench.analysis.units import human
+from bench.results.metric_info import is_modelled
 
 SEPARATOR = "@"  # bench.run.machines: "<model>@<machine>/<workload>/<technique>"
 THROUGHPUT, ENERGY = "throughput_tokens", "energy_per_token"
@@ -36,6 +37,8 @@ def split(case_id: str) -> tuple[str, str]:
 def machine_table(df: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
     values = run_values(df)
     prices = pricing(manifest)
+    energy_rows = df[df.metric == ENERGY]
+    modelled = set(energy_rows[energy_rows.method.map(is_modelled)].case_id)
     rows = []
     for (_, case_id, metric), v in values.items():
         if metric != THROUGHPUT:
@@ -52,6 +55,7 @@ def machine_table(df: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
             "case": case, "machine": name, "runs": len(v), "values": v,
             "tps": stats.center(v), "tps_interval": interval,
             "j_per_token": stats.center(energy) if energy is not None else math.nan,
+            "modelled": case_id in modelled,
             "cost": cost(stats.center(v)),
             "cost_interval": (cost(interval[1]), cost(interval[0])) if interval else None,
         })  # fmt: skip
@@ -91,25 +95,39 @@ def section(df: pd.DataFrame, manifest: dict[str, Any]) -> dict[str, Any] | None
                 case if i == 0 else "", r.machine, str(r.runs),
                 _with(r.tps, r.tps_interval, "tokens/s"),
                 "—" if i == 0 else stats.ratio(r.values, first["values"]).describe(),
-                human(r.j_per_token, "J/token"), _with(r.cost, r.cost_interval, ""),
+                human(r.j_per_token, "J/token") + (" (modelled)" if r.modelled else ""),
+                _with(r.cost, r.cost_interval, ""),
                 fastest if i == 0 else "", cheapest if i == 0 else "",
             ])  # fmt: skip
     prices = pricing(manifest)
     priced = ", ".join(f"{k}: {v:g} per hour" for k, v in prices.items()) or "none"
     note = (
+        "Machines: "
+        + "; ".join(
+            f"{name}: {_describe(m['machine'])}" for name, m in manifest["machines"].items()
+        )
+        + ". "
         "The same suite on each machine, each with its own baseline. tokens/s: median over "
         "process runs, with the 95% t interval of their geometric mean; 'vs first machine': "
         "stats.ratio over runs. Cost per 1M tokens = price of a machine-hour / 3600 / tokens/s "
         f"x 1e6, from the suite's [pricing] ({priced}); its interval is the throughput's. "
-        "Fastest/cheapest are named only when that machine's interval clears every other's."
+        "Fastest/cheapest are named only when that machine's interval clears every other's. "
+        "J/token is marked where codecarbon modelled it (no energy counter on that machine)."
     )
     return {"title": "Machines compared", "header": header, "rows": rows, "note": note}
 
 
+def _describe(facts: dict[str, Any]) -> str:
+    gpus = ", ".join(facts.get("gpus") or []) or "no GPU"
+    return f"{facts.get('cpu')}, {facts.get('cores')} cores, {gpus}, torch {facts.get('torch')}"
+
+
 def _with(value: float, interval, unit: str) -> str:
+    """'7k tokens/s [6.75k, 7.4k]': the point with its unit, the bounds in the same steps."""
     if math.isnan(value):
         return "—"
     text = human(value, unit) if unit else f"{value:.3g}"
     if not interval:
         return text
-    return f"{text} [{interval[0]:.3g}, {interval[1]:.3g}]"
+    low, high = (human(b, unit).split()[0] if unit else f"{b:.3g}" for b in interval)
+    return f"{text} [{low}, {high}]"
