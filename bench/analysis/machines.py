@@ -38,7 +38,7 @@ def machine_table(df: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
     values = run_values(df)
     prices = pricing(manifest)
     energy_rows = df[df.metric == ENERGY]
-    modelled = set(energy_rows[energy_rows.method.map(is_modelled)].case_id)
+    modelled = set(energy_rows[energy_rows.method.map(is_modelled).astype(bool)].case_id)
     rows = []
     for (_, case_id, metric), v in values.items():
         if metric != THROUGHPUT:

@@ -13,10 +13,20 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+# What a rank's error says when it failed because a peer left (gloo, NCCL, the gather).
+PEER_GONE = (
+    "Connection closed by peer",
+    "Connection reset by peer",
+    "Broken pipe",
+    "NCCL communicator was aborted",
+)
+PEER_GRACE_S = 3.0
 
 
 class RankFailed(RuntimeError):
@@ -66,9 +76,16 @@ def _rank_main(fn: Callable[..., Any], threads: int, backend: str, args: tuple) 
     dist.init_process_group(backend)
     # No teardown on an exception: the rank leaves at once, so it is the first to fail and
     # its error, not a peer's "connection closed", is what the launch reports.
-    out = fn(*args)
-    everyone = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
-    dist.gather_object(out, everyone, dst=0)
+    try:
+        out = fn(*args)
+        everyone = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+        dist.gather_object(out, everyone, dst=0)
+    except Exception as e:
+        if any(m in str(e) for m in PEER_GONE):
+            # Lost a peer: leave after it, so torch's agent records the peer's failure (the
+            # cause) and stops this rank, rather than taking this one for the cause.
+            time.sleep(PEER_GRACE_S)
+        raise
     dist.destroy_process_group()
     return everyone if everyone is not None else out
 
@@ -102,7 +119,7 @@ def launch(fn: Callable[..., Any], args: tuple, placement: Placement) -> dict[in
         rdzv_configs=({"is_host": placement.node_rank == 0} if placement.nnodes > 1 else {}),
         max_restarts=0,  # a failure is the case's outcome, not something to retry
         monitor_interval=0.1,
-        start_method="spawn",
+        start_method="spawn" if placement.backend == "nccl" else "fork",
     )
     # torch logs every rank's traceback at ERROR; the failure is reported once, below.
     logger = logging.getLogger("torch.distributed.elastic")
@@ -119,5 +136,9 @@ def launch(fn: Callable[..., Any], args: tuple, placement: Placement) -> dict[in
     codes: dict[int, int | str] = {rank: f.exitcode for rank, f in failures.items()}
     if placement.nnodes == 1:  # the others were stopped by torch's agent, not failed
         codes = {r: codes.get(r, "stopped") for r in range(placement.world_size)}
-    first = min(failures, key=lambda r: failures[r].timestamp)
-    raise RankFailed(codes, first, _error_text(failures[first]))
+    # Torch stamps failures in whole seconds, and a rank whose peer died fails too, often
+    # in the same second: the cause is the earliest failure that is not a peer's loss.
+    texts = {r: _error_text(f) for r, f in failures.items()}
+    causes = [r for r in failures if not any(m in texts[r] for m in PEER_GONE)] or list(failures)
+    first = min(causes, key=lambda r: (failures[r].timestamp, r))
+    raise RankFailed(codes, first, texts[first])

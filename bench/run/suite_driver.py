@@ -310,6 +310,8 @@ def _progress(todo, console, launcher, run_id, run_dir, timeout, facts):
 
 
 def _print_line(console, result: dict[str, Any], repeats: int) -> None:
+    from rich.markup import escape
+
     status = result["status"]
     colour = "green" if status == "ok" else "yellow" if status in OUTCOMES else "red"
     rep = f" r{result['repeat']}" if repeats > 1 else ""
@@ -318,7 +320,9 @@ def _print_line(console, result: dict[str, Any], repeats: int) -> None:
         if status == "ok"
         else (result.get("error") or "").splitlines()[0][:160]
     )
-    console.print(f"[{colour}]{status:>7}[/] {result['case_id']}{rep}  {detail}", highlight=False)
+    # An error's text is not markup: "[/path/pair.cc:553]" in a gloo error is no closing tag.
+    line = f"{result['case_id']}{rep}  {detail}"
+    console.print(f"[{colour}]{status:>7}[/] {escape(line)}", highlight=False)
 
 
 # Statuses that are what the case measured, not a fault of the run: skipped here with a
