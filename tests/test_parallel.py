@@ -24,7 +24,7 @@ warmup = 1
 iterations = 3
 idle_s = 0
 quality = true
-timeout_s = 8
+timeout_s = 6
 {TINY_MODEL}
 [[workloads]]
 name = "train"
@@ -166,7 +166,7 @@ def test_one_parallel_case_across_two_nodes_each_writing_its_ranks(tmp_path):
     # The nodes start apart (each probes its memory bandwidth first): a long timeout.
     head = SUITE.split("[[workloads]]")[0].replace("quality = true", "")
     suite.write_text(
-        head.replace("timeout_s = 8", "timeout_s = 120")
+        head.replace("timeout_s = 6", "timeout_s = 120")
         + """
 [[workloads]]
 name = "train"

@@ -173,6 +173,6 @@ def section(df: pd.DataFrame, manifest: dict[str, Any]) -> dict[str, Any] | None
         "with N x t threads (mode threads), which decides whether ranks pay at all. Data "
         "parallel throughput is the ranks' sum; tensor parallel, the group's. Peak memory: "
         "the largest rank's workload-phase peak. Launch start-up: launcher call to the last "
-        "rank ready (spawn, imports, rendezvous, process group), not in any timing."
+        "rank ready (rank processes, rendezvous, process group), not in any timing."
     )
     return {"title": "Scaling of parallel cases", "header": header, "rows": rows, "note": note}

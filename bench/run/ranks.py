@@ -112,7 +112,7 @@ def run_on_ranks(case: Case, result: CaseResult, facts: dict[str, Any], repeat: 
             "launch_startup",
             startup,
             "s",
-            "wall_clock_launch_to_last_rank_ready (spawn, imports, rendezvous, process group)",
+            "wall_clock_launch_to_last_rank_ready (rank processes, rendezvous, process group)",
         ),
         *combine({r: x.metrics for r, x in ranks.items()}, **kind),
     ]
