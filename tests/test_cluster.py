@@ -87,3 +87,26 @@ def test_machines_compare_case_by_case_with_cost_per_million_tokens(tmp_path):
     assert gpu[4].startswith("20")  # 20x the first machine's tokens/s
     with pytest.raises(UserError, match="repeat"):
         merge_machines([f"x={a}", f"x={b}"], tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--executor", "slurm"], "no `sbatch` on this machine's PATH"),
+        (["--executor", "local", "--slurm", "bogus=1"], "--slurm: Parameter 'bogus'"),
+        (["--executor", "local", "--shard", "1/2"], "drop --shard"),
+        (["--nnodes", "2"], "needs --rdzv-endpoint"),
+        (["--nnodes", "2", "--node-rank", "2", "--rdzv-endpoint", "h:1"], "need 0 <= rank"),
+    ],
+)
+def test_cluster_options_that_cannot_work_are_one_line(
+    tmp_path, monkeypatch, capsys, args, message
+):
+    from bench.cli import main
+
+    monkeypatch.setattr("shutil.which", lambda name: None)  # no Slurm here, whatever the host
+    path = tmp_path / "groups.toml"
+    path.write_text(TWO_GROUPS)
+    assert main(["run", str(path), "--results", str(tmp_path / "r"), *args]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert message in line

@@ -14,6 +14,7 @@ merged run says ``partial``.
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -59,14 +60,19 @@ def run_on_executor(
     from bench.run.merge import merge_runs
     from bench.run.suite_driver import select_cases
 
+    if kind == "slurm" and shutil.which("sbatch") is None:
+        raise UserError(
+            "--executor slurm: no `sbatch` on this machine's PATH (run it on a Slurm login node)"
+        )
     cases = select_cases(suite.cases, opts.filter, None)
-    jobs = max(1, min(jobs, len(cases)))
+    groups = {c.group for c in cases}  # what --shard deals out
+    jobs = max(1, min(jobs, len(groups)))
     root = opts.results / SHARDS / time.strftime("%Y%m%d-%H%M%S")
     executor = submitit.AutoExecutor(folder=root / "submitit", cluster=kind)
     try:
         executor.update_parameters(**_parameters(kind, suite, len(cases), jobs, extra))
-    except (TypeError, ValueError) as e:  # submitit names the parameter it does not know
-        raise UserError(f"--slurm: {e}") from None
+    except (NameError, TypeError, ValueError) as e:  # submitit names what it does not know
+        raise UserError(f"--slurm: {str(e).splitlines()[0]}") from None
     shared = {"filter": opts.filter, "timeout": opts.timeout, "argv": opts.argv}
     args = [
         (str(suite_path.resolve()), f"{k}/{jobs}", str(root), shared) for k in range(1, jobs + 1)
