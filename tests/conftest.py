@@ -61,3 +61,20 @@ n_head = 1
 [[workloads]]
 name = "selftest"
 """
+
+
+def assert_dies_soon(pid: int, what: str) -> None:
+    """``pid`` is gone within 5 s (else it is killed and the test fails)."""
+    import os
+    import signal
+    import time
+
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    raise AssertionError(f"{what} {pid} outlived its case's timeout")

@@ -4,17 +4,13 @@ hangs past the case's timeout. One run for the module: each launch costs seconds
 
 from __future__ import annotations
 
-import os
-import signal
-import time
-
 import pytest
 
 from bench.errors import UserError
 from bench.results import store
 from bench.run.suite_driver import RunOptions, run_suite
 from bench.spec.suite import load_suite
-from tests.conftest import TINY_MODEL
+from tests.conftest import TINY_MODEL, assert_dies_soon
 
 SUITE = f"""
 name = "parallel-test"
@@ -123,16 +119,7 @@ def test_a_hanging_rank_times_out_and_every_rank_dies_with_the_case(run):
     r = by["selftest-spawn120s-rank1/ddp-w2-t1"]
     assert r["status"] == "timeout"
     (log,) = (out.run_dir / store.LOGS).glob("*selftest-spawn*.log")
-    pid = int(log.read_text().split("worker pid ")[1].split()[0])
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.1)
-    os.kill(pid, signal.SIGKILL)
-    raise AssertionError(f"rank 1's worker {pid} outlived its case's timeout")
+    assert_dies_soon(int(log.read_text().split("worker pid ")[1].split()[0]), "rank 1's worker")
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from bench.results import store
 from bench.run import preparation
 from bench.run.suite_driver import Interrupted, RunOptions, run_suite, schedule, select_cases
 from bench.spec.suite import load_suite, parse_suite
-from tests.conftest import TINY_MODEL
+from tests.conftest import TINY_MODEL, assert_dies_soon
 
 ROOT = Path(__file__).parents[1]
 
@@ -231,17 +231,7 @@ def test_a_timeout_kills_the_workers_a_case_started_too(write_suite, tmp_path):
     (result,) = out.results
     assert result["status"] == "timeout"
     (log,) = (out.run_dir / store.LOGS).glob("*selftest*.log")
-    pid = int(log.read_text().split("worker pid ")[1].split()[0])
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
-    else:
-        os.kill(pid, signal.SIGKILL)
-        raise AssertionError(f"worker {pid} outlived its case's timeout")
+    assert_dies_soon(int(log.read_text().split("worker pid ")[1].split()[0]), "worker")
 
 
 def test_an_oom_kill_is_blamed_on_the_case_only_when_the_kernel_names_it(monkeypatch):

@@ -13,8 +13,7 @@ from pathlib import Path
 
 from bench.errors import UserError
 from bench.results import store
-from bench.run.case import now_iso
-from bench.run.merge import machine, read_manifests
+from bench.run.merge import machine, merged_manifest, read_manifests
 
 SEPARATOR = "@"
 
@@ -50,8 +49,7 @@ def merge_machines(items: list[str], results: Path) -> Path:
     """One run holding every machine's cases, each case tagged with its machine."""
     machines = labelled(items)
     manifests = [m for _, _, m in machines]
-    first = manifests[0]
-    run_id, run_dir = store.create_run_dir(results, first["suite"]["name"])
+    run_id, run_dir = store.create_run_dir(results, manifests[0]["suite"]["name"])
     (run_dir / store.CASES).mkdir(exist_ok=True)
     for name, folder, _ in machines:
         for f in sorted((folder / store.CASES).glob("*.json")):
@@ -62,16 +60,9 @@ def merge_machines(items: list[str], results: Path) -> Path:
             r["run_id"] = run_id
             r.setdefault("info", {})["machine"] = name
             store.write_json_atomic(store.case_path(run_dir, r["case_id"], r["repeat"]), r)
+    complete = all(m.get("status") == "complete" for m in manifests)
     manifest = {
-        "schema_version": 1,
-        "run_id": run_id,
-        "suite": first["suite"],
-        "environment": first["environment"],
-        "started": min(m.get("started", "") for m in manifests),
-        "ended": now_iso(),
-        "status": "complete"
-        if all(m.get("status") == "complete" for m in manifests)
-        else "partial",
+        **merged_manifest(run_id, manifests, "complete" if complete else "partial"),
         "attempts": [],
         "machines": {
             name: {

@@ -25,6 +25,20 @@ def read_manifests(run_dirs: list[Path]) -> list[dict]:
     return manifests
 
 
+def merged_manifest(run_id: str, manifests: list[dict], status: str) -> dict[str, Any]:
+    """What every merged run's manifest says: its id, suite, first environment, span."""
+    first = manifests[0]
+    return {
+        "schema_version": 1,
+        "run_id": run_id,
+        "suite": first["suite"],
+        "environment": first["environment"],
+        "started": min(m.get("started", "") for m in manifests),
+        "ended": now_iso(),
+        "status": status,
+    }
+
+
 def machine(environment: dict[str, Any]) -> dict[str, Any]:
     """What makes two runs' timings comparable: the hardware and the software that ran."""
     gpu = environment.get("gpu") or {}
@@ -95,14 +109,8 @@ def merge_runs(run_dirs: list[Path], results: Path, allow_mixed: bool = False) -
     done = all(m.get("status") in ("complete", "partial") for m in manifests)
     status = "complete" if done and covered >= {c.id for c in suite.cases} else "partial"
     manifest = {
-        "schema_version": 1,
-        "run_id": run_id,
-        "suite": first["suite"],
-        "environment": first["environment"],
+        **merged_manifest(run_id, manifests, status),
         **({"mixed_environments": mixed} if mixed else {}),
-        "started": min(m.get("started", "") for m in manifests),
-        "ended": now_iso(),
-        "status": status,
         "attempts": [a for m in manifests for a in m.get("attempts", [])],
         "merged_from": [
             {
