@@ -390,13 +390,5 @@ def _matches(rule: dict[str, Any], case: Case) -> bool:
     return True
 
 
-__all__ = [
-    "BASELINE",
-    "Case",
-    "Component",
-    "RunSettings",
-    "Suite",
-    "is_baseline",
-    "load_suite",
-    "parse_suite",
-]
+__all__ = ["BASELINE", "Case", "Component", "RunSettings", "Suite", "is_baseline",
+           "load_suite", "parse_suite"]  # fmt: skip
