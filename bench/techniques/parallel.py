@@ -23,7 +23,8 @@ from pydantic import Field
 
 from bench.spec.registry import Params, register_technique
 
-DATA_PARALLEL = {"ddp", "fsdp"}
+DATA_PARALLEL = {"ddp", "fsdp"}  # each rank serves its own data
+SHARDED = {"fsdp", "tp"}  # each rank holds a share of the model
 # The workloads each mode runs; "selftest" makes a rank fail or hang on purpose.
 WORKLOADS = {
     "ddp": {"train", "selftest"},
@@ -94,7 +95,7 @@ def placement(p: ParallelParams, device: str) -> dict | None:
     check=_check,
     placement=placement,
     data_parallel=lambda p: p.mode in DATA_PARALLEL,
-    sharded=lambda p: p.mode in {"fsdp", "tp"},
+    sharded=lambda p: p.mode in SHARDED,
 )
 def apply_parallel(model, p: ParallelParams, ctx):
     """Set the threads, or wrap/shard the model on this rank (mode ddp/fsdp/tp)."""
