@@ -374,8 +374,7 @@ def _run_on_executor(args: argparse.Namespace, suite, opts, console) -> int:
     run_dir = run_on_executor(
         suite, args.suite, opts, args.executor, args.jobs, args.slurm, console
     )
-    results = [store.read_json(p) for p in sorted((run_dir / store.CASES).glob("*.json"))]
-    return _finish(args, run_dir, results, console)
+    return _finish(args, run_dir, store.run_results(run_dir), console)
 
 
 if __name__ == "__main__":

@@ -34,19 +34,18 @@ def split(case_id: str) -> tuple[str, str]:
     return f"{base}/{rest}", name
 
 
-def machine_table(df: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
+def machine_table(df: pd.DataFrame, prices: dict[str, float]) -> pd.DataFrame:
     values = run_values(df)
-    prices = pricing(manifest)
     energy_rows = df[df.metric == ENERGY]
     modelled = set(energy_rows[energy_rows.method.map(is_modelled).astype(bool)].case_id)
     rows = []
-    for (_, case_id, metric), v in values.items():
+    for (run_id, case_id, metric), v in values.items():
         if metric != THROUGHPUT:
             continue
         case, name = split(case_id)
         interval = stats.center_interval(v)
         price = prices.get(name)
-        energy = next((e for (_, c, m), e in values.items() if c == case_id and m == ENERGY), None)
+        energy = values.get((run_id, case_id, ENERGY))
 
         def cost(tps: float, price=price) -> float:
             return price / 3600 / tps * 1e6 if price else math.nan
@@ -80,7 +79,8 @@ def _best(g: pd.DataFrame, column: str, interval: str, lowest: bool) -> str:
 def section(df: pd.DataFrame, manifest: dict[str, Any]) -> dict[str, Any] | None:
     if "machines" not in manifest:
         return None
-    table = machine_table(df, manifest)
+    prices = pricing(manifest)
+    table = machine_table(df, prices)
     if table.empty:
         return None
     header = ["case", "machine", "runs", "tokens/s [95%]", "vs first machine", "J/token",
@@ -99,7 +99,6 @@ def section(df: pd.DataFrame, manifest: dict[str, Any]) -> dict[str, Any] | None
                 _with(r.cost, r.cost_interval, ""),
                 fastest if i == 0 else "", cheapest if i == 0 else "",
             ])  # fmt: skip
-    prices = pricing(manifest)
     priced = ", ".join(f"{k}: {v:g} per hour" for k, v in prices.items()) or "none"
     note = (
         "Machines: "

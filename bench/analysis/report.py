@@ -168,7 +168,7 @@ class Table:
 def write_run_report(run_dir: Path, out_root: Path) -> Path:
     manifest = store.read_json(run_dir / store.MANIFEST)
     df = store.load_results(run_dir)
-    results = [store.read_json(p) for p in sorted((run_dir / store.CASES).glob("*.json"))]
+    results = store.run_results(run_dir)
     suite = dict(manifest["suite"])
     try:
         suite["description"] = tomllib.loads(suite.get("text", "")).get("description", "")

@@ -144,8 +144,9 @@ def speedup_curve(table: pd.DataFrame) -> Figure:
     return fig
 
 
-def describe(r: Any) -> str:
-    return r.describe() if isinstance(r, stats.Ratio) else "—"
+def describe(r: Any, unit: str = "×") -> str:
+    """A ratio with its interval; an efficiency (a fraction of linear) without the ×."""
+    return r.describe().replace("×", unit) if isinstance(r, stats.Ratio) else "—"
 
 
 def section(df: pd.DataFrame, manifest: dict[str, Any]) -> dict[str, Any] | None:
@@ -160,7 +161,8 @@ def section(df: pd.DataFrame, manifest: dict[str, Any]) -> dict[str, Any] | None
               "launch start-up"]  # fmt: skip
     rows = [
         [r.case_id, str(r.runs), str(r.degree), human(r.throughput, "tokens/s"),
-         describe(getattr(r, "speedup", None)), describe(getattr(r, "scaling_efficiency", None)),
+         describe(getattr(r, "speedup", None)),
+         describe(getattr(r, "scaling_efficiency", None), ""),
          describe(getattr(r, "vs_one_process", None)), human(r.peak_memory_per_rank, "bytes"),
          human(r.launch_startup, "s")]
         for r in table.itertuples()

@@ -87,6 +87,11 @@ def read_json(path: Path) -> dict[str, Any]:
         return json.loads(f.read())
 
 
+def run_results(run_dir: Path) -> list[dict[str, Any]]:
+    """Every case result of one run folder, in file-name order."""
+    return [read_json(p) for p in sorted((run_dir / CASES).glob("*.json"))]
+
+
 def finished_ok(run_dir: Path) -> set[tuple[str, int]]:
     """(case_id, repeat) pairs that already have an ``ok`` result in this run."""
     done = set()

@@ -74,8 +74,9 @@ def _run(case: Case, result: CaseResult, facts: dict[str, Any], repeat: int) -> 
     run = case.run
     if run["device"] == "cuda" and not torch.cuda.is_available():
         raise UnsupportedHere("device 'cuda' requested but no CUDA device is available")
-    if not facts.get("rank") and ranks.placement_of(case, facts) is not None:
-        ranks.run_on_ranks(case, result, facts, repeat)
+    placed = None if facts.get("rank") else ranks.placement_of(case, facts)
+    if placed is not None:
+        ranks.run_on_ranks(case, result, facts, repeat, *placed)
         return
     if run["threads"] is not None and not facts.get("rank"):  # a rank's are the launch's
         torch.set_num_threads(run["threads"])

@@ -36,10 +36,10 @@ def shard_job(suite_path: str, shard: str, results: str, opts: dict[str, Any]) -
     return str(outcome.run_dir)
 
 
-def _parameters(kind: str, suite: Suite, cases: int, jobs: int, extra: list[str]):
-    """submitit parameters: a time limit that fits the shard's cases at their timeout,
-    then the user's ``--slurm KEY=VALUE`` (e.g. slurm_partition=gpu, gpus_per_node=1)."""
-    per_job = math.ceil(cases / jobs) * suite.run.repeats * suite.run.timeout_s
+def _parameters(kind: str, suite: Suite, largest: int, jobs: int, extra: list[str]):
+    """submitit parameters: a time limit that fits the largest shard's cases at their
+    timeout, then the user's ``--slurm KEY=VALUE`` (e.g. slurm_partition=gpu)."""
+    per_job = largest * suite.run.repeats * suite.run.timeout_s
     params: dict[str, Any] = {"timeout_min": math.ceil(per_job / 60) + 5}
     for item in extra:
         key, sep, value = item.partition("=")
@@ -70,7 +70,8 @@ def run_on_executor(
     root = opts.results / SHARDS / time.strftime("%Y%m%d-%H%M%S")
     executor = submitit.AutoExecutor(folder=root / "submitit", cluster=kind)
     try:
-        executor.update_parameters(**_parameters(kind, suite, len(cases), jobs, extra))
+        largest = max(len(select_cases(cases, None, f"{k}/{jobs}")) for k in range(1, jobs + 1))
+        executor.update_parameters(**_parameters(kind, suite, largest, jobs, extra))
     except (NameError, TypeError, ValueError) as e:  # submitit names what it does not know
         raise UserError(f"--slurm: {str(e).splitlines()[0]}") from None
     shared = {"filter": opts.filter, "timeout": opts.timeout, "argv": opts.argv}

@@ -79,9 +79,16 @@ def rank_entry(case_json: dict[str, Any], repeat: int, run_id: str | None, facts
     return {"entered": entered, "result": result.to_json()}
 
 
-def run_on_ranks(case: Case, result: CaseResult, facts: dict[str, Any], repeat: int) -> None:
-    """Launch the case's ranks and fold their results into ``result``."""
-    placement, kind = placement_of(case, facts)
+def run_on_ranks(
+    case: Case,
+    result: CaseResult,
+    facts: dict[str, Any],
+    repeat: int,
+    placement: Placement,
+    kind: dict[str, bool],
+) -> None:
+    """Launch the case's ranks (``placement_of``'s answer) and fold their results into
+    ``result``."""
     # Every node of the launch names it alike: the case and repeat, never a random id.
     placement = dataclasses.replace(placement, rdzv_id=f"{case.hash}-r{repeat}")
     check_placement(placement)

@@ -262,7 +262,7 @@ def run_suite(suite: Suite, opts: RunOptions, console=None) -> RunOutcome:
     manifest["ended"] = now_iso()
     store.write_json_atomic(run_dir / store.MANIFEST, manifest)
     order = {c.id: i for i, c in enumerate(cases)}
-    results = [store.read_json(p) for p in (run_dir / store.CASES).glob("*.json")]
+    results = store.run_results(run_dir)
     results = sorted(
         (r for r in results if r["case_id"] in order),
         key=lambda r: (order[r["case_id"]], r["repeat"]),

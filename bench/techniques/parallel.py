@@ -120,10 +120,11 @@ def apply_parallel(model, p: ParallelParams, ctx):
         return Replicated(model.train()), info
     from torch.distributed.fsdp import fully_shard
 
-    for block in _blocks(model):
+    blocks = _blocks(model)
+    for block in blocks:
         fully_shard(block)
     fully_shard(model)
-    return model, {**info, "sharded_blocks": len(_blocks(model))}
+    return model, {**info, "sharded_blocks": len(blocks)}
 
 
 def _blocks(model) -> list:
