@@ -1,5 +1,6 @@
 """Sessions: tests, lint, smoke, nightly, postgres, compression, training, decoding, parallel, gpu,
-fidelity, isolation, gates, nightly_benchmark. Each installs bench into its own virtualenv.
+fidelity, isolation, verdicts, ab_benchmark, nightly_benchmark. Each installs bench into its
+own virtualenv.
 
 torch comes first and pinned, because an unpinned ``pip install torch`` on a machine
 without torch pulls a multi-GB CUDA build. Choose another build with BENCH_TORCH, e.g.
@@ -105,12 +106,23 @@ def gpu(session: nox.Session) -> None:
 
 
 @nox.session
-def gates(session: nox.Session) -> None:
-    """Benchmark: the verdict rule by simulation, then false alarms and power on real runs
-    beside pytest-benchmark's and asv's rules (about 6 minutes)."""
+def verdicts(session: nox.Session) -> None:
+    """Benchmark: bench compare's verdicts on real runs in their order (A/A, the tolerance
+    boundary, a real +50%), beside the rule before the two-level model. Default: the saved
+    extract benchmarks/data/verdicts_runs.json.gz (seconds); `-- collect` measures anew
+    (about 12 minutes), then `-- analyse`."""
     install(session)
-    session.run("python", "benchmarks/gate_rules.py")
-    session.run("python", "benchmarks/gates.py", *session.posargs)
+    args = session.posargs or ["analyse", "--data", "benchmarks/data/verdicts_runs.json.gz"]
+    session.run("python", "benchmarks/verdicts.py", *args)
+
+
+@nox.session
+def ab_benchmark(session: nox.Session) -> None:
+    """Benchmark: bench ab's stopping rule replayed on recorded paired jobs in their order
+    (A/A, +5%, +10%). `-- record --condition aa --minutes 30` records one (needs a git
+    checkout: it commits to throwaway worktrees); default: replay what is recorded."""
+    install(session)
+    session.run("python", "benchmarks/ab.py", *(session.posargs or ["replay"]))
 
 
 @nox.session
@@ -181,17 +193,9 @@ def _start_postgres(tmp: Path, session: nox.Session):
 
 @nox.session
 def nightly_benchmark(session: nox.Session) -> None:
-    """Benchmark: change-point detection on histories resampled from real nightly runs,
-    beside Apache Otava (in a virtualenv of its own: it pins numpy and scipy) and a fixed
-    5% threshold (a few minutes). Default data: benchmarks/data/nightly_runs.json.gz."""
+    """Benchmark: change-point detection on real nightly runs in their order (A/A false
+    alarms, nights to alarm for injected steps) beside the rule before the two-level model and
+    a fixed 5% threshold (about 7 minutes). Default data: benchmarks/data/nightly_runs.json.gz."""
     install(session)
-    otava = Path(session.virtualenv.location).parent / "otava-env"
-    if not (otava / "bin" / "python").exists():
-        session.run("python", "-m", "venv", str(otava))
-        session.run(
-            str(otava / "bin" / "pip"), "install", "-q", "apache-otava==0.8.0", external=True
-        )
     args = session.posargs or ["--data", "benchmarks/data/nightly_runs.json.gz"]
-    session.run(
-        "python", "benchmarks/nightly.py", *args, "--otava-python", str(otava / "bin" / "python")
-    )
+    session.run("python", "benchmarks/nightly.py", *args)

@@ -1,4 +1,5 @@
-"""The ``bench`` command: validate, list and run suites; report, compare, ab, history.
+"""The ``bench`` command: validate, list and run suites; report, compare, ab, calibrate,
+history.
 
 User errors print one line (file, key, what is allowed) and exit 2; a traceback means a
 bug in bench, never in the user's input.
@@ -107,6 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("base", type=Path, help="the base side's run(s)")
     cmp.add_argument("candidate", type=Path, help="the candidate side's run(s)")
     _compare_options(cmp)
+    cli_history.add_location(cmp)  # where known run-to-run drift is (calibration, history)
     for side in ("base", "candidate"):
         cmp.add_argument(
             f"--{side}",
@@ -119,9 +121,25 @@ def _parser() -> argparse.ArgumentParser:
         )
 
     cli_history.add_parser(sub)
+    cal = sub.add_parser(
+        "calibrate",
+        help="back-to-back A/A runs of a suite: how far runs drift apart on this machine",
+        description="Runs SUITE --runs times back to back and appends each run to the history "
+        "'calibration' (in --results or --history-url), where `bench compare` finds how far "
+        "one run of each case drifts from another on this machine: what a comparison of one "
+        "run a side needs to be decided at all.",
+    )
+    cal.add_argument("suite", type=Path)
+    cal.add_argument("--runs", type=int, default=6, metavar="N", help="invocations (default 6)")
+    cli_history.add_location(cal)
     ab = sub.add_parser(
         "ab",
-        help="interleaved A/B runs (ABBA) of a suite on two git refs or two suites, then compare",
+        help="paired A/B processes (A B B A) of a suite on two git refs or two suites",
+        description="One server per side, each with its own code, started once; their case "
+        "processes alternate A B B A and each case is judged on the log ratios of adjacent "
+        "pairs. Stops when every verdict is decided (alpha spent over the planned looks) or "
+        "the budget is spent.",
+        epilog=EXIT_CODES,
     )
     ab.add_argument("suite", type=Path, nargs="?", help="the suite both sides run")
     ab.add_argument(
@@ -132,9 +150,15 @@ def _parser() -> argparse.ArgumentParser:
     ab.add_argument("--candidate-suite", type=Path, metavar="FILE", help="the candidate's suite")
     ab.add_argument(
         "--budget",
-        default="8",
+        default="10m",
         metavar="N|MINUTES",
-        help="stop adding runs after N runs per side (default 8) or e.g. 30m of wall time",
+        help="stop after N pairs per case, or e.g. 30m of wall time (default 10m)",
+    )
+    ab.add_argument(
+        "--install",
+        action="store_true",
+        help="install each side's code into a virtualenv of its own (a changed dependency or "
+        "plugin is then really compared)",
     )
     ab.add_argument("--results", type=Path, default=Path("results"), metavar="DIR")
     _compare_options(ab)
@@ -161,8 +185,24 @@ def _cluster_options(r: argparse.ArgumentParser) -> None:
     r.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="node 0's rendezvous address")
 
 
+EXIT_CODES = "exit status: 0 no REGRESSION; 1 a REGRESSION (--strict: or INCONCLUSIVE); 2 bad input"
+
+
 def _compare_options(p: argparse.ArgumentParser) -> None:
+    p.epilog = EXIT_CODES
     p.add_argument("--out", type=Path, metavar="DIR", help="write compare.json, .md and .html here")
+    p.add_argument(
+        "--gates",
+        type=Path,
+        metavar="FILE",
+        help="judge with this TOML file's [gates] (default: the base's suite's)",
+    )
+    p.add_argument(
+        "--beyond-tolerance",
+        action="store_true",
+        help="REGRESSION only when the whole interval lies beyond the tolerance (default: "
+        "significant and the estimate beyond it)",
+    )
     p.add_argument("--strict", action="store_true", help="exit 1 on INCONCLUSIVE too")
     p.add_argument("--all", action="store_true", help="print OK rows too (default: counted)")
     p.add_argument(
@@ -200,6 +240,8 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         return _compare(args)
     if args.command == "ab":
         return _ab(args)
+    if args.command == "calibrate":
+        return _calibrate(args)
     if args.command == "history":
         return cli_history.main(args)
     if args.command == "names":
@@ -240,11 +282,28 @@ def _report(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     from bench.analysis.compare import compare
+    from bench.analysis.drift import known_drift
     from bench.analysis.sides import load_side
 
     base = load_side([args.base, *args.more_base])
     cand = load_side([args.candidate, *args.more_candidate])
-    return report_comparison(compare(base, cand, force=args.force), args)
+    known = known_drift(cli_history.database_url(args), base.env_keys | cand.env_keys)
+    comparison = compare(
+        base, cand, force=args.force, gates=_pinned_gates(args), rule=_rule(args), known=known
+    )
+    return report_comparison(comparison, args)
+
+
+def _rule(args: argparse.Namespace) -> str:
+    from bench.analysis import verdicts
+
+    return verdicts.BEYOND if args.beyond_tolerance else verdicts.SIGNIFICANT
+
+
+def _pinned_gates(args: argparse.Namespace):
+    from bench.spec.gates import gates_of_file
+
+    return None if args.gates is None else gates_of_file(args.gates)
 
 
 def _ab(args: argparse.Namespace) -> int:
@@ -265,19 +324,52 @@ def _ab(args: argparse.Namespace) -> int:
     for path in {base_suite, cand_suite}:
         load_suite(path)  # a bad suite fails here, before any worktree or run
     budget = Budget.parse(args.budget)
+    pinned = _pinned_gates(args)
     _, out = create_run_dir(args.results, "ab")
     console = make_console()
-    console.print(f"A/B runs in {out}", highlight=False)
+    console.print(f"A/B job in {out}", highlight=False)
     comparison = run_ab(
         SideSpec("base", base_suite, args.base),
         SideSpec("candidate", cand_suite, args.candidate),
         out,
         budget,
         console,
+        rule=_rule(args),
+        gates=pinned,
+        force=args.force,
+        install_sides=args.install,
     )
     if args.out is None:
         args.out = out
     return report_comparison(comparison, args)
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from bench.analysis.drift import CALIBRATION_HEADER, calibration_rows, known_drift
+    from bench.analysis.sides import load_side
+    from bench.run.calibrate import calibrate
+    from bench.run.suite_driver import make_console
+    from bench.spec.suite import load_suite
+
+    load_suite(args.suite)
+    console = make_console()
+    runs = calibrate(args.suite, args.runs, args.results, args.history_url, console)
+    side = load_side(runs)
+    known = known_drift(cli_history.database_url(args), side.env_keys)
+    from rich.table import Table
+
+    table = Table(title="How far one run drifts from another here (what compare will use)")
+    for col in CALIBRATION_HEADER:
+        table.add_column(col, overflow="fold")
+    for row in calibration_rows(side, known):
+        table.add_row(*row)
+    console.print(table)
+    console.print(
+        f"calibration: {len(runs)} runs appended to the history 'calibration' "
+        f"({cli_history.where(args)})",
+        highlight=False,
+    )
+    return 0
 
 
 def report_comparison(comparison, args: argparse.Namespace) -> int:

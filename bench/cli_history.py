@@ -12,8 +12,8 @@ from pathlib import Path
 from bench.errors import UserError
 
 URL_VARIABLE = "BENCH_HISTORY_URL"
-EPILOG = """exit status: 0 no open alarm; 1 an open alarm (with --confirm: a confirmed one);
-2 bad input (unknown history, unreachable database, corrupt row)"""
+EPILOG = """exit status: 0 no open alarm; 1 an open alarm (with --confirm: one confirmed or
+not dismissed by the re-run); 2 bad input (unknown history, unreachable database, corrupt row)"""
 
 
 def add_parser(sub) -> None:
@@ -39,10 +39,17 @@ def add_parser(sub) -> None:
     h.add_argument("--reports", type=Path, default=Path("reports"), metavar="DIR")
     h.add_argument("--note", metavar="TEXT", help="with ack: why the regression is accepted")
     h.add_argument(
+        "--gates",
+        type=Path,
+        metavar="FILE",
+        help="judge every night with this TOML file's [gates] (default: each night's own)",
+    )
+    h.add_argument(
         "--confirm",
         action="store_true",
-        help="re-run each alarm's commit against the one before it (`bench ab`) and keep "
-        "only confirmed alarms; also confirm a one-night regression right away",
+        help="re-run the commits on both sides of each alarm's change (`bench ab`): a "
+        "REGRESSION confirms it, OK or IMPROVED dismisses it, INCONCLUSIVE keeps it open, "
+        "unconfirmed; also confirms a one-night regression right away",
     )
 
 
@@ -63,10 +70,16 @@ def add_location(p: argparse.ArgumentParser) -> None:
     )
 
 
-def open_db(args: argparse.Namespace):
-    from bench.results.history import History, default_url
+def database_url(args: argparse.Namespace) -> str:
+    from bench.results.history import default_url
 
-    return History(args.history_url or default_url(args.results))
+    return args.history_url or default_url(args.results)
+
+
+def open_db(args: argparse.Namespace):
+    from bench.results.history import History
+
+    return History(database_url(args))
 
 
 def append(args: argparse.Namespace, run_dir: Path) -> str:
@@ -76,13 +89,13 @@ def append(args: argparse.Namespace, run_dir: Path) -> str:
     run, points = run_points(run_dir)
     with open_db(args) as db:
         db.append(args.history, run, points)
-    return f"history {args.history}: +1 run ({len(points)} points) in {_where(args)}"
+    return f"history {args.history}: +1 run ({len(points)} points) in {where(args)}"
 
 
-def _where(args: argparse.Namespace) -> str:
-    from bench.results.history import default_url, shown
+def where(args: argparse.Namespace) -> str:
+    from bench.results.history import shown
 
-    return shown(args.history_url or default_url(args.results))
+    return shown(database_url(args))
 
 
 def main(args: argparse.Namespace) -> int:
@@ -128,9 +141,12 @@ def analyse(args: argparse.Namespace, name: str, acknowledge: bool = False) -> i
             known = db.names()
             raise UserError(
                 f"no history named {name!r} (known: {', '.join(known) or 'none'})",
-                where=_where(args),
+                where=where(args),
             )
-        series = cp.series_of(_filtered(frame, args))
+        from bench.spec.gates import gates_of_file
+
+        pinned = None if args.gates is None else gates_of_file(args.gates)
+        series = cp.series_of(_filtered(frame, args), pinned)
         modelled = sorted({s.metric for s in series if s.modelled})
         series = [s for s in series if not s.modelled]
         points = cp.analyse(series)
@@ -215,24 +231,33 @@ def _since(text: str):
 
 
 def confirm(alarms, suspects, suite_texts: dict[str, str], args, console):
-    """Keep the alarms (and one-night suspects) that an interleaved re-run of the night's
-    commit against the commit of the night before confirms; the rest are dismissed, each
-    with its reason."""
+    """Re-run what each alarm (and one-night suspect) is about: the commit of the last night
+    before the change could have started against the commit of the last night it could have
+    started on (the change point's position is uncertain: ``ChangePoint.first``/``last``),
+    in a paired ``bench ab`` job. REGRESSION confirms; OK or IMPROVED dismisses; INCONCLUSIVE
+    keeps an alarm open, marked unconfirmed (a suspect stays a suspect)."""
     from bench.run.ab import Budget, SideSpec, run_ab
 
     kept, notes = [], []
     for p in [*alarms, *suspects]:
-        before, after = p.before.commit, p.night.commit
+        nights = p.series.nights
+        first = p.first if p.first is not None else p.index
+        last = p.last if p.last is not None else p.index
+        before, after = nights[first - 1].commit, nights[last].commit
         what = f"{p.series.case_id} {p.series.metric} at {p.night.run_id}"
+        span = (
+            f"nights {nights[first].run_id}…{nights[last].run_id}" if first != last else "one night"
+        )
+        is_alarm = p in alarms
         if before and before == after:
             notes.append(
                 f"{what}: dismissed, the same commit ran on both sides of the change "
-                f"({after[:10]}): the machine changed, not the code"
+                f"({after[:10]}, {span}): the machine changed, not the code"
             )
             continue
         if not before or not after:
             notes.append(f"{what}: no commits to re-run; the alarm stands unconfirmed")
-            kept += [p] if p in alarms else []
+            kept += [p] if is_alarm else []
             continue
         with tempfile.TemporaryDirectory() as tmp:
             suite = Path(tmp) / "suite.toml"
@@ -242,26 +267,29 @@ def confirm(alarms, suspects, suite_texts: dict[str, str], args, console):
                     SideSpec("base", suite, before),
                     SideSpec("candidate", suite, after),
                     Path(tmp) / "ab",
-                    Budget(runs=4),
+                    Budget(minutes=10),
                     console,
                 )
             except UserError as e:
                 notes.append(f"{what}: cannot re-run ({e}); the alarm stands unconfirmed")
-                kept += [p] if p in alarms else []
+                kept += [p] if is_alarm else []
                 continue
         verdicts = [
-            ch.verdict
+            str(ch.verdict)
             for case_id, ch in comparison.rows
             if case_id == p.series.case_id and ch.metric == p.series.metric
         ]
-        if verdicts and str(verdicts[0]) == "REGRESSION":
+        verdict = verdicts[0] if verdicts else "nothing"
+        pair = f"{before[:10]} → {after[:10]}, the change's {span}"
+        if verdict == "REGRESSION":
+            kept.append(p)
+            notes.append(f"{what}: confirmed by a paired re-run ({pair})")
+        elif verdict == "INCONCLUSIVE" and is_alarm:
             kept.append(p)
             notes.append(
-                f"{what}: confirmed by an interleaved re-run ({before[:10]} → {after[:10]})"
+                f"{what}: unconfirmed, the paired re-run ({pair}) was INCONCLUSIVE; "
+                "the alarm stays open"
             )
         else:
-            notes.append(
-                f"{what}: dismissed, the interleaved re-run says "
-                f"{verdicts[0] if verdicts else 'nothing'}"
-            )
+            notes.append(f"{what}: dismissed, the paired re-run ({pair}) says {verdict}")
     return kept, notes

@@ -1,7 +1,7 @@
 """pytest plugin (entry point ``pytest11``): performance gates with sound verdicts.
 
 The ``perf`` fixture measures in process-level repeats and judges a test against a saved
-baseline with the rule of ``bench compare`` (``bench.analysis.stats``)::
+baseline with the rule of ``bench compare`` (``bench.analysis.verdicts``)::
 
     def test_tokenize(perf):
         perf.time(tokenize, text)                # forked repeats, warm-up discarded
@@ -10,13 +10,18 @@ baseline with the rule of ``bench compare`` (``bench.analysis.stats``)::
     def test_decode(perf):
         perf.case("suites/smoke.toml", "tinygpt-s-pydoc/generate-b1-p32-n32/baseline")
 
-    pytest --perf-save main        # store the measurements as baseline "main"
+    pytest --perf-save main        # add this session to baseline "main" (run it 3+ times)
     pytest --perf-compare main     # REGRESSION fails, INCONCLUSIVE warns, no baseline skips
 
-Without either option ``perf`` just measures and reports. Baselines live in
-``.perf/NAME.json`` (``--perf-dir``), with the facts that make them comparable (CPU
-model, CPUs available, Python and torch minor versions). The plugin also registers the
-``gpu`` marker and skips such tests where torch sees no CUDA device.
+Without either option ``perf`` just measures and reports. A pytest session is one
+invocation: the repeats of ``perf.time`` are forks of one pytest process and share its
+drift, so they are process runs inside one invocation, and the baseline is judged with the
+two-level rule: each saved session is one invocation, and how far sessions drift apart is
+learnt from the baseline's own sessions (``--perf-save`` adds one per session of the same
+code; three or more make a verdict possible). Baselines live in ``.perf/NAME.json``
+(``--perf-dir``), with the facts that make them comparable (CPU model, CPUs available,
+Python and torch minor versions). The plugin also registers the ``gpu`` marker and skips
+such tests where torch sees no CUDA device.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import Any
 import pytest
 
 DEFAULT_REPEATS = 5  # process-level runs per measurement
+MAX_SESSIONS = 10  # saved sessions per test in a baseline: the newest are kept
 DEFAULT_TOLERANCE = 0.05
 MIN_CALLS = 5  # timed calls per repeat, at least ...
 MIN_SECONDS = 0.05  # ... and until this much time was timed
@@ -49,6 +55,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--perf-compare", metavar="NAME", help="judge perf measurements against baseline NAME"
     )
     g.addoption("--perf-dir", default=".perf", metavar="DIR", help="baselines folder (.perf)")
+    g.addoption(
+        "--perf-beyond-tolerance",
+        action="store_true",
+        help="fail only when the whole interval lies beyond the tolerance",
+    )
     g.addoption(
         "--perf-repeats",
         type=int,
@@ -97,14 +108,36 @@ class Measurement:
     detail: str = ""
 
     @property
-    def median(self) -> float:
+    def center(self) -> float:
         from bench.analysis.stats import center
 
         return center(self.values)
 
     def to_json(self) -> dict[str, Any]:
-        return {"metric": self.metric, "unit": self.unit, "values": self.values,
-                "method": self.method}  # fmt: skip
+        return {"metric": self.metric, "unit": self.unit, "method": self.method}
+
+
+def _code() -> str | None:
+    """The code a session measured: the git commit of the working directory, with a mark
+    when it has uncommitted changes; None outside git."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True)
+    except OSError:
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def sessions_of(entry: dict[str, Any]) -> list[list[float]]:
+    """The saved sessions of one test: each one invocation's process-run values (a baseline
+    saved by an older bench holds one, under "values")."""
+    if isinstance(entry.get("sessions"), list):
+        return [list(map(float, s["values"])) for s in entry["sessions"]]
+    return [list(map(float, entry["values"]))]
 
 
 def _facts() -> dict[str, str | None]:
@@ -134,6 +167,7 @@ class _PerfSession:
         self.compare = config.getoption("--perf-compare")
         self.dir = Path(config.getoption("--perf-dir"))
         self.repeats = config.getoption("--perf-repeats")
+        self.beyond = config.getoption("--perf-beyond-tolerance")
         if self.repeats < 1:
             raise pytest.UsageError("--perf-repeats must be at least 1")
         self.measured: dict[str, Measurement] = {}
@@ -170,8 +204,13 @@ class _PerfSession:
         return self._baseline, self._skip_all
 
     def write(self) -> Path | None:
+        """Add this session to the baseline: per test, the sessions of the same code (git
+        commit and dirty mark) and setup are kept, the newest ``MAX_SESSIONS``; a test whose
+        code or setup changed starts afresh."""
         if not self.save or not self.measured:
             return None
+        import time
+
         from bench.results.store import read_json, write_json_atomic
 
         path = self.path(self.save)
@@ -182,9 +221,18 @@ class _PerfSession:
                 tests = old.get("tests", {})  # keep tests this session did not run
         except (OSError, ValueError):
             pass
-        tests.update({k: m.to_json() for k, m in self.measured.items()})
+        code, when = _code(), time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        for key, m in self.measured.items():
+            entry = tests.get(key) or {}
+            kept = [
+                s
+                for s in entry.get("sessions", [])
+                if s.get("code") == code and entry.get("metric") == m.metric
+            ]
+            mine = {"values": m.values, "code": code, "saved": when}
+            tests[key] = {**m.to_json(), "sessions": [*kept, mine][-MAX_SESSIONS:]}
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(path, {"schema_version": 1, "environment": _facts(), "tests": tests})
+        write_json_atomic(path, {"schema_version": 2, "environment": _facts(), "tests": tests})
         return path
 
 
@@ -212,33 +260,41 @@ class Perf:
     def time(self, fn, *args, **kwargs) -> Measurement:
         """Seconds per call of ``fn(*args, **kwargs)``: each repeat a forked process that
         discards its warm-up and times calls (at least 5, and at least 50 ms); the figure
-        of a repeat is the median of its calls."""
+        of a repeat is the median of its calls. Where ``fn`` initialised CUDA, every call is
+        timed to the end of its GPU work (``torch.cuda.synchronize`` around it)."""
         from bench.run.forked import in_fork
 
         key = self._key()
         self._check_baseline(key)
+        _refuse_fork_after_cuda()
 
-        def one_repeat() -> float:
+        def one_repeat() -> dict[str, Any]:
             import statistics
 
-            from bench.telemetry.timer import PerfCounterClock, time_calls
+            from bench.telemetry.timer import PerfCounterClock, time_calls, warm_up
 
             def call():
                 return fn(*args, **kwargs)
 
-            clock = PerfCounterClock()
-            first = time_calls(call, warmup=WARMUP, iterations=MIN_CALLS, clock=clock).values
+            warm_up(call, WARMUP, PerfCounterClock())
+            cuda = _cuda_initialised()
+            clock = PerfCounterClock(_cuda_sync()) if cuda else PerfCounterClock()
+            first = time_calls(call, warmup=0, iterations=MIN_CALLS, clock=clock).values
             n = min(MAX_CALLS, max(MIN_CALLS, math.ceil(MIN_SECONDS / max(min(first), 1e-9))))
             rest = (
                 time_calls(call, warmup=0, iterations=n, clock=clock).values
                 if n > MIN_CALLS
                 else []
             )
-            return statistics.median(first + rest)
+            return {"value": statistics.median(first + rest), "cuda": cuda}
 
         metric = self.metric or "latency_median"
-        values = [in_fork(one_repeat) for _ in range(self.repeats)]
-        return self._judge(key, Measurement(metric, "s", values, "perf_counter_forked_repeats"))
+        repeats = [in_fork(one_repeat) for _ in range(self.repeats)]
+        method = "perf_counter_forked_repeats"
+        if any(r["cuda"] for r in repeats):
+            method = "perf_counter_cuda_synchronized_forked_repeats"
+        values = [r["value"] for r in repeats]
+        return self._judge(key, Measurement(metric, "s", values, method))
 
     def case(self, suite: str | Path, case_id: str) -> Measurement:
         """A suite case, run as ``bench run`` runs it (its own processes, the suite's
@@ -289,6 +345,9 @@ class Perf:
             pytest.skip(f"baseline {self._session.compare!r} has no measurement of {key}")
 
     def _judge(self, key: str, m: Measurement) -> Measurement:
+        """This session (one invocation) against the baseline's saved sessions, the session
+        as the unit: Bonferroni over the baseline's tests (a test cannot wait for the
+        others), the interval at that level."""
         self._session.measured[key] = m
         if not self._session.compare:
             return m
@@ -301,21 +360,56 @@ class Perf:
             pytest.skip(f"baseline measured {base.get('metric')!r}, this run {m.metric!r}")
         tol = Tolerance("relative", self.tolerance)
         higher = HIGHER_IS_BETTER.get(m.metric, False)
-        ch = verdicts.change(base["values"], m.values, m.metric, higher, tol)
-        # Every test of the baseline is one test of the family: Bonferroni over them (Holm's
-        # first step), since a test cannot wait for the others' p-values.
-        (ch,) = verdicts.decide([ch], alpha=verdicts.ALPHA / max(1, len(tests)))
+        sessions = sessions_of(base)
+        ch = verdicts.between_runs(sessions, [m.values], m.metric, higher, tol)
+        rule = verdicts.BEYOND if self._session.beyond else verdicts.SIGNIFICANT
+        (ch,) = verdicts.decide([ch], alpha=verdicts.ALPHA / max(1, len(tests)), rule=rule)
         m.verdict = str(ch.verdict)
+        level = f", {verdicts.confidence_text(ch.level)} interval" if ch.tested else ""
         m.detail = (
             f"{m.metric} {ch.describe()} vs baseline {self._session.compare!r} "
-            f"(tolerance {tol.describe()}, {ch.n_base} vs {ch.n_cand} runs)"
+            f"(tolerance {tol.describe()}, {len(sessions)} saved session"
+            f"{'s' if len(sessions) != 1 else ''} vs this one{level})"
         )
         if ch.verdict == verdicts.Verdict.REGRESSION:
             pytest.fail(f"REGRESSION: {m.detail}", pytrace=False)
         if ch.verdict == verdicts.Verdict.INCONCLUSIVE:
-            more = f"; ~{ch.more_runs} more runs per side" if ch.more_runs else ""
-            warnings.warn(PerfWarning(f"INCONCLUSIVE: {m.detail}{more}"), stacklevel=3)
+            if not ch.tested:
+                why = (
+                    f"; the baseline holds {len(sessions)} session: save it from 3 or more "
+                    "(run `pytest --perf-save NAME` again) to learn how sessions drift"
+                    if len(sessions) < 2
+                    else f"; {ch.why}"
+                )
+            else:
+                why = f"; ~{ch.more} more session{'s' if ch.more != 1 else ''}" if ch.more else ""
+            warnings.warn(PerfWarning(f"INCONCLUSIVE: {m.detail}{why}"), stacklevel=3)
         return m
+
+
+def _cuda_initialised() -> bool:
+    import sys
+
+    torch = sys.modules.get("torch")
+    return torch is not None and torch.cuda.is_initialized()
+
+
+def _cuda_sync():
+    import torch
+
+    return torch.cuda.synchronize
+
+
+def _refuse_fork_after_cuda() -> None:
+    """A forked child of a process that initialised CUDA cannot use CUDA: say so in one
+    line instead of timing a crash."""
+    if _cuda_initialised():
+        pytest.fail(
+            "perf.time forks its repeats, and CUDA is already initialised in this pytest "
+            "process (a forked child cannot use it): keep CUDA work inside the timed function "
+            "and out of the session before perf.time, or use perf.case",
+            pytrace=False,
+        )
 
 
 @pytest.fixture
@@ -340,7 +434,7 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     tr.section("perf")
     for key, m in s.measured.items():
         verdict = f"  {m.verdict}" if m.verdict else ""
-        tr.write_line(f"{key}: {m.metric} {human(m.median, m.unit)} (median of "
+        tr.write_line(f"{key}: {m.metric} {human(m.center, m.unit)} (geometric mean of "
                       f"{len(m.values)} runs){verdict}")  # fmt: skip
     if s.save:
         tr.write_line(f"saved as baseline {s.save!r}: {s.path(s.save)}")

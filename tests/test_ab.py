@@ -5,26 +5,80 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import bench
+from bench.analysis import verdicts
+from bench.analysis.sequential import MAX_LOOKS, Spending
 from bench.cli import main
 from bench.errors import UserError
-from bench.run.ab import Budget, abba
+from bench.results.metric_info import Tolerance
+from bench.run.ab import Budget, Schedule, abba_block
 from tests.conftest import selftest_suite
 
 
-def test_abba_alternates_so_drift_hits_both_sides_alike():
-    assert abba(2) == [0, 1, 1, 0, 0, 1, 1, 0]
+def test_each_case_runs_a_b_b_a_so_drift_hits_both_sides_alike():
+    assert abba_block(["x", "y"]) == [("x", 0), ("x", 1), ("x", 1), ("x", 0),
+                                      ("y", 0), ("y", 1), ("y", 1), ("y", 0)]  # fmt: skip
 
 
-def test_budget_is_runs_per_side_or_minutes():
-    assert Budget.parse("6") == Budget(runs=6)
+def test_budget_is_pairs_per_case_or_minutes():
+    assert Budget.parse("6") == Budget(pairs=6)
     assert Budget.parse("30m") == Budget(minutes=30)
     assert Budget.parse("1h") == Budget(minutes=60)
+    assert Budget.parse("7").blocks(0.0, 1.0) == 4  # 2 pairs a block
+    assert Budget.parse("1m").blocks(10.0, 5.0) == 11  # 50 s left at 5 s a block, and this one
+
+
+def test_a_job_looks_at_most_five_times_and_spends_all_of_alpha_by_its_last():
+    schedule = Schedule(Budget(pairs=40))  # 20 blocks
+    looks = [b for b in range(1, 21) if schedule.look(b, 0.0, 1.0) is not None]
+    assert looks == [4, 8, 12, 16, 20] and schedule.spending.spent == verdicts.ALPHA
+    short = Schedule(Budget(minutes=1))  # planned 12 blocks, but the time runs out at the 3rd
+    assert short.look(1, 5.0, 5.0) is None and short.planned == 12
+    assert short.look(2, 30.0, 5.0) is None
+    alpha, final = short.look(3, 56.0, 5.0)
+    assert final and alpha == pytest.approx(verdicts.ALPHA)  # nothing spent yet: all of it
     for bad in ("1", "0", "-3", "soon", "2.5"):
         with pytest.raises(UserError):
             Budget.parse(bad)
+
+
+def _ab_simulation(slowdown: float, spend: bool, jobs=500, blocks=12, seed=0):
+    """Simulated paired A/B jobs of 3 cases (drift 10% from pair to pair, 8% process noise,
+    as on this VM on a bad day), stopping once every verdict is decided: the share of jobs
+    that ever said REGRESSION. ``spend``: ``bench ab``'s stopping rule (alpha spent over at
+    most MAX_LOOKS looks); otherwise the old rule's, the full alpha after every block."""
+    rng = np.random.default_rng(seed)
+    tol = Tolerance("relative", 0.05)
+    looks = range(2, blocks + 1)
+    if spend:
+        looks = sorted({round(j * blocks / MAX_LOOKS) for j in range(1, MAX_LOOKS + 1)})
+    hits = 0
+    for _ in range(jobs):
+        drift = np.exp(rng.normal(0, 0.10, (3, 2 * blocks)))
+        base = drift * np.exp(rng.normal(0, 0.08, drift.shape))
+        cand = drift * slowdown * np.exp(rng.normal(0, 0.08, drift.shape))
+        spending = Spending(verdicts.ALPHA)
+        for b in looks:
+            alpha = spending.look(b / blocks) if spend else verdicts.ALPHA
+            rows = [verdicts.paired(base[c, : 2 * b], cand[c, : 2 * b], "latency_median",
+                                    False, tol) for c in range(3)]  # fmt: skip
+            decided = verdicts.decide(rows, alpha=alpha)
+            if any(ch.verdict == verdicts.Verdict.REGRESSION for ch in decided):
+                hits += 1
+                break
+            if all(ch.verdict != verdicts.Verdict.INCONCLUSIVE for ch in decided):
+                break
+    return hits / jobs
+
+
+def test_stopping_when_decided_keeps_its_promise_on_a_a_and_still_finds_a_slowdown():
+    aa = _ab_simulation(1.0, spend=True)
+    assert aa <= verdicts.ALPHA  # 500 jobs: at most 5 false REGRESSION
+    assert _ab_simulation(1.0, spend=False, seed=1) >= 2 * verdicts.ALPHA  # naive looks inflate it
+    assert _ab_simulation(1.10, spend=True, seed=2) >= 0.9  # +10% is still caught
 
 
 def git(*args, cwd):
@@ -48,21 +102,30 @@ def repo(tmp_path_factory):
     return root
 
 
-def test_ab_runs_two_refs_in_abba_order_and_compares_them(repo, monkeypatch, capsys):
+def test_ab_pairs_the_two_refs_processes_and_finds_no_regression_between_equals(
+    repo, monkeypatch, capsys
+):
+    """Two commits that differ in nothing measured: one server per side, started once; the
+    case processes alternate A B B A; no REGRESSION (a false one has a 1% chance at most)."""
     monkeypatch.chdir(repo)
-    code = main(["ab", "ab.toml", "--base", "HEAD~1", "--candidate", "HEAD", "--budget", "2",
+    code = main(["ab", "ab.toml", "--base", "HEAD~1", "--candidate", "HEAD", "--budget", "6",
                  "--results", "results"])  # fmt: skip
     err = capsys.readouterr().err
-    assert code in (0, 1), err
+    assert code == 0, err
     (out,) = (repo / "results").glob("*-ab-*")
     starts = []
     for side in ("base", "candidate"):
-        for run in (out / side).iterdir():
-            starts.append((json.loads((run / "manifest.json").read_text())["started"], side))
-    assert [s for _, s in sorted(starts)] == ["base", "candidate", "candidate", "base"]
-    assert "ABBA block 1" in err and (out / "compare.json").is_file()
+        (run,) = (out / side).glob("*-ab-*")
+        for f in (run / "cases").glob("*.json"):
+            r = json.loads(f.read_text())
+            starts.append((r["started"], side))
+    order = [side for _, side in sorted(starts)]
+    assert order == ["base", "candidate", "candidate", "base"] * 3  # one case, 3 blocks
+    assert "block 3/3" in err and (out / "compare.json").is_file()
     data = json.loads((out / "compare.json").read_text())
-    assert {r["n_base"] for r in data["rows"]} == {2}  # 2 runs x 1 repeat
+    assert {r["n_base"] for r in data["rows"]} == {6} and data["evidence"] == "pair"
+    assert data["verdicts"]["REGRESSION"] == 0
+    assert len(json.loads((out / "pairs.json").read_text())) == 6
     listed = subprocess.run(["git", "worktree", "list"], cwd=repo, capture_output=True, text=True)
     assert len(listed.stdout.strip().splitlines()) == 1  # the worktrees are gone
 
@@ -76,3 +139,11 @@ def test_ab_user_errors_are_one_line(repo, monkeypatch, capsys):
     assert err.count("\n") <= 2 and "no-such-ref" in err
     assert main(["ab", "missing.toml", "--candidate", "HEAD"]) == 2
     assert "missing.toml: no such suite file" in capsys.readouterr().err
+    # a ref whose code predates the side server: one line saying so
+    git("checkout", "-q", "-b", "old", cwd=repo)
+    (repo / "bench" / "run" / "side_server.py").unlink()
+    git("commit", "-qam", "old", cwd=repo)
+    git("checkout", "-q", "-", cwd=repo)
+    assert main(["ab", "ab.toml", "--candidate", "old", "--results", "r3"]) == 2
+    (error,) = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert error.startswith("bench: error: candidate side ended") and "predates paired" in error

@@ -23,7 +23,7 @@ def fake_run(root, run_id, cases, suite="s", env=ENV, suite_text=SUITE_TEXT, thr
     """A run folder as `bench run` writes it: ``cases`` maps case id -> {metric: values}."""
     d = root / run_id
     (d / "cases").mkdir(parents=True)
-    manifest = {"run_id": run_id, "environment": env,
+    manifest = {"run_id": run_id, "environment": env, "started": "2026-12-01T00:00:00+00:00",
                 "suite": {"name": suite, "path": "s.toml", "text": suite_text, "sha256": "x"}}  # fmt: skip
     (d / "manifest.json").write_text(json.dumps(manifest))
     for case_id, metrics in cases.items():
@@ -40,33 +40,54 @@ def fake_run(root, run_id, cases, suite="s", env=ENV, suite_text=SUITE_TEXT, thr
 
 
 def lat(center, n=5, cv=0.01, seed=0):
-    return list(center * np.exp(np.random.default_rng(seed).normal(0, cv, n)))
+    """``n`` process runs of one invocation, which itself drifted by 2% (sd of log)."""
+    rng = np.random.default_rng(seed)
+    return list(center * np.exp(rng.normal(0, 0.02) + rng.normal(0, cv, n)))
 
 
-def two_runs(tmp_path, slow=1.0, **kw):
-    base = fake_run(
-        tmp_path,
-        "base",
-        {"m/w/baseline": {"latency_median": lat(0.01), "params_total": [100.0] * 5}},
-    )
-    cand = fake_run(
-        tmp_path,
-        "cand",
-        {"m/w/baseline": {"latency_median": lat(0.01 * slow, seed=1), "params_total": [100.0] * 5}},
-        **kw,
-    )
+def sides(tmp_path, slow=1.0, k=3, **kw):
+    """``k`` runs a side of one case; the candidate's latency times ``slow``."""
+    base = [
+        fake_run(
+            tmp_path,
+            f"base{i}",
+            {"m/w/baseline": {"latency_median": lat(0.01, seed=i), "params_total": [100.0] * 5}},
+        )
+        for i in range(k)
+    ]
+    cand = [fake_run(tmp_path, f"cand{i}", {"m/w/baseline": {
+        "latency_median": lat(0.01 * slow, seed=50 + i), "params_total": [100.0] * 5}}, **kw)
+        for i in range(k)]  # fmt: skip
     return base, cand
 
 
+def argv(base, cand, *more):
+    out = ["compare", str(base[0]), str(cand[0])]
+    for b in base[1:]:
+        out += ["--base", str(b)]
+    for c in cand[1:]:
+        out += ["--candidate", str(c)]
+    return [*out, *map(str, more)]
+
+
+def two_runs(tmp_path, slow=1.0, **kw):
+    base, cand = sides(tmp_path, slow, k=1, **kw)
+    return base[0], cand[0]
+
+
 def test_a_slower_candidate_fails_with_a_regression_and_writes_its_report(tmp_path, capsys):
-    base, cand = two_runs(tmp_path, slow=1.3)
+    base, cand = sides(tmp_path, slow=1.3)
     out = tmp_path / "out"
-    assert main(["compare", str(base), str(cand), "--out", str(out)]) == 1
+    assert main(argv(base, cand, "--out", out)) == 1
     printed = capsys.readouterr().err
     assert "REGRESSION" in printed and "1 REGRESSION" in printed
+    assert "intervals at 99% (Bonferroni over 1 test at a family-wise 0.01)" in printed
     data = json.loads((out / "compare.json").read_text())
     (row,) = [r for r in data["rows"] if r["metric"] == "latency_median"]
     assert row["verdict"] == "REGRESSION" and row["low"] > 0 and row["unit"] == "s"
+    assert (row["n_base"], row["n_cand"], row["evidence"]) == (3, 3, "run")
+    # the centers shown are the ones the ratio is made of
+    assert row["cand"] / row["base"] == pytest.approx(math.exp(row["estimate"]))
     assert data["verdicts"]["OK"] == 1  # params_total, exact
     md = (out / "compare.md").read_text()
     assert "| m/w/baseline | latency_median |" in md and "forest.png" in md
@@ -76,44 +97,48 @@ def test_a_slower_candidate_fails_with_a_regression_and_writes_its_report(tmp_pa
 
 
 def test_the_same_speed_passes(tmp_path, capsys):
-    base, cand = two_runs(tmp_path, slow=1.0)
-    assert main(["compare", str(base), str(cand)]) == 0
+    base, cand = sides(tmp_path, slow=1.0)
+    assert main(argv(base, cand)) == 0
     assert "0 REGRESSION" in capsys.readouterr().err
 
 
+def test_one_run_a_side_is_inconclusive_until_the_drift_between_runs_is_known(tmp_path, capsys):
+    """A 30% slowdown with tight process runs, one run a side: the runs' own processes say
+    nothing of how runs drift, so no verdict, and the way out is named; calibration runs in
+    the history database then decide it."""
+    from bench.analysis.history_points import run_points
+    from bench.results.history import History, default_url
+
+    base, cand = two_runs(tmp_path, slow=1.3)
+    assert main(["compare", str(base), str(cand), "--results", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "INCONCLUSIVE (one run a side and no estimate" in err and "bench calibrate" in err
+    with History(default_url(tmp_path)) as db:
+        for i in range(8):
+            run = fake_run(tmp_path / "cal", f"cal{i}", {"m/w/baseline": {
+                "latency_median": lat(0.01, seed=100 + i), "params_total": [100.0] * 5}})  # fmt: skip
+            db.append("calibration", *run_points(run))
+    assert main(["compare", str(base), str(cand), "--results", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "REGRESSION" in err and "(calibration 7 df)" in err
+
+
 def test_inconclusive_warns_and_fails_only_when_strict(tmp_path, capsys):
-    base = fake_run(tmp_path, "b", {"c": {"latency_median": [0.01, 0.011]}})
-    cand = fake_run(tmp_path, "c", {"c": {"latency_median": [0.012, 0.013]}})
+    base, cand = two_runs(tmp_path, slow=1.2)
     assert main(["compare", str(base), str(cand)]) == 0
     err = capsys.readouterr().err
     assert "INCONCLUSIVE" in err and "warning" in err
     assert main(["compare", str(base), str(cand), "--strict"]) == 1
 
 
-def test_more_runs_per_side_are_pooled(tmp_path, capsys):
-    b1 = fake_run(tmp_path, "b1", {"c": {"latency_median": [0.010, 0.0101]}})
-    b2 = fake_run(tmp_path, "b2", {"c": {"latency_median": [0.0099, 0.0100]}})
-    c1 = fake_run(tmp_path, "c1", {"c": {"latency_median": [0.013, 0.0131]}})
-    c2 = fake_run(tmp_path, "c2", {"c": {"latency_median": [0.0129, 0.0130]}})
+def test_more_runs_per_side_are_the_unit_not_their_processes(tmp_path, capsys):
+    base, cand = sides(tmp_path, slow=1.3, k=2)
     out = tmp_path / "o"
-    assert (
-        main(
-            [
-                "compare",
-                str(b1),
-                str(c1),
-                "--base",
-                str(b2),
-                "--candidate",
-                str(c2),
-                "--out",
-                str(out),
-            ]
-        )
-        == 1
-    )
-    (row,) = json.loads((out / "compare.json").read_text())["rows"]
-    assert (row["n_base"], row["n_cand"]) == (4, 4)
+    assert main(argv(base, cand, "--out", out)) == 1
+    row = next(r for r in json.loads((out / "compare.json").read_text())["rows"]
+               if r["metric"] == "latency_median")  # fmt: skip
+    assert (row["n_base"], row["n_cand"]) == (2, 2) and row["df"] == 2
+    assert row["basis"].endswith("(the sides 2 df)")
 
 
 @pytest.mark.parametrize(
@@ -151,11 +176,23 @@ def test_bad_inputs_end_with_one_line_and_exit_2(tmp_path, capsys):
     assert "gates.latency_median: tolerance 0" in capsys.readouterr().err
 
 
-def test_gates_of_the_candidates_suite_set_the_tolerance(tmp_path):
-    base, _ = two_runs(tmp_path)
-    loose = fake_run(tmp_path, "loose", {"m/w/baseline": {"latency_median": lat(0.0113, seed=1)}},
-                     suite_text=SUITE_TEXT + "[gates]\nlatency_median = 0.20\n")  # fmt: skip
-    assert main(["compare", str(base), str(loose)]) == 0
+def test_the_bases_gates_judge_and_a_candidate_cannot_loosen_them(tmp_path, capsys):
+    base, _ = sides(tmp_path, k=3)
+    loose = [fake_run(tmp_path, f"loose{i}", {"m/w/baseline": {"latency_median": lat(0.013, seed=9 + i)}},
+                      suite_text=SUITE_TEXT + "[gates]\nlatency_median = 0.50\n")
+             for i in range(3)]  # fmt: skip
+    assert main(argv(base, loose)) == 1  # still judged at the base's 5%
+    err = capsys.readouterr().err
+    assert (
+        "the candidate's suite changes latency_median ±50% (base ±5%); judged by the base's" in err
+    )
+    gates = tmp_path / "gates.toml"
+    gates.write_text("[gates]\nlatency_median = 0.50\n")
+    assert main(argv(base, loose, "--gates", gates)) == 0  # pinned on purpose
+    assert "gates: the pinned --gates file" in capsys.readouterr().err
+    gates.write_text("[gates]\nlatncy_median = 0.5\n")
+    assert main(argv(base, loose, "--gates", gates)) == 2
+    assert "gates.toml: gates.latncy_median: unknown metric" in capsys.readouterr().err
 
 
 def test_pytest_benchmark_saves_are_runs(pytester, tmp_path, capsys):
@@ -194,4 +231,4 @@ def test_a_nan_center_never_reaches_the_table(tmp_path):
 
     c = compare(load_side([base]), load_side([cand]))
     ((_, ch),) = c.rows
-    assert not math.isnan(ch.estimate)
+    assert not math.isnan(ch.estimate) and not math.isnan(ch.base)

@@ -2,7 +2,7 @@
 
 Syntax: constraints, then the objective, separated by ";":
     "kl_to_baseline <= 0.05, heldout_bits_per_byte < 3.1; max throughput_tokens"
-Constraints compare a metric (median over repeats) with a number (<, <=, >, >=, ==);
+Constraints compare a metric (geometric mean over repeats) with a number (<, <=, >, >=, ==);
 the objective is "max METRIC" or "min METRIC". Answered per model and workload.
 """
 

@@ -1,27 +1,33 @@
 """``bench compare BASE CAND``: a verdict per case and metric on whether a candidate run
-changed what the base measured (``bench.analysis.verdicts.change`` / ``decide``), and the
-table, Markdown and HTML that show them.
+changed what the base measured (``bench.analysis.verdicts``), and the table, Markdown and
+HTML that show them.
 
-Each side (``bench.analysis.sides``) is one or more runs. Sides must come from comparable
-machines and software, and from the same suite; a run is never compared with itself.
+Each side (``bench.analysis.sides``) is one or more invocations. Sides must come from
+comparable machines and software, and from the same suite; a run is never compared with
+itself. The base sets the bar: its ``[gates]`` (or a pinned ``--gates`` file) decide which
+metrics are judged and with what tolerance, never the candidate's.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.analysis import verdicts
+from bench.analysis.levels import Spread
 from bench.analysis.sides import Side
 from bench.analysis.units import human
 from bench.errors import UserError
 from bench.results import store
-from bench.results.metric_info import DETERMINISTIC, HIGHER_IS_BETTER
-from bench.spec.gates import gates
+from bench.results.metric_info import DETERMINISTIC, HIGHER_IS_BETTER, Tolerance
+from bench.spec.gates import gates as default_gates
 
-MANY_RUNS = 50  # more runs per side than this: say the tolerance is tight for the spread
+MANY_RUNS = 50  # more units per side than this: say the tolerance is tight for the spread
+# (case id, metric, log scale) -> what is known of that case's drift between runs
+Known = Callable[[str, str, bool], Sequence[Spread]]
 
 
 @dataclass
@@ -32,6 +38,10 @@ class Comparison:
     only_base: list[str]
     only_cand: list[str]
     differences: list[str]  # environment differences overridden by --force
+    rule: str = verdicts.SIGNIFICANT
+    alpha: float = verdicts.ALPHA
+    notes: list[str] = field(default_factory=list)  # gates, pairing: what the reader must know
+    evidence: str = "run"  # what one unit of evidence is: "run" (compare) or "pair" (ab)
 
     def verdicts(self) -> dict[str, int]:
         out = {str(v): 0 for v in verdicts.Verdict}
@@ -44,29 +54,46 @@ class Comparison:
         failed = counts["REGRESSION"] or (strict and counts["INCONCLUSIVE"])
         return 1 if failed else 0
 
+    @property
+    def tests(self) -> int:
+        return sum(1 for _, ch in self.rows if ch.tested)
+
+    def rule_text(self) -> str:
+        """The rule in words, with the level the intervals were taken at."""
+        level = next((ch.level for _, ch in self.rows if ch.tested), math.nan)
+        if math.isnan(level):
+            shown = "no interval in this comparison"
+        else:
+            shown = (
+                f"intervals at {verdicts.confidence_text(level)} (Bonferroni over {self.tests} test"
+                f"{'s' if self.tests != 1 else ''} at a family-wise {self.alpha:.2g})"
+            )
+        unit = (
+            "adjacent A/B pairs" if self.evidence == "pair" else "runs (the invocation is the unit)"
+        )
+        return (
+            f"{verdicts.RULES[self.rule]}; OK: the whole interval lies inside the tolerance; "
+            f"INCONCLUSIVE: anything else. Evidence: {unit}; {shown}."
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "base": {"paths": self.base.paths, "runs": self.base.runs},
             "candidate": {"paths": self.cand.paths, "runs": self.cand.runs},
-            "rule": RULE,
-            "alpha": verdicts.ALPHA,
+            "rule": self.rule,
+            "rule_text": self.rule_text(),
+            "alpha": self.alpha,
+            "evidence": self.evidence,
             "verdicts": self.verdicts(),
             "rows": [
-                {"case_id": case_id, "unit": self.base.units.get(ch.metric), **ch.to_json()}
+                {"case_id": case_id, **ch.to_json(), "unit": self.base.units.get(ch.metric)}
                 for case_id, ch in self.rows
             ],
             "only_in_base": self.only_base,
             "only_in_candidate": self.only_cand,
             "environment_differences": self.differences,
+            "notes": self.notes,
         }
-
-
-RULE = (
-    "REGRESSION/IMPROVED: 'no change' is rejected (Welch t on the difference of mean log "
-    "values over process runs, Holm-corrected over the comparison at a family-wise "
-    f"{verdicts.ALPHA:g}) and the estimate lies beyond the tolerance; OK: "
-    "the whole 95% interval lies inside the tolerance; INCONCLUSIVE: anything else."
-)
 
 
 def environment_differences(base: Side, cand: Side) -> list[str]:
@@ -79,9 +106,49 @@ def environment_differences(base: Side, cand: Side) -> list[str]:
     return out
 
 
-def compare(base: Side, cand: Side, force: bool = False, same_suite: bool = True) -> Comparison:
-    """Verdicts for every case and gated metric both sides measured. ``same_suite=False``
-    lets two suites be compared on the cases they share (``bench ab --base-suite``)."""
+def judged_gates(
+    base: Side, cand: Side, pinned: dict[str, Tolerance] | None
+) -> tuple[dict[str, Tolerance], list[str]]:
+    """The gates a comparison is judged by, and notes for the reader: a pinned file's, else
+    the base's (its first run's), else the defaults; a candidate whose suite changes a gate
+    is judged by the base's, and the note says so."""
+    if pinned is not None:
+        return pinned, ["gates: the pinned --gates file"]
+    judged = base.gates if base.gates is not None else default_gates()
+    notes = []
+    if base.gates_differ:
+        notes.append(
+            f"gates: the base's runs disagree on [gates] ({', '.join(base.gates_differ)} differ "
+            "from the first): judged by the first base run's"
+        )
+    if cand.gates is not None and cand.gates != judged:
+        changed = sorted(
+            m for m in set(judged) | set(cand.gates) if judged.get(m) != cand.gates.get(m)
+        )
+        shown = ", ".join(
+            f"{m} {_tol(cand.gates.get(m))} (base {_tol(judged.get(m))})" for m in changed
+        )
+        notes.append(f"gates: the candidate's suite changes {shown}; judged by the base's")
+    return judged, notes
+
+
+def _tol(t: Tolerance | None) -> str:
+    return "off" if t is None else t.describe()
+
+
+def compare(
+    base: Side,
+    cand: Side,
+    force: bool = False,
+    same_suite: bool = True,
+    gates: dict[str, Tolerance] | None = None,
+    rule: str = verdicts.SIGNIFICANT,
+    known: Known | None = None,
+) -> Comparison:
+    """Verdicts for every case and gated metric both sides measured, the invocation as the
+    unit. ``same_suite=False`` lets two suites be compared on the cases they share;
+    ``gates`` pins the tolerances; ``known`` gives what is known of each case's drift between
+    runs (a history, a calibration) for sides too small to show it themselves."""
     same = sorted(set(base.runs) & set(cand.runs))
     if same:
         raise UserError(f"run {same[0]} is on both sides: a run compared with itself says nothing")
@@ -96,24 +163,79 @@ def compare(base: Side, cand: Side, force: bool = False, same_suite: bool = True
             "the sides were measured on different setups (" + "; ".join(differences) + "); "
             "their numbers are not comparable (--force compares them anyway)"
         )
-    judged = cand.gates if cand.gates is not None else gates()
+    judged, notes = judged_gates(base, cand, gates)
     rows = []
     for case_id in base.cases:
         for metric, tolerance in judged.items():
-            b, c = base.values.get((case_id, metric)), cand.values.get((case_id, metric))
+            b, c = base.runs_of(case_id, metric), cand.runs_of(case_id, metric)
             if b is None or c is None or metric in base.modelled | cand.modelled:
                 continue
-            ch = verdicts.change(
-                b, c, metric, HIGHER_IS_BETTER[metric], tolerance, metric in DETERMINISTIC
-            )
+            log = tolerance.kind != "absolute"
+            ch = verdicts.between_runs(
+                b, c, metric, HIGHER_IS_BETTER[metric], tolerance, metric in DETERMINISTIC,
+                known(case_id, metric, log) if known is not None else (),
+            )  # fmt: skip
             rows.append((case_id, ch))
-    decided = verdicts.decide([ch for _, ch in rows])
+    if not rows:
+        raise UserError("the sides share no case and gated metric: nothing to compare")
+    return finish(base, cand, rows, differences, notes, rule)
+
+
+def compare_pairs(
+    base: Side,
+    cand: Side,
+    pairs: Sequence[tuple[str, int, int]],
+    alpha: float,
+    force: bool = False,
+    gates: dict[str, Tolerance] | None = None,
+    rule: str = verdicts.SIGNIFICANT,
+    notes: Sequence[str] = (),
+) -> Comparison:
+    """Verdicts of a paired A/B job (``bench ab``): ``pairs`` are (case id, base repeat,
+    candidate repeat) of adjacent processes of the two sides' run folders; each row is judged
+    on its pairs' log ratios at the family-wise ``alpha`` this look may spend."""
+    differences = environment_differences(base, cand)
+    if differences and not force:
+        raise UserError(
+            "the sides run on different setups (" + "; ".join(differences) + "); "
+            "their numbers are not comparable (--force compares them anyway)"
+        )
+    judged, gate_notes = judged_gates(base, cand, gates)
+    rows = []
+    for case_id in base.cases:
+        mine = [(b, c) for case, b, c in pairs if case == case_id]
+        for metric, tolerance in judged.items():
+            vb, vc = base.by_repeat.get((case_id, metric)), cand.by_repeat.get((case_id, metric))
+            if not mine or vb is None or vc is None or metric in base.modelled | cand.modelled:
+                continue
+            ch = verdicts.paired(
+                [vb.get(b, math.nan) for b, _ in mine], [vc.get(c, math.nan) for _, c in mine],
+                metric, HIGHER_IS_BETTER[metric], tolerance, metric in DETERMINISTIC,
+            )  # fmt: skip
+            rows.append((case_id, ch))
+    if not rows:
+        raise UserError("the sides share no case and gated metric: nothing to compare")
+    return finish(base, cand, rows, differences, [*gate_notes, *notes], rule, alpha, "pair")
+
+
+def finish(
+    base: Side,
+    cand: Side,
+    rows: list[tuple[str, verdicts.Change]],
+    differences: list[str],
+    notes: list[str],
+    rule: str,
+    alpha: float = verdicts.ALPHA,
+    evidence: str = "run",
+) -> Comparison:
+    """Decide the rows together (one family) and wrap them with what the reader needs."""
+    decided = verdicts.decide([ch for _, ch in rows], alpha=alpha, rule=rule)
     rows = [(case_id, ch) for (case_id, _), ch in zip(rows, decided, strict=True)]
     only_base = [c for c in base.cases if c not in cand.cases]
     only_cand = [c for c in cand.cases if c not in base.cases]
-    if not rows:
-        raise UserError("the sides share no case and gated metric: nothing to compare")
-    return Comparison(base, cand, rows, only_base, only_cand, differences)
+    return Comparison(
+        base, cand, rows, only_base, only_cand, differences, rule, alpha, notes, evidence
+    )
 
 
 # --- presentation --------------------------------------------------------------------
@@ -122,17 +244,23 @@ COLOURS = {"REGRESSION": "red", "IMPROVED": "green", "OK": "default", "INCONCLUS
 
 
 def verdict_text(ch: verdicts.Change) -> str:
-    if ch.verdict == verdicts.Verdict.INCONCLUSIVE:
-        if math.isnan(ch.estimate):
-            return f"INCONCLUSIVE ({ch.why})"
-        if not ch.more_runs:
-            more = "no number of runs would decide it at this tolerance"
-        else:
-            more = f"~{ch.more_runs} more run{'s' if ch.more_runs != 1 else ''} per side"
-            if ch.more_runs > MANY_RUNS:
-                more += ": the tolerance is tight for this spread"
-        return f"INCONCLUSIVE ({ch.why}; {more})" if ch.why else f"INCONCLUSIVE ({more})"
-    return str(ch.verdict)
+    if ch.verdict != verdicts.Verdict.INCONCLUSIVE:
+        return str(ch.verdict)
+    if math.isnan(ch.estimate) or not ch.tested:
+        return f"INCONCLUSIVE ({ch.why})"
+    unit = "pair" if ch.evidence == "pair" else "run"
+    per = "" if ch.evidence == "pair" else " per side"
+    if not ch.more:
+        more = f"no number of {unit}s would decide it at this tolerance"
+    else:
+        more = f"~{ch.more} more {unit}{'s' if ch.more != 1 else ''}{per}"
+        if ch.more > MANY_RUNS:
+            more += ": the tolerance is tight for this spread"
+    return f"INCONCLUSIVE ({more})"
+
+
+def _n(ch: verdicts.Change, n: int) -> str:
+    return f"{n} {ch.evidence}{'s' if n != 1 else ''}"
 
 
 def table_rows(c: Comparison, verdicts: set[str] | None = None) -> list[list[str]]:
@@ -148,15 +276,19 @@ def table_rows(c: Comparison, verdicts: set[str] | None = None) -> list[list[str
                 ch.metric,
                 verdict_text(ch),
                 ch.describe(),
-                f"{human(ch.base, unit)} (n={ch.n_base})",
-                f"{human(ch.cand, unit)} (n={ch.n_cand})",
+                f"{human(ch.base, unit)} ({_n(ch, ch.n_base)})",
+                f"{human(ch.cand, unit)} ({_n(ch, ch.n_cand)})",
                 ch.tolerance.describe(),
+                "exact" if ch.exact else ch.basis,
             ]
         )
     return out
 
 
-HEADER = ["case", "metric", "verdict", "change [95% interval]", "base", "candidate", "tolerance"]
+# "base" and "candidate" are each side's center (geometric mean), so candidate / base is
+# the change shown; the interval is the one the verdict used (its level: the rule line).
+HEADER = ["case", "metric", "verdict", "change [interval]", "base", "candidate", "tolerance",
+          "error from"]  # fmt: skip
 NOT_OK = {"REGRESSION", "IMPROVED", "INCONCLUSIVE"}
 
 
@@ -179,7 +311,7 @@ def print_comparison(c: Comparison, console, show_all: bool = False) -> None:
 
 def summary_lines(c: Comparison) -> list[str]:
     counts = c.verdicts()
-    lines = [", ".join(f"{n} {v}" for v, n in counts.items())]
+    lines = [", ".join(f"{n} {v}" for v, n in counts.items()), c.rule_text(), *c.notes]
     if c.differences:
         lines.append("compared despite different setups (--force): " + "; ".join(c.differences))
     if c.only_base:
@@ -197,7 +329,6 @@ def to_markdown(c: Comparison) -> str:
         "",
         f"- base: {', '.join(c.base.paths)} ({len(c.base.runs)} run(s))",
         f"- candidate: {', '.join(c.cand.paths)} ({len(c.cand.runs)} run(s))",
-        f"- rule: {RULE}",
         "",
         *(f"{line}  " for line in summary_lines(c)),
         "",
@@ -214,8 +345,8 @@ def to_markdown(c: Comparison) -> str:
 VERDICT_CLASS = {"REGRESSION": "bad", "IMPROVED": "good", "OK": "", "INCONCLUSIVE": "unsure"}
 FOREST = "forest.png"
 FOREST_CAPTION = (
-    "Candidate over base for every case and metric judged on a ratio, with its 95% "
-    "interval over process runs; the grey band is the tolerance, the colour the verdict."
+    "Candidate over base for every case and metric judged on a ratio, with the interval its "
+    "verdict used (level: see the rule); the grey band is the tolerance, the colour the verdict."
 )
 
 
@@ -229,7 +360,7 @@ def to_html(c: Comparison, forest_png: bytes | None) -> str:
 
     def table(verdicts: set[str]) -> str:
         rows = table_rows(c, verdicts)
-        classes = [["", "", VERDICT_CLASS[r[2].split(" ", 1)[0]], "", "", "", ""] for r in rows]
+        classes = [["", "", VERDICT_CLASS[r[2].split(" ", 1)[0]]] + [""] * 5 for r in rows]
         return html_table(HEADER, rows, classes, numeric_from=3)
 
     counts = c.verdicts()
@@ -243,7 +374,6 @@ def to_html(c: Comparison, forest_png: bytes | None) -> str:
         f"<b>candidate</b>: {e(', '.join(c.cand.paths))} ({len(c.cand.runs)} run(s))</p>",
         f"<p>{badges}</p>",
         "".join(f"<p class='note'>{e(line)}</p>" for line in summary_lines(c)[1:]),
-        f"<p class='note'>{e(RULE)}</p>",
     ]
     if forest_png is not None:
         img = base64.b64encode(forest_png).decode()

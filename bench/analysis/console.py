@@ -1,5 +1,5 @@
 """The end-of-run table on the console: each case's status, its workload's headline metric
-(median over process repeats) and its ratio to the baseline, with the interval."""
+(geometric mean over process repeats) and its ratio to the baseline, with the interval."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ class Row:
     case_id: str
     status: str  # "ok", or e.g. "2 ok, 1 timeout" across repeats
     metric: str | None
-    value: float | None  # median over ok repeats
+    value: float | None  # geometric mean over ok repeats
     unit: str | None
     vs_baseline: stats.Ratio | None  # oriented: > 1 means better than the baseline
     outliers: list[int]  # repeats far from the others (kept in the figures)
@@ -87,7 +87,7 @@ def print_table(rows: list[Row], console) -> None:
     for col, justify in (
         ("case", "left"),
         ("status", "left"),
-        ("headline (median of runs)", "right"),
+        ("headline (geometric mean of runs)", "right"),
         ("vs baseline (95% interval over runs)", "right"),
         ("note", "left"),
     ):

@@ -14,8 +14,8 @@ from bench.analysis.stats import center, center_interval
 from bench.analysis.tables import ok_rows
 
 CAPTIONS = {
-    "decoding_tradeoff": "Tokens/s of each decoding case (median over process runs, bar: 95% "
-    "interval of the runs' geometric mean) against the log-probability the unoptimized model "
+    "decoding_tradeoff": "Tokens/s of each decoding case (geometric mean over process runs, "
+    "bar: its 95% interval) against the log-probability the unoptimized model "
     "gives its output (nats per sequence, mean over the quality prompts; further right: more "
     "likely text). Colour: strategy; marker: technique.",
 }

@@ -1,42 +1,18 @@
 """What a run adds to a history: its facts, the environment key that says which series its
-points extend, and one point per case and metric (the median over the case's process runs
+points extend, and one point per case and metric (the geometric mean over the case's process runs
 and its interval). Read from the run folder, which stays the source of truth."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from bench.analysis import stats
-from bench.analysis.sides import minor_version, read_result
+from bench.analysis.sides import environment_facts, environment_key, read_result
 from bench.errors import UserError
 from bench.results import store
 from bench.results.history import PointRow, RunRow
 from bench.spec.gates import gates_of_suite_text
-
-
-def environment_facts(env: dict[str, Any]) -> dict[str, Any]:
-    """The facts that, when one changes, start a new series rather than raise an alarm: the
-    host (machines sharing one history database keep their own series), the CPU, the GPUs
-    and their driver, torch and CUDA, Python's minor version."""
-    gpu = env.get("gpu") or {}
-    return {
-        "host": env.get("host"),
-        "cpu_model": env.get("cpu_model"),
-        "cpus": env.get("cpu_affinity") or env.get("cpu_count"),
-        "gpus": sorted(str(d.get("name")) for d in gpu.get("devices") or []),
-        "gpu_driver": gpu.get("driver"),
-        "torch": env.get("torch"),
-        "cuda": env.get("cuda"),
-        "python": minor_version(env.get("python")),
-    }
-
-
-def environment_key(facts: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def run_points(run_dir: Path) -> tuple[RunRow, list[PointRow]]:

@@ -106,7 +106,7 @@ def section(df: pd.DataFrame, manifest: dict[str, Any]) -> dict[str, Any] | None
             f"{name}: {_describe(m['machine'])}" for name, m in manifest["machines"].items()
         )
         + ". "
-        "The same suite on each machine, each with its own baseline. tokens/s: median over "
+        "The same suite on each machine, each with its own baseline. tokens/s: geometric mean over "
         "process runs, with the 95% t interval of their geometric mean; 'vs first machine': "
         "stats.ratio over runs. Cost per 1M tokens = price of a machine-hour / 3600 / tokens/s "
         f"x 1e6, from the suite's [pricing] ({priced}); its interval is the throughput's. "

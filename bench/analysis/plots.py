@@ -21,7 +21,7 @@ PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F
 
 
 def _medians(df: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Each case's median over its process repeats, per run: a frame of several runs keeps
+    """Each case's geometric mean over its process repeats, per run: a frame of several runs keeps
     them apart (the label names the run) unless ``tables.scoped(df, pool=True)`` pooled
     them first."""
     rows = ok_rows(df)
@@ -157,7 +157,7 @@ def level_curves(
 
 
 def metric_bars(df: pd.DataFrame, metric: str = "latency_median") -> Figure:
-    """The metric per case (median over process repeats), grouped by model and workload.
+    """The metric per case (geometric mean over process repeats), grouped by model and workload.
     Error bars: the range over process repeats, the spread a rerun lands in. A case with
     one repeat has no bar, and its label says so: a missing spread is never drawn as zero."""
     m = _medians(df, metric)
@@ -178,7 +178,8 @@ def metric_bars(df: pd.DataFrame, metric: str = "latency_median") -> Figure:
             ax.errorbar(h.value, y, xerr=err, fmt="none", ecolor="black", capsize=3)
         ax.invert_yaxis()
         ax.set_xlabel(
-            f"{_label(metric, unit)}; bars: median over process repeats, whiskers: their range"
+            f"{_label(metric, unit)}; bars: geometric mean over process repeats, "
+            "whiskers: their range"
         )
         ax.set_title(f"{model} / {workload}")
         _log_if_wide(ax, "x", g.value)

@@ -143,9 +143,9 @@ FIGURE_CAPTIONS = {
     "case beats on both.",
     "pruning_levels": "Each metric across pruning levels, one line per pruning method; "
     "whiskers span the process runs.",
-    "latency_median": "Latency per case: the median over process runs, whiskers from the "
+    "latency_median": "Latency per case: the geometric mean over process runs, whiskers from the "
     "fastest to the slowest run.",
-    "throughput_tokens": "Throughput per case: the median over process runs, whiskers from "
+    "throughput_tokens": "Throughput per case: the geometric mean over process runs, whiskers from "
     "the slowest to the fastest run.",
     "energy_per_token": "Energy per token per case.",
     **training_plots.CAPTIONS,
@@ -308,7 +308,7 @@ def cases_section(df: pd.DataFrame) -> Table:
             v = values.get((run_id, case_id, m))
             row.append("—" if v is None else human(stats.center(v), units[m]))
         rows.append(row)
-    note = "Each figure is the median over the case's process runs (repeats)."
+    note = "Each figure is the geometric mean over the case's process runs (repeats)."
     return Table("Cases", header, rows, note=note)
 
 

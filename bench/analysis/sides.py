@@ -1,13 +1,17 @@
 """The sides of a comparison: what one or more runs measured, pooled per case and metric,
 with the facts that must match the other side's.
 
-A side is bench run folders (each repeat of a case is one process-level run) or
-pytest-benchmark saves (``.benchmarks/**/NNNN_*.json``; each save is one run of each of
-its benchmarks, judged on its median). Anything unreadable is a UserError naming the file.
+A side is bench run folders or pytest-benchmark saves (``.benchmarks/**/NNNN_*.json``).
+Its values stay grouped by invocation, the unit across runs: a run folder is one invocation
+whose repeats of a case are its process runs; a pytest-benchmark save is one invocation of
+each of its benchmarks with one value, its median. Anything unreadable is a UserError
+naming the file.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,20 +33,33 @@ class Side:
     runs: list[str] = field(default_factory=list)  # run ids, or pytest-benchmark save files
     suites: set[str] = field(default_factory=set)
     facts: dict[str, set[str]] = field(default_factory=dict)  # what must match the other side
-    values: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # (case, metric)
+    # (case, metric) -> run -> that invocation's process-run values
+    values: dict[tuple[str, str], dict[str, list[float]]] = field(default_factory=dict)
     units: dict[str, str] = field(default_factory=dict)
     modelled: set[str] = field(default_factory=set)  # metrics whose figure is a model
-    gates: dict[str, Tolerance] | None = None  # from the (first) suite's [gates]
+    gates: dict[str, Tolerance] | None = None  # from the first run's suite's [gates]
+    gates_differ: list[str] = field(default_factory=list)  # later runs whose [gates] differ
+    env_keys: set[str] = field(default_factory=set)  # environments, for known run-to-run drift
+    # (case, metric) -> repeat -> value, of bench runs: the members of ``bench ab``'s pairs
+    # (a paired job's side is one run folder)
+    by_repeat: dict[tuple[str, str], dict[int, float]] = field(default_factory=dict)
     cases: list[str] = field(default_factory=list)  # in the order first read
 
     def add_fact(self, name: str, value: Any) -> None:
         self.facts.setdefault(name, set()).add("unknown" if value is None else str(value))
 
-    def add_value(self, case_id: str, metric: str, value: float, unit: str | None) -> None:
+    def add_value(
+        self, run: str, case_id: str, metric: str, value: float, unit: str | None
+    ) -> None:
         if case_id not in self.cases:
             self.cases.append(case_id)
-        self.values.setdefault((case_id, metric), []).append(value)
+        self.values.setdefault((case_id, metric), {}).setdefault(run, []).append(value)
         self.units.setdefault(metric, unit or "")
+
+    def runs_of(self, case_id: str, metric: str) -> list[list[float]] | None:
+        """The invocations' process-run values of one case and metric, None if never measured."""
+        got = self.values.get((case_id, metric))
+        return None if got is None else list(got.values())
 
 
 def load_side(paths: Iterable[str | Path]) -> Side:
@@ -97,8 +114,12 @@ def _read_run(run_dir: Path, side: Side) -> None:
         raise UserError("malformed manifest: no run_id or suite", where=str(run_dir)) from None
     side.runs.append(run_id)
     side.suites.add(suite["name"])
+    gates = gates_of_suite_text(suite.get("text", ""), f"{run_dir} (its suite)")
     if side.gates is None:
-        side.gates = gates_of_suite_text(suite.get("text", ""), f"{run_dir} (its suite)")
+        side.gates = gates
+    elif gates != side.gates:
+        side.gates_differ.append(run_id)
+    side.env_keys.add(environment_key(environment_facts(env)))
     side.add_fact("CPU model", env.get("cpu_model"))
     gpus = (env.get("gpu") or {}).get("devices") or []
     side.add_fact("GPU", ", ".join(str(g.get("name")) for g in gpus) or "none")
@@ -120,7 +141,10 @@ def _read_run(run_dir: Path, side: Side) -> None:
                 continue
             if is_modelled(m.get("method")):
                 side.modelled.add(m["name"])
-            side.add_value(case_id, m["name"], float(m["value"]), m.get("unit"))
+            side.add_value(run_id, case_id, m["name"], float(m["value"]), m.get("unit"))
+            repeat = r.get("repeat")
+            if isinstance(repeat, int):
+                side.by_repeat.setdefault((case_id, m["name"]), {})[repeat] = float(m["value"])
 
 
 def _read_pytest_benchmark(path: Path, side: Side) -> None:
@@ -139,7 +163,28 @@ def _read_pytest_benchmark(path: Path, side: Side) -> None:
             raise UserError(
                 "malformed benchmark entry: no fullname/stats.median", where=str(path)
             ) from None
-        side.add_value(name, "latency_median", median, "s")
+        side.add_value(str(path.resolve()), name, "latency_median", median, "s")
+
+
+def environment_facts(env: dict[str, Any]) -> dict[str, Any]:
+    """The facts that, when one changes, make runs another series (``bench history``) and
+    their drift another machine's: the host, the CPU, the GPUs and their driver, torch and
+    CUDA, Python's minor version."""
+    gpu = env.get("gpu") or {}
+    return {
+        "host": env.get("host"),
+        "cpu_model": env.get("cpu_model"),
+        "cpus": env.get("cpu_affinity") or env.get("cpu_count"),
+        "gpus": sorted(str(d.get("name")) for d in gpu.get("devices") or []),
+        "gpu_driver": gpu.get("driver"),
+        "torch": env.get("torch"),
+        "cuda": env.get("cuda"),
+        "python": minor_version(env.get("python")),
+    }
+
+
+def environment_key(facts: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def minor_version(version: str | None) -> str | None:

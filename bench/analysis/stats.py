@@ -1,10 +1,14 @@
-"""Statistics across process-level runs: the one place that turns repeats into figures,
-intervals and winners. Tables, plots, reports, the console summary, and the verdicts of
-compare, the pytest gates and the nightly history (``verdicts``) all call it.
+"""Statistics inside one invocation: the one place that turns a run's process repeats into
+figures, intervals and winners (a technique against the baseline of the same run). Tables,
+plots, reports and the console summary call it; comparisons of *separate* invocations
+(``bench compare``, ``bench ab``, the pytest gates, the history) go through ``verdicts``
+and the two-level model of ``levels`` instead, because an invocation's process runs share
+its drift.
 
-The unit of evidence is one process-level run: each repeat of a case is a fresh process
-whose figure (e.g. the median of its timed calls) is one observation. Samples inside a
-process share the machine state of that process and never stand in for runs.
+Inside one invocation the unit of evidence is one process-level run: each repeat of a case
+is a fresh process whose figure (e.g. the median of its timed calls) is one observation.
+Samples inside a process share the machine state of that process and never stand in for
+runs. A case's center is the geometric mean of its runs.
 
 Ratios are compared on the log scale, where timing noise is close to symmetric: the
 interval of ``case / baseline`` is a Welch t interval on the difference of the mean log
@@ -33,10 +37,13 @@ RATIO_METHOD = "welch_t_on_log_runs"
 
 
 def center(values: Sequence[float]) -> float:
-    """The figure of a case over its process runs: their median."""
-    x = np.asarray(values, dtype=float)
-    x = x[~np.isnan(x)]
-    return float(np.median(x)) if x.size else math.nan
+    """The figure of a case over its process runs: their geometric mean when every value is
+    positive (the center the log-scale ratios and intervals are built around, so a reader can
+    recompute a ratio from the two centers shown), else their mean."""
+    x = finite(values)
+    if not x.size:
+        return math.nan
+    return float(np.exp(np.log(x).mean())) if (x > 0).all() else float(x.mean())
 
 
 def center_interval(values: Sequence[float]) -> tuple[float, float] | None:

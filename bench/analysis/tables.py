@@ -12,6 +12,7 @@ import json
 import math
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from bench.analysis import stats
@@ -58,7 +59,7 @@ def _index(df: pd.DataFrame) -> list[str]:
 def case_table(
     df: pd.DataFrame, metrics: list[str] | None = None, pool: bool = False
 ) -> pd.DataFrame:
-    """Cases x metrics, each the median over process repeats; columns say their unit.
+    """Cases x metrics, each the geometric mean over process repeats; columns say their unit.
     Indexed by case id for one run, by (run id, case id) for several."""
     df = scoped(df, pool)
     rows = ok_rows(df)
@@ -153,7 +154,7 @@ def outlier_table(df: pd.DataFrame, metrics: list[str] | None = None) -> pd.Data
     out = []
     for (run_id, case_id, metric), g in rows.groupby(["run_id", "case_id", "metric"], sort=False):
         values = g.value.to_numpy(dtype=float)
-        mid = stats.center(values)
+        mid = float(np.median(values))  # the outlier rule's own reference: robust to the outlier
         for i in stats.outlying_runs(values):
             out.append(
                 {

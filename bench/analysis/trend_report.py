@@ -220,22 +220,24 @@ def write_pages(
 
 
 RULE = (
-    f"Change points per series (case × metric × environment) from {cp.DETECTOR} on log "
-    f"values, penalty {cp.PENALTY:g}·σ²·log n, segments of {cp.MIN_SIZE}+ nights. Each is "
-    "judged as bench compare judges two runs: a test of the nights after it against the "
-    "nights before it (Mann-Whitney U; its p multiplied by the number of nights the "
-    "detector chose from), Holm-corrected over the analysis at a family-wise 0.01, and the "
-    "change beyond the metric's tolerance. An alarm is a regression that has lasted "
-    f"{cp.PERSIST}+ nights (sizes and quality of fixed weights: at once) and that no later "
-    "improvement undid. A new host, CPU, GPU driver, torch or CUDA starts a new series "
-    "(shaded) instead of alarming."
+    f"Change points per series (case × metric × environment) from {cp.DETECTOR} on the log "
+    f"of each night's run center, penalty {cp.PENALTY:g}·σ²·log n, segments of "
+    f"{cp.MIN_SIZE}+ nights. Each is judged on the nights after it against the nights before "
+    "it, the night as the unit (Yuen's trimmed t: the middle 60% of each segment), as one "
+    "test per night the detector could have picked, Bonferroni over the analysis at a "
+    "family-wise 0.01, with the gates of the night before it; the interval shown is the one "
+    "that decided. REGRESSION/IMPROVED: significant and beyond the metric's tolerance. An "
+    f"alarm is a regression with {cp.MIN_SIZE}+ nights after it (sizes and quality of fixed "
+    "weights: at once) that stays open until the newest nights are back within the "
+    "tolerance of the level before it. A new host, CPU, GPU driver, torch or CUDA starts a "
+    "new series (shaded) instead of alarming."
 )
 
 
 def _caption() -> str:
     return (
-        '<p class="caption">Dots: each night\'s median over its process runs; band: a 95% t '
-        "interval of their geometric mean; dashed lines: change points (red: open alarm, "
+        '<p class="caption">Dots: each night\'s center (the geometric mean of its process '
+        "runs); band: a 95% t interval of it; dashed lines: change points (red: open alarm, "
         "orange: other regression, green: improvement, grey: within tolerance or undecided); "
         "shading: environments."
         "</p>"

@@ -1,7 +1,24 @@
 """Verdicts: did a candidate change a metric beyond its tolerance? REGRESSION, IMPROVED,
-OK or INCONCLUSIVE, from the intervals and tests of ``stats``, with Holm's correction over
-a comparison. One rule for ``bench compare``, ``bench ab``, the pytest gates and the
-nightly history.
+OK or INCONCLUSIVE. One rule for ``bench compare``, ``bench ab``, the pytest gates and the
+nightly history; what differs between them is only the unit of evidence:
+
+- ``between_runs``: separate invocations (``bench compare``, a saved pytest baseline). The
+  invocation is the unit; its error comes from the two-level model of ``levels``;
+- ``paired``: adjacent A/B process pairs of one ``bench ab`` job, whose log ratios cancel
+  any drift slower than a pair;
+- the nights of a history's segments (``changepoints``), which build their own ``Change``.
+
+``decide`` turns the estimates of one comparison into verdicts with one interval per row:
+the interval at the level the verdict is taken at (Bonferroni over the comparison's tests at
+a family-wise ``ALPHA``; a detector's scanned positions count as tests), so the reader sees
+the very interval that decided:
+
+- REGRESSION / IMPROVED (rule ``significant``, the default): the interval excludes "no
+  change" on that side *and* the estimate lies beyond the tolerance; (rule ``beyond``,
+  ``--beyond-tolerance``): the whole interval lies beyond the tolerance;
+- OK: the whole interval lies inside the tolerance;
+- INCONCLUSIVE: anything else, with roughly how many more units per side would decide.
+Deterministic figures whose units agree on each side are compared exactly.
 """
 
 from __future__ import annotations
@@ -14,21 +31,25 @@ from typing import Any
 
 import numpy as np
 
-from bench.analysis.stats import (
-    CONFIDENCE,
-    MIN_RUNS,
-    center,
-    finite,
-    student,
-    too_few_runs,
-    welch,
-)
+from bench.analysis.levels import Spread, pool, run_center, spread_of_groups
+from bench.analysis.stats import MIN_RUNS, finite
 from bench.results.metric_info import Tolerance
 
-ALPHA = 0.01  # family-wise error of the hard gate (Holm over a comparison's tests)
-VERDICT_METHOD = "welch_t_holm"
-POOLED_METHOD = "student_t_pooled_holm"
-MAX_MORE_RUNS = 1000
+ALPHA = 0.01  # family-wise chance of any false verdict in one comparison
+SIGNIFICANT = "significant"
+BEYOND = "beyond"
+RULES = {
+    SIGNIFICANT: "REGRESSION/IMPROVED: the interval excludes no change on that side and the "
+    "estimate lies beyond the tolerance",
+    BEYOND: "REGRESSION/IMPROVED: the whole interval lies beyond the tolerance",
+}
+RUNS_METHOD = "t_on_run_centers_two_level"
+PAIRED_METHOD = "paired_t_on_log_ratios"
+MAX_MORE = 1000
+NO_DRIFT_ESTIMATE = (
+    "one run a side and no estimate of how this case drifts between runs "
+    "(bench calibrate SUITE, more runs a side, or bench ab)"
+)
 
 
 class Verdict(StrEnum):
@@ -40,49 +61,55 @@ class Verdict(StrEnum):
 
 @dataclass(frozen=True)
 class Change:
-    """A candidate against its base on one metric, and the verdict on it.
+    """A candidate against its base on one metric: the estimate, its error, and (after
+    ``decide``) the interval, p and verdict.
 
-    The estimate is the difference of mean log values over process runs (``scale`` "log",
-    for a relative tolerance: shown as a ratio) or of mean values (``scale`` "linear",
-    for an absolute tolerance), with a 95% Welch t interval. The rule (chosen by
-    simulation, benchmarks/gate_rules.py, README "Verdicts"):
-
-    - REGRESSION / IMPROVED: the difference from no change is significant after Holm's
-      correction over the comparison's tests, *and* the estimate lies beyond the
-      tolerance on the bad / good side;
-    - OK: the whole interval lies inside the tolerance;
-    - INCONCLUSIVE: anything else, with roughly how many more runs per side would decide.
-    Deterministic figures whose runs agree on each side are compared exactly.
-    """
+    The estimate is candidate minus base on ``scale``: of mean log values ("log", for a
+    relative tolerance: shown as a ratio) or of mean values ("linear", for an absolute
+    tolerance). ``base`` and ``cand`` are the two sides' centers in the metric's unit, so
+    that ``cand / base`` (or ``cand - base``) is the estimate a reader sees."""
 
     metric: str
     higher_is_better: bool
     tolerance: Tolerance
-    n_base: int
+    n_base: int  # units on each side (``unit``)
     n_cand: int
-    base: float  # center of each side's runs, in the metric's unit
+    base: float
     cand: float
     scale: str  # "log" or "linear"
-    estimate: float = math.nan  # candidate minus base, on ``scale``
+    evidence: str = "run"  # what one unit of evidence is: "run", "pair", "night"
+    estimate: float = math.nan
+    se: float = math.nan  # standard error of the estimate (0: exact)
+    df: float = math.nan  # degrees of freedom of the t distribution it follows
+    looks: int = 1  # places a detector could have picked this change: its tests in the family
+    basis: str = ""  # how the error was estimated, in words
+    method: str = RUNS_METHOD
+    # set by ``decide``:
+    level: float = math.nan  # two-sided error rate of the interval and the test
     low: float = math.nan
     high: float = math.nan
-    se: float = math.nan  # standard error of the estimate
-    p: float = math.nan  # two-sided p of "no change"; 0 for an exact difference
-    p_adjusted: float = math.nan  # after Holm over the comparison
+    p: float = math.nan  # two-sided p of "no change" (not scaled for the family)
     verdict: Verdict = Verdict.INCONCLUSIVE
     why: str = ""
-    more_runs: int | None = None  # runs per side likely to decide an INCONCLUSIVE
-    method: str = VERDICT_METHOD
+    more: int | None = None  # units per side likely to decide an INCONCLUSIVE
 
     @property
     def exact(self) -> bool:
-        return self.p == 0 and self.low == self.high
+        return self.se == 0
+
+    @property
+    def tested(self) -> bool:
+        return math.isfinite(self.se) and self.se > 0 and math.isfinite(self.df)
 
     @property
     def band(self) -> float:
         """The tolerance on this change's scale."""
         t = self.tolerance
         return math.log1p(t.value) if t.kind == "relative" else t.value
+
+    @property
+    def confidence(self) -> float:
+        return 1 - self.level
 
     def describe(self, digits: int = 3) -> str:
         """'1.12× [1.05, 1.19]' (log scale) or '+0.0031 [-0.0012, +0.0074]' (linear)."""
@@ -105,110 +132,205 @@ class Change:
         d["tolerance"] = self.tolerance.to_json()
         d["verdict"] = str(self.verdict)
         d["change"] = self.describe()
+        d["confidence"] = None if math.isnan(self.level) else self.confidence
         d["method"] = "exact" if self.exact else self.method
         return d
 
 
-def change(
+def confidence_text(level: float) -> str:
+    """'99.83%': the confidence of an interval at two-sided error ``level``, with two
+    significant digits of what it leaves out ('99%', '99.83%', '99.99%')."""
+    err = 100 * level
+    digits = max(0, 1 - math.floor(math.log10(err))) if err > 0 else 0
+    return f"{100 - err:.{digits}f}".rstrip("0").rstrip(".") + "%"
+
+
+def _scale(tolerance: Tolerance) -> str:
+    return "linear" if tolerance.kind == "absolute" else "log"
+
+
+def _exact_or_none(
+    out: Change, base: np.ndarray, cand: np.ndarray, deterministic: bool
+) -> Change | None:
+    """The exact change of a deterministic figure whose units agree on each side."""
+    if not (deterministic and base.size and cand.size and np.ptp(base) == 0 and np.ptp(cand) == 0):
+        return None
+    b, c = float(base[0]), float(cand[0])
+    if out.scale == "log":
+        if b <= 0 or c <= 0:  # sizes of zero (no optimizer state) compare by difference
+            est = 0.0 if b == c else math.copysign(math.inf, c - b)
+        else:
+            est = math.log(c) - math.log(b)
+    else:
+        est = c - b
+    return replace(out, base=b, cand=c, estimate=est, se=0.0, df=math.inf, method="exact")
+
+
+def between_runs(
+    base: Sequence[Sequence[float]],
+    cand: Sequence[Sequence[float]],
+    metric: str,
+    higher_is_better: bool,
+    tolerance: Tolerance,
+    deterministic: bool = False,
+    known: Sequence[Spread] = (),
+) -> Change:
+    """``cand`` against ``base``, each a list of invocations (each the values of its process
+    runs): the difference of the sides' mean run centers, its error from the two-level model
+    (the sides' own run-to-run spread where a side has two runs or more, pooled with the
+    ``known`` estimates for this case, metric and environment)."""
+    scale = _scale(tolerance)
+    log = scale == "log"
+    flat_b = finite([v for r in base for v in r])
+    flat_c = finite([v for r in cand for v in r])
+    out = Change(metric, higher_is_better, tolerance, len(base), len(cand), math.nan,
+                 math.nan, scale)  # fmt: skip
+    exact = _exact_or_none(out, flat_b, flat_c, deterministic)
+    if exact is not None:
+        return exact
+    yb = np.array([run_center(r, log) for r in base])
+    yc = np.array([run_center(r, log) for r in cand])
+    kb, kc = int(np.isfinite(yb).sum()), int(np.isfinite(yc).sum())
+    out = replace(out, n_base=kb, n_cand=kc)
+    if kb == 0 or kc == 0:
+        why = "no runs on one side"
+        if (flat_b.size and not np.isfinite(yb).any()) or (
+            flat_c.size and not np.isfinite(yc).any()
+        ):
+            why = "a value is zero or negative: no ratio on the log scale"
+        return replace(out, why=why)
+    yb, yc = yb[np.isfinite(yb)], yc[np.isfinite(yc)]
+    centre = (lambda y: math.exp(y.mean())) if log else (lambda y: float(y.mean()))
+    out = replace(out, base=centre(yb), cand=centre(yc), estimate=float(yc.mean() - yb.mean()))
+    own = spread_of_groups([base, cand], log, "the sides")
+    m = float(np.median([sum(math.isfinite(v) for v in r) for r in (*base, *cand)]))
+    pooled = pool([own, *known], m)
+    if pooled is None:
+        return replace(out, why=NO_DRIFT_ESTIMATE)
+    se = math.sqrt(pooled.var * (1 / kb + 1 / kc))
+    return _with_error(out, se, pooled.df, pooled.describe(log))
+
+
+def _with_error(out: Change, se: float, df: float, basis: str) -> Change:
+    if se == 0:  # every unit agrees: nothing varies, the difference is exact
+        return replace(out, se=0.0, df=math.inf, basis=basis, method="exact")
+    return replace(out, se=se, df=df, basis=basis)
+
+
+def paired(
     base: Sequence[float],
     cand: Sequence[float],
     metric: str,
     higher_is_better: bool,
     tolerance: Tolerance,
     deterministic: bool = False,
-    pooled: bool = False,
 ) -> Change:
-    """The estimate and interval of ``cand`` against ``base`` (process-run values); its
-    verdict is set by ``decide``, which sees the whole comparison for Holm's correction.
-
-    ``pooled``: Student's t with one pooled variance instead of Welch's, for the segments of
-    a history before and after a change point (``changepoints``), where the base has many
-    values and the candidate may have as few as one."""
-    b, c = finite(base), finite(cand)
-    scale = "linear" if tolerance.kind == "absolute" else "log"
-    out = Change(metric, higher_is_better, tolerance, len(b), len(c), center(b), center(c), scale)
-    if len(b) == 0 or len(c) == 0:
-        return replace(out, why="no runs on one side")
-    if scale == "log":
-        if (b <= 0).any() or (c <= 0).any():
-            return replace(out, why="a value is zero or negative: no ratio on the log scale")
-        b, c = np.log(b), np.log(c)
-    est = float(c.mean() - b.mean())
-    if deterministic and np.ptp(b) == 0 and np.ptp(c) == 0:
-        return replace(out, estimate=est, low=est, high=est, p=0.0)
-    if pooled:
-        out = replace(out, method=POOLED_METHOD)
-        if len(b) < MIN_RUNS:
-            return replace(out, estimate=est, why=too_few_runs(len(b), MIN_RUNS))
-    elif len(b) < MIN_RUNS or len(c) < MIN_RUNS:
-        return replace(out, estimate=est, why=too_few_runs(len(b), len(c)))
-    w = student(c, b) if pooled else welch(c, b)
-    if w.se == 0:
-        return replace(out, estimate=est, low=est, high=est, p=0.0)
-    low, high = w.interval()
-    return replace(out, estimate=est, low=low, high=high, se=w.se, p=w.p_value())
+    """``cand[i]`` against ``base[i]``, adjacent process runs of one A/B job: a t interval on
+    the mean of the pairs' log ratios (differences on the linear scale), n - 1 df. Drift
+    slower than a pair is in both members and cancels."""
+    scale = _scale(tolerance)
+    b, c = np.asarray(base, dtype=float), np.asarray(cand, dtype=float)
+    keep = np.isfinite(b) & np.isfinite(c)
+    b, c = b[keep], c[keep]
+    n = int(b.size)
+    out = Change(metric, higher_is_better, tolerance, n, n, math.nan, math.nan, scale, "pair",
+                 method=PAIRED_METHOD)  # fmt: skip
+    exact = _exact_or_none(out, b, c, deterministic)
+    if exact is not None:
+        return replace(exact, evidence="pair")
+    log = scale == "log"
+    if log and ((b <= 0).any() or (c <= 0).any()):
+        return replace(out, why="a value is zero or negative: no ratio on the log scale")
+    if n == 0:
+        return replace(out, why="no pairs")
+    yb, yc = (np.log(b), np.log(c)) if log else (b, c)
+    d = yc - yb
+    centre = (lambda y: math.exp(y.mean())) if log else (lambda y: float(y.mean()))
+    out = replace(out, base=centre(yb), cand=centre(yc), estimate=float(d.mean()))
+    if n < MIN_RUNS:
+        return replace(out, why=f"{n} pair{'s' if n != 1 else ''}; an interval needs {MIN_RUNS}")
+    se = float(d.std(ddof=1) / math.sqrt(n))
+    return _with_error(out, se, n - 1, f"{n} adjacent A/B pairs")
 
 
-def decide(changes: Sequence[Change], alpha: float = ALPHA) -> list[Change]:
-    """Verdicts for one comparison: Holm's step-down correction over its tests with an
-    interval, so that the chance of any false REGRESSION in the comparison stays below
-    ``alpha`` when nothing changed (exact differences need no test)."""
-    tested = [i for i, ch in enumerate(changes) if ch.p > 0 and not math.isnan(ch.p)]
-    adjusted = dict(zip(tested, holm([changes[i].p for i in tested]), strict=True))
-    return [
-        _verdict(replace(ch, p_adjusted=adjusted.get(i, ch.p)), alpha)
-        for i, ch in enumerate(changes)
-    ]
+def decide(
+    changes: Sequence[Change], alpha: float = ALPHA, rule: str = SIGNIFICANT
+) -> list[Change]:
+    """Verdicts for one comparison. Each tested change gets the interval at
+    ``alpha / (tests x its looks)``: Bonferroni, so that the chance of any false verdict in
+    the comparison stays below ``alpha`` whatever the tests' dependence, and the interval
+    shown is the one that decided."""
+    if rule not in RULES:
+        raise ValueError(f"unknown rule {rule!r}")
+    tests = sum(1 for ch in changes if ch.tested)
+    return [_verdict(ch, alpha / max(1, tests) / ch.looks, rule) for ch in changes]
 
 
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm-adjusted p-values (step-down, monotone), in the order given."""
-    m = len(p_values)
-    order = sorted(range(m), key=lambda i: p_values[i])
-    out = [0.0] * m
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p_values[i]))
-        out[i] = running
-    return out
-
-
-def _verdict(ch: Change, alpha: float) -> Change:
-    if math.isnan(ch.estimate):
-        return replace(ch, verdict=Verdict.INCONCLUSIVE)
-    worse = -ch.estimate if ch.higher_is_better else ch.estimate  # > 0: the bad side
-    band = ch.band
-    slack = 1e-12 * max(1.0, abs(ch.estimate))  # float rounding of an exact comparison
-    if ch.exact:
-        if abs(worse) <= band + slack:
-            return replace(ch, verdict=Verdict.OK)
-        return replace(ch, verdict=Verdict.REGRESSION if worse > 0 else Verdict.IMPROVED)
-    if math.isnan(ch.low):
-        return replace(
-            ch, verdict=Verdict.INCONCLUSIVE, more_runs=MIN_RUNS - min(ch.n_base, ch.n_cand)
-        )
-    if ch.p_adjusted < alpha and abs(worse) > band:
-        return replace(ch, verdict=Verdict.REGRESSION if worse > 0 else Verdict.IMPROVED)
-    if -band <= ch.low and ch.high <= band:
-        return replace(ch, verdict=Verdict.OK)
-    return replace(ch, verdict=Verdict.INCONCLUSIVE, more_runs=_more_runs(ch, band, alpha))
-
-
-def _more_runs(ch: Change, band: float, alpha: float) -> int | None:
-    """Runs per side to add so that, if the estimate and spread held, the verdict would be
-    decided: the interval inside the tolerance (estimate inside it), or no change rejected
-    at the Holm-corrected level this test had (estimate beyond it). The standard error
-    shrinks as 1/sqrt(n); None when no number of runs would decide."""
+def _verdict(ch: Change, level: float, rule: str) -> Change:
     from scipy import stats
 
-    if abs(ch.estimate) <= band:
-        distance, z = band - abs(ch.estimate), stats.norm.ppf(0.5 + CONFIDENCE / 2)
+    worse_sign = -1.0 if ch.higher_is_better else 1.0  # > 0 after multiplying: the bad side
+    band = ch.band
+    if math.isnan(ch.estimate):
+        return replace(ch, verdict=Verdict.INCONCLUSIVE)
+    if ch.exact:
+        worse = worse_sign * ch.estimate
+        slack = 1e-12 * max(1.0, abs(ch.estimate)) if math.isfinite(ch.estimate) else 0.0
+        out = replace(ch, low=ch.estimate, high=ch.estimate, p=0.0, level=0.0)
+        if abs(worse) <= band + slack:
+            return replace(out, verdict=Verdict.OK)
+        return replace(out, verdict=Verdict.REGRESSION if worse > 0 else Verdict.IMPROVED)
+    if not ch.tested:
+        return replace(ch, verdict=Verdict.INCONCLUSIVE, more=None)
+    half = float(stats.t.ppf(1 - level / 2, ch.df)) * ch.se
+    low, high = ch.estimate - half, ch.estimate + half
+    p = float(2 * stats.t.sf(abs(ch.estimate) / ch.se, ch.df))
+    out = replace(ch, level=level, low=low, high=high, p=p)
+    # the interval and estimate oriented so that larger is worse
+    w_est = worse_sign * ch.estimate
+    w_low, w_high = sorted((worse_sign * low, worse_sign * high))
+    if rule == SIGNIFICANT:
+        worse, better = w_low > 0 and w_est > band, w_high < 0 and w_est < -band
     else:
-        holm_factor = max(1.0, ch.p_adjusted / ch.p) if ch.p > 0 else 1.0
-        distance, z = abs(ch.estimate), stats.norm.ppf(1 - alpha / holm_factor / 2)
+        worse, better = w_low > band, w_high < -band
+    if worse or better:
+        return replace(out, verdict=Verdict.REGRESSION if worse else Verdict.IMPROVED)
+    if -band <= low and high <= band:
+        return replace(out, verdict=Verdict.OK)
+    return replace(out, verdict=Verdict.INCONCLUSIVE, more=_more(out, band, rule))
+
+
+def _more(ch: Change, band: float, rule: str) -> int | None:
+    """Units per side to add so that, if the estimate and spread held, the interval at this
+    level would decide: inside the tolerance (estimate inside it), or clear of no change
+    (``beyond``: clear of the tolerance) on the estimate's side. The standard error shrinks
+    as 1/sqrt(n); None when no number of units would decide."""
+    from scipy import stats
+
+    est = abs(ch.estimate)
+    if est <= band:
+        distance = band - est  # to show that it fits
+    elif rule == BEYOND:
+        distance = est - band  # to clear the tolerance
+    else:
+        distance = est  # to clear no change
     if distance <= 0:
         return None
+    z = float(stats.norm.ppf(1 - ch.level / 2))
     n = min(ch.n_base, ch.n_cand)
     need = math.ceil(n * (z * ch.se / distance) ** 2)
     more = max(1, need - n)
-    return more if more <= MAX_MORE_RUNS else None
+    return more if more <= MAX_MORE else None
+
+
+__all__ = [
+    "ALPHA",
+    "BEYOND",
+    "RULES",
+    "SIGNIFICANT",
+    "Change",
+    "Verdict",
+    "between_runs",
+    "decide",
+    "paired",
+]

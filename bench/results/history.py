@@ -58,7 +58,7 @@ class PointRow:
     metric: str
     unit: str
     method: str
-    value: float  # the median over the run's process runs
+    value: float  # the run's center: the geometric mean of its process runs
     low: float | None  # 95% interval of the run's center; None below 3 process runs
     high: float | None
     n: int  # process runs

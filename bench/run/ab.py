@@ -1,15 +1,23 @@
-"""``bench ab``: interleaved A/B runs of one suite on two versions of the code (git refs,
-checked out as worktrees) or two suites, judged by ``bench compare``'s rule.
+"""``bench ab``: two versions of the code (git refs, checked out as worktrees) or two
+suites, measured in one job with their case processes paired.
 
-Base and candidate runs alternate A B B A A B B A ..., so that drift of the machine over
-the job (heat, other load) lands on both sides alike instead of on whichever ran second.
-Each run is a whole ``bench run`` invocation of that side's own code (its case processes,
-its repeats); runs are added in ABBA blocks until every verdict is decided or the budget
-is spent.
+Each side runs in a server of its own (``side_server``), started once with that side's
+code (with ``--install``, from its own virtualenv with its worktree installed, so that a
+changed dependency or plugin is really compared). The job then alternates the two sides'
+case processes A B B A for every case, block after block, and judges each case on the log
+ratios of adjacent A/B pairs: drift of the machine slower than a pair (heat, other load,
+the minutes between two ``bench run`` invocations) is in both members and cancels.
+
+After every block the job looks at the pairs so far and stops once every verdict is
+decided, with the family-wise error spent over the planned looks (``sequential``), so that
+stopping early does not inflate false verdicts; otherwise it stops when ``--budget`` (pairs
+per case, or minutes) is spent.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import re
 import shutil
@@ -20,34 +28,72 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import UserError
-from bench.results import store
 
 
 @dataclass(frozen=True)
 class Budget:
-    """When to stop adding runs: after ``runs`` per side, or ``minutes`` of wall time."""
+    """When to stop: after ``pairs`` pairs per case, or ``minutes`` of wall time."""
 
-    runs: int | None = None
+    pairs: int | None = None
     minutes: float | None = None
 
     @classmethod
     def parse(cls, text: str) -> Budget:
         m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(m|min|h)?\s*", text)
         if not m:
-            raise UserError(f"--budget {text!r}: expected runs per side (8) or minutes (30m, 1h)")
+            raise UserError(f"--budget {text!r}: expected pairs per case (20) or minutes (10m, 1h)")
         value, unit = float(m.group(1)), m.group(2)
         if value <= 0:
             raise UserError(f"--budget {text!r}: must be positive")
         if unit is None:
             if value < 2 or value != int(value):
-                raise UserError(f"--budget {text!r}: at least 2 runs per side (one ABBA block)")
-            return cls(runs=int(value))
+                raise UserError(f"--budget {text!r}: at least 2 pairs per case (one ABBA block)")
+            return cls(pairs=int(value))
         return cls(minutes=value * (60 if unit == "h" else 1))
 
-    def spent(self, runs_per_side: int, started: float) -> bool:
-        if self.runs is not None:
-            return runs_per_side >= self.runs
-        return time.monotonic() - started >= 60 * (self.minutes or 0)
+    def blocks(self, elapsed_s: float, first_block_s: float) -> int:
+        """Blocks the budget allows: from the pairs, or from the time left after the first
+        block (``elapsed_s`` since the job started) at its pace."""
+        if self.pairs is not None:
+            return math.ceil(self.pairs / 2)
+        left = 60 * (self.minutes or 0) - elapsed_s
+        return 1 + max(0, math.floor(left / max(first_block_s, 1e-3)))
+
+    def out_of_time(self, elapsed_s: float, block_s: float) -> bool:
+        """No time for another block at the last one's pace."""
+        if self.minutes is None:
+            return False
+        return elapsed_s + block_s > 60 * self.minutes
+
+
+class Schedule:
+    """When a paired job looks at its pairs and what each look may spend: after the first
+    block, the blocks the budget allows are planned and at most ``MAX_LOOKS`` looks spread
+    evenly over them; each look spends its share of ``ALPHA`` (``sequential``); the job's
+    last block (planned, or the time is up) looks and spends what is left."""
+
+    def __init__(self, budget: Budget):
+        from bench.analysis.sequential import Spending
+        from bench.analysis.verdicts import ALPHA
+
+        self.budget = budget
+        self.planned = 0
+        self.looks: set[int] = set()
+        self.spending = Spending(ALPHA)
+
+    def look(self, block: int, elapsed_s: float, block_s: float) -> tuple[float, bool] | None:
+        """After block ``block`` (1-based), ``elapsed_s`` into the job: (the level this look
+        may use, whether it is the last), or None when this block is not a look."""
+        from bench.analysis.sequential import MAX_LOOKS
+
+        if not self.planned:
+            self.planned = self.budget.blocks(elapsed_s, block_s)
+            n = min(MAX_LOOKS, self.planned)
+            self.looks = {math.ceil(j * self.planned / n) for j in range(1, n + 1)}
+        final = block >= self.planned or self.budget.out_of_time(elapsed_s, block_s)
+        if block not in self.looks and not final:
+            return None
+        return self.spending.look(block / self.planned, final), final
 
 
 @dataclass
@@ -56,6 +102,7 @@ class SideSpec:
     suite: Path
     ref: str | None  # a git ref to check out, or None for this checkout's code
     code: Path | None = None  # the worktree once checked out
+    python: Path | None = None  # its virtualenv's interpreter (``--install``)
 
 
 def _git(*args: str, cwd: Path) -> str:
@@ -90,60 +137,179 @@ def remove_worktree(side: SideSpec) -> None:
     shutil.rmtree(side.code, ignore_errors=True)
 
 
-def run_side(side: SideSpec, results: Path, console) -> Path:
-    """One ``bench run`` of the side's suite with the side's code; the new run folder."""
-    results.mkdir(parents=True, exist_ok=True)
-    before = set(results.iterdir())
-    env = dict(os.environ)
-    cwd = Path.cwd()
-    if side.code is not None:
-        # `python -m` puts the working directory first on sys.path: the worktree's bench.
-        cwd = side.code
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(side.code), env.get("PYTHONPATH")]))
-    cmd = [sys.executable, "-m", "bench", "run", str(side.suite.resolve()),
-           "--results", str(results.resolve()), "--no-report"]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    new = [p for p in set(results.iterdir()) - before if (p / store.MANIFEST).is_file()]
-    if proc.returncode not in (0, 1) or len(new) != 1:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise UserError(f"{side.name} run failed (exit {proc.returncode}): {tail[0]}")
-    console.print(f"  {side.name}: {new[0].name}", highlight=False)
-    return new[0]
+def install(side: SideSpec, into: Path, console) -> None:
+    """A virtualenv for the side (seeing this interpreter's packages: torch is not installed
+    twice) with the side's code installed into it, dependencies and entry points included."""
+    source = side.code or Path(_git("rev-parse", "--show-toplevel", cwd=Path.cwd()))
+    console.print(f"  {side.name}: installing {source} into {into}", highlight=False)
+    steps = (
+        [sys.executable, "-m", "venv", "--system-site-packages", str(into)],
+        [str(into / "bin" / "python"), "-m", "pip", "install", "-q", str(source)],
+    )
+    for cmd in steps:
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise UserError(f"{side.name}: {' '.join(cmd[:3])} … failed: {tail[0]}")
+    side.python = into / "bin" / "python"
 
 
-def abba(rounds: int) -> list[int]:
-    """Side order (0 = base, 1 = candidate) of ``rounds`` ABBA blocks."""
-    return [0, 1, 1, 0] * rounds
+class SideServer:
+    """A running ``side_server`` of one side: one run folder, one case process per request."""
+
+    def __init__(self, side: SideSpec, results: Path, log: Path):
+        self.side = side
+        self.log = log
+        results.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        if side.python is not None:  # installed: import it from its virtualenv, not a folder
+            python, cwd = side.python, results
+        else:
+            python, cwd = Path(sys.executable), side.code or Path.cwd()
+            if side.code is not None:
+                env["PYTHONPATH"] = os.pathsep.join(
+                    filter(None, [str(side.code), env.get("PYTHONPATH")])
+                )
+        cmd = [str(python), "-m", "bench.run.side_server", str(side.suite.resolve()),
+               "--results", str(results.resolve())]  # fmt: skip
+        with open(log, "ab") as err:
+            self.proc = subprocess.Popen(
+                cmd, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=err, text=True, bufsize=1,
+            )  # fmt: skip
+        ready = self._read()
+        if "error" in ready:
+            raise UserError(f"{side.name}: {ready['error']}")
+        self.run_dir = Path(ready["run_dir"])
+        self.cases: list[str] = ready["cases"]
+
+    def _read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            code = self.proc.wait()
+            tail = self._tail()
+            hint = ""
+            if "No module named bench.run.side_server" in tail:
+                hint = " (its code predates paired A/B jobs: both refs need bench.run.side_server)"
+            raise UserError(f"{self.side.name} side ended (exit {code}){hint}: {tail}")
+        return json.loads(line)
+
+    def _tail(self) -> str:
+        try:
+            lines = self.log.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "no output"
+        return lines[-1] if lines else "no output"
+
+    def run(self, case_id: str, repeat: int) -> dict:
+        self.proc.stdin.write(json.dumps({"case": case_id, "repeat": repeat}) + "\n")
+        return self._read()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write(json.dumps({"close": True}) + "\n")
+                self.proc.stdin.close()
+                self.proc.wait(timeout=60)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.terminate()
+                self.proc.wait()
 
 
-def run_ab(base: SideSpec, cand: SideSpec, out: Path, budget: Budget, console):
-    """Runs in ABBA blocks until decided or out of budget; the last Comparison."""
-    from bench.analysis.compare import compare
+def abba_block(cases: list[str]) -> list[tuple[str, int]]:
+    """(case, side) in the order of one block: A B B A for every case (0 base, 1 candidate)."""
+    return [(c, s) for c in cases for s in (0, 1, 1, 0)]
+
+
+def run_ab(
+    base: SideSpec,
+    cand: SideSpec,
+    out: Path,
+    budget: Budget,
+    console,
+    rule: str | None = None,
+    gates=None,
+    force: bool = False,
+    install_sides: bool = False,
+):
+    """Paired blocks until every verdict is decided or the budget is spent; the last
+    Comparison (its pairs in ``out/pairs.json``)."""
+    from bench.analysis import verdicts
+    from bench.analysis.compare import compare_pairs
+    from bench.analysis.sequential import MAX_LOOKS, METHOD
     from bench.analysis.sides import load_side
 
     started = time.monotonic()
-    runs: tuple[list[Path], list[Path]] = ([], [])
     sides = (base, cand)
+    servers: list[SideServer] = []
     try:
         for side in sides:
             checkout(side, out / "worktrees" / side.name)
+            if install_sides:
+                install(side, out / "venvs" / side.name, console)
+        for side in sides:
+            console.print(f"starting the {side.name} side", highlight=False)
+            servers.append(SideServer(side, out / side.name, out / f"{side.name}.log"))
+        cases = [c for c in servers[0].cases if c in servers[1].cases]
+        if not cases:
+            raise UserError("the two sides' suites share no case: nothing to pair")
+        console.print(
+            f"{len(cases)} case(s); side start-up took {time.monotonic() - started:.1f} s",
+            highlight=False,
+        )
+        repeats = [dict.fromkeys(cases, 0), dict.fromkeys(cases, 0)]
+        pairs: list[tuple[str, int, int]] = []
+        schedule = Schedule(budget)
         block = 0
         while True:
             block += 1
-            console.print(f"ABBA block {block}", highlight=False)
-            for i in abba(1):
-                runs[i].append(run_side(sides[i], out / sides[i].name, console))
-            comparison = compare(load_side(runs[0]), load_side(runs[1]), same_suite=False)
+            t0 = time.monotonic()
+            done: dict[str, list[int]] = {c: [] for c in cases}
+            for case, s in abba_block(cases):
+                reply = servers[s].run(case, repeats[s][case])
+                if reply["status"] != "ok":
+                    first = (reply.get("error") or "").splitlines()[:1]
+                    console.print(
+                        f"  {sides[s].name} {case} r{repeats[s][case]}: {reply['status']} "
+                        f"{first[0] if first else ''}",
+                        highlight=False,
+                        markup=False,
+                    )
+                done[case].append(repeats[s][case])
+                repeats[s][case] += 1
+            for case, (a1, b1, b2, a2) in done.items():
+                pairs += [(case, a1, b1), (case, a2, b2)]
+            block_s = time.monotonic() - t0
+            look = schedule.look(block, time.monotonic() - started, block_s)
+            console.print(f"block {block}/{schedule.planned} ({block_s:.0f} s)", highlight=False)
+            if look is None:
+                continue
+            alpha, final = look
+            note = (
+                f"stopping rule: {METHOD}, at most {MAX_LOOKS} looks; this look (block {block} "
+                f"of {schedule.planned}) spent {alpha:.2g} of {verdicts.ALPHA:g}"
+            )
+            comparison = compare_pairs(
+                load_side([servers[0].run_dir]), load_side([servers[1].run_dir]), pairs, alpha,
+                force, gates, rule or verdicts.SIGNIFICANT, [note],
+            )  # fmt: skip
             counts = comparison.verdicts()
-            if not counts["INCONCLUSIVE"]:
-                console.print("every verdict is decided", highlight=False)
-                return comparison
-            if budget.spent(len(runs[0]), started):
-                console.print(
-                    f"budget spent with {counts['INCONCLUSIVE']} verdict(s) INCONCLUSIVE",
-                    highlight=False,
-                )
-                return comparison
+            console.print(
+                f"  look at block {block}: "
+                + ", ".join(f"{n} {v}" for v, n in counts.items() if n),
+                highlight=False,
+            )
+            if not counts["INCONCLUSIVE"] or final:
+                break
+        (out / "pairs.json").write_text(
+            json.dumps([{"case": c, "base_repeat": b, "candidate_repeat": r} for c, b, r in pairs])
+        )
+        why = "every verdict is decided" if not counts["INCONCLUSIVE"] else "budget spent"
+        console.print(f"{why} after {block} block(s), {time.monotonic() - started:.0f} s",
+                      highlight=False)  # fmt: skip
+        return comparison
     finally:
+        for server in servers:
+            server.close()
         for side in sides:
             remove_worktree(side)

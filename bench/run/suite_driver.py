@@ -189,97 +189,120 @@ def _changes(before: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
     return out
 
 
+class RunSession:
+    """A run folder being filled: its manifest, what the run prepared once (idle power,
+    bandwidth, models), the launcher of its case processes. ``run_suite`` drives one through
+    its schedule; ``bench ab``'s side server (``side_server``) drives one case at a time."""
+
+    def __init__(self, suite: Suite, cases: list[Case], opts: RunOptions, planned: int):
+        self.suite, self.cases, self.opts = suite, cases, opts
+        self.run_id, self.run_dir, self.manifest = _open_run(suite, opts)
+        self.timeout = opts.timeout or suite.run.timeout_s
+        self.selection = _selection(suite, cases, opts)
+        if self.selection is not None:
+            self.manifest["selection"] = self.selection
+        self.attempt = {
+            "started": now_iso(),
+            "argv": opts.argv,
+            "mode": "inline" if opts.inline else "process",
+            "planned": planned,
+            "status": "running",
+        }
+        self.manifest["attempts"].append(self.attempt)
+        self.manifest["status"] = "running"
+        store.write_json_atomic(self.run_dir / store.MANIFEST, self.manifest)
+        self.executed = 0
+        self.facts: dict[str, Any] = {}
+        self.launcher = None
+
+    def prepare(self, console) -> None:
+        """Measure and ready what every case shares, then start the launcher."""
+        self.facts = prepare_run(self.suite, self.cases, self.manifest, self.run_dir, console)
+        if self.opts.launch:
+            self.facts["launch"] = self.opts.launch
+            self.manifest["launch"] = self.opts.launch
+        server_log = self.run_dir / store.LOGS / "fork-server.log"
+        self.launcher = make_launcher(self.opts.inline, preload_modules(self.cases), server_log)
+
+    def run(self, case: Case, repeat: int) -> dict[str, Any]:
+        """One case process; its result is stored the moment it exists."""
+        log = store.log_path(self.run_dir, case.id, repeat)
+        result = self.launcher.run(case, repeat, self.run_id, log, self.timeout, self.facts)
+        store.write_json_atomic(store.case_path(self.run_dir, case.id, repeat), result)
+        self.executed += 1
+        return result
+
+    def stop(self, reason: str, code: int) -> Interrupted:
+        """Mark the run interrupted (the finished cases stay) and say how it ended."""
+        if self.launcher is not None:
+            self.launcher.abort()
+        self.attempt.update(
+            status="interrupted", reason=reason, ended=now_iso(), executed=self.executed
+        )
+        self.manifest["status"] = "interrupted"
+        with contextlib.suppress(OSError):  # a full disk may refuse this too
+            store.write_json_atomic(self.run_dir / store.MANIFEST, self.manifest)
+        return Interrupted(self.run_id, self.run_dir, reason, code)
+
+    def finish(self) -> None:
+        status = "complete" if self.selection is None else "partial"
+        self.attempt.update(status=status, ended=now_iso(), executed=self.executed)
+        self.manifest["status"] = status
+        self.manifest["ended"] = now_iso()
+        store.write_json_atomic(self.run_dir / store.MANIFEST, self.manifest)
+
+    def close(self) -> None:
+        if self.launcher is not None:
+            self.launcher.close()
+
+
 def run_suite(suite: Suite, opts: RunOptions, console=None) -> RunOutcome:
     console = console or make_console()
     cases = select_cases(suite.cases, opts.filter, opts.shard)
-    run_id, run_dir, manifest = _open_run(suite, opts)
-    done = store.finished_ok(run_dir) if opts.resume else set()
+    done = store.finished_ok(opts.results / path_component(opts.resume)) if opts.resume else set()
     todo = [(c, r) for c, r in schedule(cases, suite.run.repeats) if (c.id, r) not in done]
-    timeout = opts.timeout or suite.run.timeout_s
-    selection = _selection(suite, cases, opts)
-    if selection is not None:
-        manifest["selection"] = selection
-
-    attempt = {
-        "started": now_iso(),
-        "argv": opts.argv,
-        "mode": "inline" if opts.inline else "process",
-        "planned": len(todo),
-        "status": "running",
-    }
-    manifest["attempts"].append(attempt)
-    manifest["status"] = "running"
-    store.write_json_atomic(run_dir / store.MANIFEST, manifest)
+    session = RunSession(suite, cases, opts, len(todo))
     console.print(
-        f"run [bold]{run_id}[/] → {run_dir}  ({len(todo)} to run, {len(done)} already done)"
+        f"run [bold]{session.run_id}[/] → {session.run_dir}  "
+        f"({len(todo)} to run, {len(done)} already done)"
     )
-    executed = 0
-
-    def stop(reason: str, code: int) -> Interrupted:
-        attempt.update(status="interrupted", reason=reason, ended=now_iso(), executed=executed)
-        manifest["status"] = "interrupted"
-        with contextlib.suppress(OSError):  # a full disk may refuse this too
-            store.write_json_atomic(run_dir / store.MANIFEST, manifest)
-        return Interrupted(run_id, run_dir, reason, code)
-
     previous = signal.getsignal(signal.SIGTERM)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_terminated)
-    launcher = None
     try:
-        facts = prepare_run(suite, cases, manifest, run_dir, console) if todo else {}
-        if opts.launch:
-            facts["launch"] = opts.launch
-            manifest["launch"] = opts.launch
-        server_log = run_dir / store.LOGS / "fork-server.log"
-        launcher = make_launcher(opts.inline, preload_modules(cases), server_log)
-        for case, repeat, result in _progress(
-            todo, console, launcher, run_id, run_dir, timeout, facts
-        ):
-            store.write_json_atomic(store.case_path(run_dir, case.id, repeat), result)
-            executed += 1
+        if todo:
+            session.prepare(console)
+        for _, _, result in _progress(todo, console, session):
             _print_line(console, result, suite.run.repeats)
     except KeyboardInterrupt:
-        _abort(launcher)
-        raise stop("interrupted (Ctrl-C)", 130) from None
+        raise session.stop("interrupted (Ctrl-C)", 130) from None
     except _Terminated:
-        _abort(launcher)
-        raise stop("terminated (SIGTERM)", 143) from None
+        raise session.stop("terminated (SIGTERM)", 143) from None
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
             raise
-        _abort(launcher)
-        raise stop(f"cannot write results: {e.strerror} ({e.filename or run_dir})", 74) from None
+        where = e.filename or session.run_dir
+        raise session.stop(f"cannot write results: {e.strerror} ({where})", 74) from None
     finally:
-        if launcher is not None:
-            launcher.close()
+        session.close()
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, previous)
 
-    status = "complete" if selection is None else "partial"
-    attempt.update(status=status, ended=now_iso(), executed=executed)
-    manifest["status"] = status
-    manifest["ended"] = now_iso()
-    store.write_json_atomic(run_dir / store.MANIFEST, manifest)
+    session.finish()
     order = {c.id: i for i, c in enumerate(cases)}
-    results = store.run_results(run_dir)
+    results = store.run_results(session.run_dir)
     results = sorted(
         (r for r in results if r["case_id"] in order),
         key=lambda r: (order[r["case_id"]], r["repeat"]),
     )
-    return RunOutcome(run_id, run_dir, results, executed)
+    return RunOutcome(session.run_id, session.run_dir, results, session.executed)
 
 
 def _raise_terminated(signum, frame) -> None:
     raise _Terminated
 
 
-def _abort(launcher) -> None:
-    if launcher is not None:
-        launcher.abort()
-
-
-def _progress(todo, console, launcher, run_id, run_dir, timeout, facts):
+def _progress(todo, console, session: RunSession):
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -303,8 +326,7 @@ def _progress(todo, console, launcher, run_id, run_dir, timeout, facts):
         task = bar.add_task("starting", total=len(todo))
         for case, repeat in todo:
             bar.update(task, description=case.id)
-            log = store.log_path(run_dir, case.id, repeat)
-            result = launcher.run(case, repeat, run_id, log, timeout, facts)
+            result = session.run(case, repeat)
             bar.advance(task)
             yield case, repeat, result
 
@@ -336,4 +358,12 @@ def exit_code(results: list[dict[str, Any]]) -> int:
     return 0 if all(r["status"] in ("ok", *OUTCOMES) for r in results) else 1
 
 
-__all__ = ["Interrupted", "RunOptions", "RunOutcome", "exit_code", "run_suite", "select_cases"]
+__all__ = [
+    "Interrupted",
+    "RunOptions",
+    "RunOutcome",
+    "RunSession",
+    "exit_code",
+    "run_suite",
+    "select_cases",
+]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import math
 import tomllib
+from pathlib import Path
 from typing import Any
 
 from bench.errors import UserError
@@ -79,3 +80,17 @@ def gates_of_suite_text(text: str, where: str) -> dict[str, Tolerance]:
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"invalid TOML: {e}", where=where) from None
     return gates(parse_gates(data.get("gates", {}), where))
+
+
+def gates_of_file(path: Path) -> dict[str, Tolerance]:
+    """The gates of ``--gates FILE``: a suite file, or a TOML file holding only [gates]."""
+    where = str(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as e:
+        raise UserError(f"cannot read the gates file ({e.strerror})", where=where) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"invalid TOML: {e}", where=where) from None
+    if "gates" not in data:
+        raise UserError("no [gates] table in this file", where=where)
+    return gates(parse_gates(data["gates"], where))

@@ -1,0 +1,194 @@
+"""Does ``bench ab`` keep its promise on real paired processes, in their order?
+
+``record``: one long paired job per condition, recorded without stopping (the two sides'
+servers of ``bench.run.ab``, blocks of A B B A per case, every pair kept in order with the
+time its block took), on suites/verdicts.toml:
+
+- ``aa``: this commit against a commit that changes nothing measured (an empty commit);
+- ``slow5`` / ``slow10``: this commit against one whose built-in model sleeps 5% / 10% of
+  its forward time (benchmarks/slowed.py): real slowdowns of every case.
+
+``replay``: ``bench ab``'s own decision schedule (``ab.Schedule``: the plan from the budget
+and the first block's time, at most 5 looks, O'Brien-Fleming spending, stop when every
+verdict is decided) run over each recording from its first block: one job, then the next
+job starting on the block after the previous one stopped, and so on, as back-to-back jobs
+of ``--budget`` minutes would (each job's side start-up, measured, is taken off its budget).
+Both directions: the recording as measured and with the sides swapped (candidate as base).
+A/A: any REGRESSION or IMPROVED is false. Slowed: the share of jobs that said REGRESSION and
+how long they took.
+
+Run: ``python benchmarks/ab.py record --minutes 30 --condition aa`` (and slow5, slow10), then
+``python benchmarks/ab.py replay``; writes ab.json under --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.run.suite_driver import make_console
+
+SUITE = Path(__file__).resolve().parent.parent / "suites" / "verdicts.toml"
+FRACTIONS = {"aa": 0.0, "slow5": 0.05, "slow10": 0.10}
+
+
+def record(out: Path, condition: str, minutes: float) -> Path:
+    from slowed import remove_worktree, slowed_worktree
+
+    from bench.run.ab import SideServer, SideSpec, abba_block
+
+    here = out / condition
+    here.mkdir(parents=True, exist_ok=True)
+    console = make_console()
+    with tempfile.TemporaryDirectory() as tmp:
+        base_tree, cand_tree = Path(tmp) / "base", Path(tmp) / "cand"
+        subprocess.run(["git", "worktree", "add", "--detach", str(base_tree), "HEAD"],
+                       check=True, capture_output=True)  # fmt: skip
+        fraction = FRACTIONS[condition]
+        if fraction:
+            commit = slowed_worktree(fraction, cand_tree)
+        else:
+            subprocess.run(["git", "worktree", "add", "--detach", str(cand_tree), "HEAD"],
+                           check=True, capture_output=True)  # fmt: skip
+            subprocess.run(["git", "-c", "user.email=b@l", "-c", "user.name=b", "commit", "-q",
+                            "--allow-empty", "-m", "benchmark only: nothing measured changes"],
+                           cwd=cand_tree, check=True)  # fmt: skip
+            commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cand_tree, text=True,
+                                    capture_output=True).stdout.strip()  # fmt: skip
+        sides = (
+            SideSpec("base", SUITE, None, base_tree),
+            SideSpec("candidate", SUITE, None, cand_tree),
+        )
+        try:
+            t0 = time.monotonic()
+            servers = [SideServer(s, here / s.name, here / f"{s.name}.log") for s in sides]
+            startup = time.monotonic() - t0
+            cases = servers[0].cases
+            repeats = [dict.fromkeys(cases, 0), dict.fromkeys(cases, 0)]
+            blocks = []
+            while time.monotonic() - t0 < 60 * minutes:
+                b0 = time.monotonic()
+                done = {c: [] for c in cases}
+                for case, s in abba_block(cases):
+                    servers[s].run(case, repeats[s][case])
+                    done[case].append(repeats[s][case])
+                    repeats[s][case] += 1
+                pairs = [[c, a1, b1] for c, (a1, b1, _, _) in done.items()]
+                pairs += [[c, a2, b2] for c, (_, _, b2, a2) in done.items()]
+                blocks.append({"s": time.monotonic() - b0, "pairs": pairs})
+                console.print(f"{condition}: block {len(blocks)} ({blocks[-1]['s']:.1f} s)",
+                              highlight=False)  # fmt: skip
+            for server in servers:
+                server.close()
+            meta = {"condition": condition, "fraction": fraction, "candidate_commit": commit,
+                    "startup_s": startup, "minutes": minutes,
+                    "runs": [str(s.run_dir.relative_to(here)) for s in servers],
+                    "blocks": blocks}  # fmt: skip
+            (here / "recording.json").write_text(json.dumps(meta))
+        finally:
+            for tree in (base_tree, cand_tree):
+                remove_worktree(tree)
+    return here
+
+
+def replay(here: Path, minutes: float, swap: bool) -> list[dict]:
+    """Back-to-back jobs of ``minutes`` over one recording; their outcomes."""
+    from bench.analysis.compare import compare_pairs
+    from bench.analysis.sides import load_side
+    from bench.run.ab import Budget, Schedule
+
+    meta = json.loads((here / "recording.json").read_text())
+    base, cand = (load_side([here / r]) for r in meta["runs"])
+    if swap:
+        base, cand = cand, base
+    blocks = meta["blocks"]
+    jobs, start = [], 0
+    while start < len(blocks):
+        schedule = Schedule(Budget(minutes=minutes))
+        elapsed, pairs, outcome = meta["startup_s"], [], None
+        for k, block in enumerate(blocks[start:], 1):
+            elapsed += block["s"]
+            pairs += [(c, b, a) if swap else (c, a, b) for c, a, b in block["pairs"]]
+            look = schedule.look(k, elapsed, block["s"])
+            if look is None:
+                continue
+            alpha, final = look
+            comparison = compare_pairs(base, cand, pairs, alpha)
+            counts = comparison.verdicts()
+            if not counts["INCONCLUSIVE"] or final:
+                outcome = {"blocks": k, "minutes": elapsed / 60, "verdicts": counts,
+                           "complete": final or not counts["INCONCLUSIVE"],
+                           "rows": {f"{c} {ch.metric}": str(ch.verdict)
+                                    for c, ch in comparison.rows}}  # fmt: skip
+                break
+        if outcome is None:  # the recording ended before this job could
+            break
+        jobs.append(outcome)
+        start += outcome["blocks"]
+    return jobs
+
+
+def realised(here: Path) -> dict[str, float]:
+    """The slowdown each case's metrics really had: the geometric mean of its pairs' ratios."""
+    import math
+
+    from bench.analysis.sides import load_side
+
+    meta = json.loads((here / "recording.json").read_text())
+    base, cand = (load_side([here / r]) for r in meta["runs"])
+    out = {}
+    for (case, metric), values in base.by_repeat.items():
+        if metric not in ("latency_median", "ttft_median", "decode_step_median"):
+            continue
+        other = cand.by_repeat.get((case, metric), {})
+        pairs = [p for blk in meta["blocks"] for p in blk["pairs"]]
+        logs = [math.log(other[c] / values[b]) for cc, b, c in pairs
+                if cc == case and b in values and c in other]  # fmt: skip
+        out[f"{case} {metric}"] = math.expm1(sum(logs) / len(logs))
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("step", choices=["record", "replay"])
+    ap.add_argument("--condition", choices=sorted(FRACTIONS), default="aa")
+    ap.add_argument("--minutes", type=float, default=30, help="recording length")
+    ap.add_argument("--budget", type=float, default=10, help="replayed jobs' budget, minutes")
+    ap.add_argument("--out", type=Path, default=Path("results/ab-benchmark"))
+    args = ap.parse_args()
+    if args.step == "record":
+        print(record(args.out, args.condition, args.minutes))
+        return 0
+    result = {}
+    for here in sorted(p.parent for p in args.out.glob("*/recording.json")):
+        meta = json.loads((here / "recording.json").read_text())
+        both = {"as measured": replay(here, args.budget, False),
+                "sides swapped": replay(here, args.budget, True)}  # fmt: skip
+        result[meta["condition"]] = {
+            "recorded_minutes": meta["minutes"],
+            "blocks": len(meta["blocks"]),
+            "startup_s": meta["startup_s"],
+            "realised": realised(here),
+            "jobs": both,
+        }
+        for direction, jobs in both.items():
+            n = len(jobs)
+            reg = sum(j["verdicts"]["REGRESSION"] > 0 for j in jobs)
+            imp = sum(j["verdicts"]["IMPROVED"] > 0 for j in jobs)
+            decided = sum(not j["verdicts"]["INCONCLUSIVE"] for j in jobs)
+            took = sorted(j["minutes"] for j in jobs)
+            print(f"{meta['condition']:<7} {direction:<14} {n:>3} jobs of {args.budget:g} min: "
+                  f"{reg} with a REGRESSION, {imp} with an IMPROVED, {decided} fully decided; "
+                  f"minutes per job {took[0]:.1f}-{took[-1]:.1f}")  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "ab.json").write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
