@@ -41,6 +41,10 @@ class Launcher(Protocol):
         """Run one case; return its result as JSON-ready data. Never raises for the case."""
         ...
 
+    def start(self) -> None:
+        """Get ready to run cases now rather than on the first one."""
+        ...
+
     def abort(self) -> None:
         """Stop whatever is running now (Ctrl-C)."""
         ...
@@ -56,6 +60,9 @@ class InlineLauncher:
 
     def run(self, case, repeat, run_id, log, timeout, facts=None) -> dict[str, Any]:
         return runner.execute(case, repeat, run_id, facts).to_json()
+
+    def start(self) -> None:
+        pass
 
     def abort(self) -> None:
         pass
@@ -80,10 +87,11 @@ class ProcessLauncher:
         self._proc: Any = None
         self._server_log = server_log
 
-    def _start_server(self) -> None:
-        """Start the fork server with its output in ``server_log``: what libraries print on
-        import (torchao's missing optional kernels, torch deprecation warnings) belongs in
-        the run's logs, not on the user's console."""
+    def start(self) -> None:
+        """Start the fork server (if not yet running) with its output in ``server_log``:
+        what libraries print on import (torchao's missing optional kernels, torch deprecation
+        warnings) belongs in the run's logs, not on the user's console. ``run`` starts it on
+        first use; a caller that times its first case calls this before."""
         from multiprocessing import forkserver
 
         if self._ctx.get_start_method() != "forkserver":
@@ -109,7 +117,7 @@ class ProcessLauncher:
 
         if log is not None:
             log.parent.mkdir(parents=True, exist_ok=True)
-        self._start_server()
+        self.start()
         oom_before = cgroup_oom_kills()
         started, t0 = runner.now_iso(), time.perf_counter()
         recv, send = self._ctx.Pipe(duplex=False)

@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminated)
     try:
         session.prepare(console)
+        # Start the fork server now: the job's first block would otherwise carry its start
+        # (seconds), and the job plans its blocks from the first one's time.
+        session.launcher.start()
         send({"ready": session.run_id, "run_dir": str(session.run_dir), "cases": list(by_id)})
         for line in sys.stdin:
             request = json.loads(line)
