@@ -130,7 +130,7 @@ def _parser() -> argparse.ArgumentParser:
         "run a side needs to be decided at all.",
     )
     cal.add_argument("suite", type=Path)
-    cal.add_argument("--runs", type=int, default=6, metavar="N", help="invocations (default 6)")
+    cal.add_argument("--runs", type=int, default=10, metavar="N", help="invocations (default 10)")
     cli_history.add_location(cal)
     ab = sub.add_parser(
         "ab",

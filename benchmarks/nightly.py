@@ -181,6 +181,38 @@ def steps(rule, nights: list[dict], before: int, after: int) -> dict:
     return out
 
 
+def example_history(nights: list[dict], results: Path, step: float = 1.25, extra: int = 4) -> str:
+    """The README's worked example: the real nights in order, then ``extra`` nights copied
+    from the last ones with the prefill cases' latency times ``step`` (a regression merged on
+    night 37), written as the history "nightly" under ``results``; its database URL."""
+    from bench.analysis import stats
+    from bench.results.history import History, PointRow, RunRow, default_url
+
+    gates = {m: t.to_json() for m, t in DEFAULT_GATES.items()}
+    t0 = pd.Timestamp("2026-11-01T02:30:00", tz="UTC")
+    days = [*nights, *nights[-extra:]]
+    url = default_url(results)
+    results.mkdir(parents=True, exist_ok=True)
+    with History(url) as db:
+        runs = []
+        for i, night in enumerate(days):
+            stepped = i >= len(nights)
+            run = RunRow(f"night-{i + 1:02d}", "nightly", (t0 + pd.Timedelta(days=i)).isoformat(),
+                         None, None, "example", {"host": "this VM"}, "", gates)  # fmt: skip
+            points = []
+            for key, (_, values) in night["series"].items():
+                case_id, metric = key.split("|")
+                f = step if stepped and "forward" in case_id and metric in TIME_METRICS else 1.0
+                values = [v * f for v in values]
+                low, high = stats.center_interval(values) or (None, None)
+                unit = "s" if metric in TIME_METRICS else "bytes"
+                points.append(PointRow(case_id, metric, unit, "example", stats.center(values),
+                                       low, high, len(values), values))  # fmt: skip
+            runs.append((run, points))
+        db.replace("nightly", runs)
+    return url
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -191,6 +223,13 @@ def main() -> int:
     ap.add_argument("--save", type=Path, help="write the extract of --runs here (.json.gz)")
     ap.add_argument("--after", type=int, default=12, help="nights after a step")
     ap.add_argument("--no-old", action="store_true", help="skip the rule before this change")
+    ap.add_argument(
+        "--example",
+        type=Path,
+        metavar="DIR",
+        help="only write the README's example history (the nights, then 4 with prefill x1.25) "
+        "to DIR/history.sqlite; then `bench history nightly --results DIR --plot`",
+    )
     ap.add_argument("--out", type=Path, default=Path("reports/benchmarks"))
     args = ap.parse_args()
 
@@ -202,6 +241,9 @@ def main() -> int:
     else:
         with gzip.open(args.data, "rt") as f:
             nights = json.load(f)
+    if args.example:
+        print(example_history(nights, args.example))
+        return 0
     keys = keys_of(nights)
     spread = {
         k: float(np.std([np.log(n["series"][k][1]).mean() for n in nights], ddof=1)) for k in keys

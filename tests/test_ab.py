@@ -10,7 +10,7 @@ import pytest
 
 import bench
 from bench.analysis import verdicts
-from bench.analysis.sequential import MAX_LOOKS, Spending
+from bench.analysis.sequential import Spending
 from bench.cli import main
 from bench.errors import UserError
 from bench.results.metric_info import Tolerance
@@ -27,22 +27,25 @@ def test_budget_is_pairs_per_case_or_minutes():
     assert Budget.parse("6") == Budget(pairs=6)
     assert Budget.parse("30m") == Budget(minutes=30)
     assert Budget.parse("1h") == Budget(minutes=60)
-    assert Budget.parse("7").blocks(0.0, 1.0) == 4  # 2 pairs a block
-    assert Budget.parse("1m").blocks(10.0, 5.0) == 11  # 50 s left at 5 s a block, and this one
+    assert Budget.parse("8").fraction(2, 999.0) == 0.5  # 2 pairs a block
+    assert Budget.parse("8").last(4, 0.0, 1.0) and not Budget.parse("8").last(3, 0.0, 1.0)
+    assert Budget.parse("1m").fraction(3, 15.0) == 0.25  # wall time
+    assert Budget.parse("1m").last(9, 56.0, 5.0)  # no time for another 5 s block
+    for bad in ("1", "0", "-3", "soon", "2.5"):
+        with pytest.raises(UserError):
+            Budget.parse(bad)
 
 
 def test_a_job_looks_at_most_five_times_and_spends_all_of_alpha_by_its_last():
     schedule = Schedule(Budget(pairs=40))  # 20 blocks
     looks = [b for b in range(1, 21) if schedule.look(b, 0.0, 1.0) is not None]
     assert looks == [4, 8, 12, 16, 20] and schedule.spending.spent == verdicts.ALPHA
-    short = Schedule(Budget(minutes=1))  # planned 12 blocks, but the time runs out at the 3rd
-    assert short.look(1, 5.0, 5.0) is None and short.planned == 12
-    assert short.look(2, 30.0, 5.0) is None
-    alpha, final = short.look(3, 56.0, 5.0)
-    assert final and alpha == pytest.approx(verdicts.ALPHA)  # nothing spent yet: all of it
-    for bad in ("1", "0", "-3", "soon", "2.5"):
-        with pytest.raises(UserError):
-            Budget.parse(bad)
+    timed = Schedule(Budget(minutes=1))  # 10 s blocks: looks at 12 s, 24 s, ...
+    assert [b for b in range(1, 7) if timed.look(b, 10.0 * b, 10.0) is not None] == [2, 3, 4, 5, 6]
+    short = Schedule(Budget(minutes=1))  # slower blocks: the time runs out at the 3rd
+    assert short.look(1, 5.0, 5.0) is None
+    alpha, final = short.look(2, 50.0, 30.0)
+    assert final and alpha == pytest.approx(verdicts.ALPHA)  # nothing spent before: all of it
 
 
 def _ab_simulation(slowdown: float, spend: bool, jobs=500, blocks=12, seed=0):
@@ -53,8 +56,9 @@ def _ab_simulation(slowdown: float, spend: bool, jobs=500, blocks=12, seed=0):
     rng = np.random.default_rng(seed)
     tol = Tolerance("relative", 0.05)
     looks = range(2, blocks + 1)
-    if spend:
-        looks = sorted({round(j * blocks / MAX_LOOKS) for j in range(1, MAX_LOOKS + 1)})
+    if spend:  # bench ab's schedule for a budget of 2 x blocks pairs
+        schedule = Schedule(Budget(pairs=2 * blocks))
+        looks = [b for b in range(1, blocks + 1) if schedule.look(b, 0.0, 1.0)]
     hits = 0
     for _ in range(jobs):
         drift = np.exp(rng.normal(0, 0.10, (3, 2 * blocks)))
@@ -121,7 +125,7 @@ def test_ab_pairs_the_two_refs_processes_and_finds_no_regression_between_equals(
             starts.append((r["started"], side))
     order = [side for _, side in sorted(starts)]
     assert order == ["base", "candidate", "candidate", "base"] * 3  # one case, 3 blocks
-    assert "block 3/3" in err and (out / "compare.json").is_file()
+    assert "block 3 (" in err and "100% of the budget" in err and (out / "compare.json").is_file()
     data = json.loads((out / "compare.json").read_text())
     assert {r["n_base"] for r in data["rows"]} == {6} and data["evidence"] == "pair"
     assert data["verdicts"]["REGRESSION"] == 0

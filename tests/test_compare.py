@@ -232,3 +232,23 @@ def test_a_nan_center_never_reaches_the_table(tmp_path):
     c = compare(load_side([base]), load_side([cand]))
     ((_, ch),) = c.rows
     assert not math.isnan(ch.estimate) and not math.isnan(ch.base)
+
+
+def test_calibrate_appends_back_to_back_runs_and_compare_then_decides(
+    tmp_path, write_suite, capsys
+):
+    """bench calibrate: real `bench run` invocations into the history "calibration"; a
+    comparison of one run a side then knows how far runs drift (and names its source)."""
+    from tests.conftest import selftest_suite
+
+    suite = write_suite(selftest_suite("cal", repeats=2))
+    results = tmp_path / "results"
+    assert main(["calibrate", str(suite), "--runs", "3", "--results", str(results)]) == 0
+    err = capsys.readouterr().err
+    assert "A/A run 3/3" in err and "3 runs appended to the history 'calibration'" in err
+    assert "one run a side: decided beyond" in err
+    runs = sorted(p.parent for p in results.glob("*/manifest.json"))
+    assert len(runs) == 3
+    assert main(["compare", str(runs[0]), str(runs[1]), "--results", str(results), "--all"]) == 0
+    assert "(calibration 2 df)" in capsys.readouterr().err
+    assert main(["calibrate", str(suite), "--runs", "2", "--results", str(results)]) == 2

@@ -252,6 +252,8 @@ def verdict_text(ch: verdicts.Change) -> str:
     per = "" if ch.evidence == "pair" else " per side"
     if not ch.more:
         more = f"no number of {unit}s would decide it at this tolerance"
+    elif ch.more > verdicts.MAX_MORE:
+        more = f"over {verdicts.MAX_MORE} more {unit}s{per}: the tolerance is tight for this spread"
     else:
         more = f"~{ch.more} more {unit}{'s' if ch.more != 1 else ''}{per}"
         if ch.more > MANY_RUNS:

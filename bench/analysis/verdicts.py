@@ -45,7 +45,7 @@ RULES = {
 }
 RUNS_METHOD = "t_on_run_centers_two_level"
 PAIRED_METHOD = "paired_t_on_log_ratios"
-MAX_MORE = 1000
+MAX_MORE = 1000  # more units than this: said as "over 1000"
 NO_DRIFT_ESTIMATE = (
     "one run a side and no estimate of how this case drifts between runs "
     "(bench calibrate SUITE, more runs a side, or bench ab)"
@@ -304,7 +304,8 @@ def _more(ch: Change, band: float, rule: str) -> int | None:
     """Units per side to add so that, if the estimate and spread held, the interval at this
     level would decide: inside the tolerance (estimate inside it), or clear of no change
     (``beyond``: clear of the tolerance) on the estimate's side. The standard error shrinks
-    as 1/sqrt(n); None when no number of units would decide."""
+    as 1/sqrt(n); None when no number of units would decide (the estimate sits on the
+    tolerance)."""
     from scipy import stats
 
     est = abs(ch.estimate)
@@ -319,8 +320,7 @@ def _more(ch: Change, band: float, rule: str) -> int | None:
     z = float(stats.norm.ppf(1 - ch.level / 2))
     n = min(ch.n_base, ch.n_cand)
     need = math.ceil(n * (z * ch.se / distance) ** 2)
-    more = max(1, need - n)
-    return more if more <= MAX_MORE else None
+    return max(1, need - n)
 
 
 __all__ = [

@@ -51,49 +51,48 @@ class Budget:
             return cls(pairs=int(value))
         return cls(minutes=value * (60 if unit == "h" else 1))
 
-    def blocks(self, elapsed_s: float, first_block_s: float) -> int:
-        """Blocks the budget allows: from the pairs, or from the time left after the first
-        block (``elapsed_s`` since the job started) at its pace."""
+    def fraction(self, block: int, elapsed_s: float) -> float:
+        """How much of the budget is spent after ``block`` blocks, ``elapsed_s`` into the
+        job: the information time of the stopping rule (pairs, or wall time)."""
         if self.pairs is not None:
-            return math.ceil(self.pairs / 2)
-        left = 60 * (self.minutes or 0) - elapsed_s
-        return 1 + max(0, math.floor(left / max(first_block_s, 1e-3)))
+            return min(1.0, 2 * block / self.pairs)
+        return min(1.0, elapsed_s / (60 * (self.minutes or 0)))
 
-    def out_of_time(self, elapsed_s: float, block_s: float) -> bool:
-        """No time for another block at the last one's pace."""
-        if self.minutes is None:
-            return False
-        return elapsed_s + block_s > 60 * self.minutes
+    def last(self, block: int, elapsed_s: float, block_s: float) -> bool:
+        """Is this block the job's last: the pairs are done, or there is no time for another
+        at this one's pace?"""
+        if self.pairs is not None:
+            return 2 * block >= self.pairs
+        return elapsed_s + block_s > 60 * (self.minutes or 0)
 
 
 class Schedule:
-    """When a paired job looks at its pairs and what each look may spend: after the first
-    block, the blocks the budget allows are planned and at most ``MAX_LOOKS`` looks spread
-    evenly over them; each look spends its share of ``ALPHA`` (``sequential``); the job's
-    last block (planned, or the time is up) looks and spends what is left."""
+    """When a paired job looks at its pairs and what each look may spend: a look after the
+    block in which the spent share of the budget (pairs, or wall time) crosses each of
+    1/``MAX_LOOKS``, 2/``MAX_LOOKS``, ...; each spends ``ALPHA`` up to that share
+    (``sequential``); the job's last block looks and spends what is left. The schedule
+    depends on the budget and the clock, never on the verdicts."""
 
     def __init__(self, budget: Budget):
         from bench.analysis.sequential import Spending
         from bench.analysis.verdicts import ALPHA
 
         self.budget = budget
-        self.planned = 0
-        self.looks: set[int] = set()
         self.spending = Spending(ALPHA)
+        self.looked = 0  # looks so far
 
     def look(self, block: int, elapsed_s: float, block_s: float) -> tuple[float, bool] | None:
         """After block ``block`` (1-based), ``elapsed_s`` into the job: (the level this look
         may use, whether it is the last), or None when this block is not a look."""
         from bench.analysis.sequential import MAX_LOOKS
 
-        if not self.planned:
-            self.planned = self.budget.blocks(elapsed_s, block_s)
-            n = min(MAX_LOOKS, self.planned)
-            self.looks = {math.ceil(j * self.planned / n) for j in range(1, n + 1)}
-        final = block >= self.planned or self.budget.out_of_time(elapsed_s, block_s)
-        if block not in self.looks and not final:
+        fraction = self.budget.fraction(block, elapsed_s)
+        final = self.budget.last(block, elapsed_s, block_s)
+        due = math.floor(fraction * MAX_LOOKS + 1e-9)
+        if due <= self.looked and not final:
             return None
-        return self.spending.look(block / self.planned, final), final
+        self.looked = max(due, self.looked + 1)
+        return self.spending.look(fraction, final), final
 
 
 @dataclass
@@ -280,14 +279,16 @@ def run_ab(
             for case, (a1, b1, b2, a2) in done.items():
                 pairs += [(case, a1, b1), (case, a2, b2)]
             block_s = time.monotonic() - t0
-            look = schedule.look(block, time.monotonic() - started, block_s)
-            console.print(f"block {block}/{schedule.planned} ({block_s:.0f} s)", highlight=False)
+            elapsed = time.monotonic() - started
+            look = schedule.look(block, elapsed, block_s)
+            spent = f"{budget.fraction(block, elapsed):.0%} of the budget"
+            console.print(f"block {block} ({block_s:.0f} s, {spent})", highlight=False)
             if look is None:
                 continue
             alpha, final = look
             note = (
-                f"stopping rule: {METHOD}, at most {MAX_LOOKS} looks; this look (block {block} "
-                f"of {schedule.planned}) spent {alpha:.2g} of {verdicts.ALPHA:g}"
+                f"stopping rule: {METHOD}, at most {MAX_LOOKS} looks; this look (block {block}, "
+                f"{spent}) spent {alpha:.2g} of {verdicts.ALPHA:g}"
             )
             comparison = compare_pairs(
                 load_side([servers[0].run_dir]), load_side([servers[1].run_dir]), pairs, alpha,
