@@ -113,7 +113,7 @@ def replay(here: Path, minutes: float, swap: bool) -> list[dict]:
         elapsed, pairs, outcome = meta["startup_s"], [], None
         for k, block in enumerate(blocks[start:], 1):
             elapsed += block["s"]
-            pairs += [(c, b, a) if swap else (c, a, b) for c, a, b in block["pairs"]]
+            pairs += [(c, b, a, k) if swap else (c, a, b, k) for c, a, b in block["pairs"]]
             look = schedule.look(k, elapsed, block["s"])
             if look is None:
                 continue
@@ -158,7 +158,8 @@ def main() -> int:
     ap.add_argument("step", choices=["record", "replay"])
     ap.add_argument("--condition", choices=sorted(FRACTIONS), default="aa")
     ap.add_argument("--minutes", type=float, default=30, help="recording length")
-    ap.add_argument("--budget", type=float, default=10, help="replayed jobs' budget, minutes")
+    ap.add_argument("--budget", type=float, action="append", default=[],
+                    help="replayed jobs' budget in minutes (repeatable; default 10)")  # fmt: skip
     ap.add_argument("--out", type=Path, default=Path("results/ab-benchmark"))
     args = ap.parse_args()
     if args.step == "record":
@@ -167,24 +168,27 @@ def main() -> int:
     result = {}
     for here in sorted(p.parent for p in args.out.glob("*/recording.json")):
         meta = json.loads((here / "recording.json").read_text())
-        both = {"as measured": replay(here, args.budget, False),
-                "sides swapped": replay(here, args.budget, True)}  # fmt: skip
-        result[meta["condition"]] = {
+        mine = result[meta["condition"]] = {
             "recorded_minutes": meta["minutes"],
             "blocks": len(meta["blocks"]),
             "startup_s": meta["startup_s"],
             "realised": realised(here),
-            "jobs": both,
+            "jobs": {},
         }
-        for direction, jobs in both.items():
-            n = len(jobs)
-            reg = sum(j["verdicts"]["REGRESSION"] > 0 for j in jobs)
-            imp = sum(j["verdicts"]["IMPROVED"] > 0 for j in jobs)
-            decided = sum(not j["verdicts"]["INCONCLUSIVE"] for j in jobs)
-            took = sorted(j["minutes"] for j in jobs)
-            print(f"{meta['condition']:<7} {direction:<14} {n:>3} jobs of {args.budget:g} min: "
-                  f"{reg} with a REGRESSION, {imp} with an IMPROVED, {decided} fully decided; "
-                  f"minutes per job {took[0]:.1f}-{took[-1]:.1f}")  # fmt: skip
+        for name, change in mine["realised"].items():
+            print(f"{meta['condition']}: {name} realised {100 * change:+.1f}%")
+        for budget in args.budget or [10.0]:
+            for direction, swap in (("as measured", False), ("sides swapped", True)):
+                jobs = replay(here, budget, swap)
+                mine["jobs"][f"{budget:g} min, {direction}"] = jobs
+                reg = sum(j["verdicts"]["REGRESSION"] > 0 for j in jobs)
+                imp = sum(j["verdicts"]["IMPROVED"] > 0 for j in jobs)
+                decided = sum(not j["verdicts"]["INCONCLUSIVE"] for j in jobs)
+                took = sorted(j["minutes"] for j in jobs)
+                print(f"{meta['condition']:<7} {budget:g} min {direction:<14} {len(jobs):>3} jobs:"
+                      f" {reg} with a REGRESSION, {imp} with an IMPROVED, {decided} fully decided;"
+                      f" minutes per job {took[0]:.1f}-{took[-1]:.1f}, median "
+                      f"{took[len(took) // 2]:.1f}")  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "ab.json").write_text(json.dumps(result, indent=1))
     return 0

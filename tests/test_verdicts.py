@@ -192,6 +192,11 @@ def test_pairs_cancel_drift_that_runs_cannot():
     assert aa.verdict == V.OK
     few = verdicts.paired(base[:2], cand[:2], "latency_median", False, REL5)
     assert not few.tested and "an interval needs 3" in few.why
+    # the ABBA block is the unit: 20 pairs in 10 blocks have 9 df, and the estimate is the
+    # mean of the blocks' means, the ratio of the two centers shown
+    blocked = verdicts.paired(base, cand, "latency_median", False, REL5, blocks=np.arange(20) // 2)
+    assert blocked.df == 9 and blocked.n_base == 20 and "in 10 blocks" in blocked.basis
+    assert blocked.cand / blocked.base == pytest.approx(math.exp(blocked.estimate))
 
 
 def test_suite_gates_override_the_defaults_and_can_switch_one_off():

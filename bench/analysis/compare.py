@@ -69,7 +69,9 @@ class Comparison:
                 f"{'s' if self.tests != 1 else ''} at a family-wise {self.alpha:.2g})"
             )
         unit = (
-            "adjacent A/B pairs" if self.evidence == "pair" else "runs (the invocation is the unit)"
+            "ABBA blocks of adjacent A/B pairs"
+            if self.evidence == "pair"
+            else "runs (the invocation is the unit)"
         )
         return (
             f"{verdicts.RULES[self.rule]}; OK: the whole interval lies inside the tolerance; "
@@ -184,7 +186,7 @@ def compare(
 def compare_pairs(
     base: Side,
     cand: Side,
-    pairs: Sequence[tuple[str, int, int]],
+    pairs: Sequence[tuple[str, int, int, int]],
     alpha: float,
     force: bool = False,
     gates: dict[str, Tolerance] | None = None,
@@ -192,8 +194,9 @@ def compare_pairs(
     notes: Sequence[str] = (),
 ) -> Comparison:
     """Verdicts of a paired A/B job (``bench ab``): ``pairs`` are (case id, base repeat,
-    candidate repeat) of adjacent processes of the two sides' run folders; each row is judged
-    on its pairs' log ratios at the family-wise ``alpha`` this look may spend."""
+    candidate repeat, block) of adjacent processes of the two sides' run folders; each row is
+    judged on its ABBA blocks' mean log ratios at the family-wise ``alpha`` this look may
+    spend."""
     differences = environment_differences(base, cand)
     if differences and not force:
         raise UserError(
@@ -203,14 +206,16 @@ def compare_pairs(
     judged, gate_notes = judged_gates(base, cand, gates)
     rows = []
     for case_id in base.cases:
-        mine = [(b, c) for case, b, c in pairs if case == case_id]
+        mine = [(b, c, k) for case, b, c, k in pairs if case == case_id]
         for metric, tolerance in judged.items():
             vb, vc = base.by_repeat.get((case_id, metric)), cand.by_repeat.get((case_id, metric))
             if not mine or vb is None or vc is None or metric in base.modelled | cand.modelled:
                 continue
+            base_values = [vb.get(b, math.nan) for b, _, _ in mine]
+            cand_values = [vc.get(c, math.nan) for _, c, _ in mine]
             ch = verdicts.paired(
-                [vb.get(b, math.nan) for b, _ in mine], [vc.get(c, math.nan) for _, c in mine],
-                metric, HIGHER_IS_BETTER[metric], tolerance, metric in DETERMINISTIC,
+                base_values, cand_values, metric, HIGHER_IS_BETTER[metric], tolerance,
+                metric in DETERMINISTIC, [k for _, _, k in mine],
             )  # fmt: skip
             rows.append((case_id, ch))
     if not rows:

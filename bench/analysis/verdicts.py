@@ -44,7 +44,7 @@ RULES = {
     BEYOND: "REGRESSION/IMPROVED: the whole interval lies beyond the tolerance",
 }
 RUNS_METHOD = "t_on_run_centers_two_level"
-PAIRED_METHOD = "paired_t_on_log_ratios"
+PAIRED_METHOD = "paired_t_on_abba_blocks_of_log_ratios"
 MAX_MORE = 1000  # more units than this: said as "over 1000"
 NO_DRIFT_ESTIMATE = (
     "one run a side and no estimate of how this case drifts between runs "
@@ -224,14 +224,19 @@ def paired(
     higher_is_better: bool,
     tolerance: Tolerance,
     deterministic: bool = False,
+    blocks: Sequence[int] | None = None,
 ) -> Change:
-    """``cand[i]`` against ``base[i]``, adjacent process runs of one A/B job: a t interval on
-    the mean of the pairs' log ratios (differences on the linear scale), n - 1 df. Drift
-    slower than a pair is in both members and cancels."""
+    """``cand[i]`` against ``base[i]``, adjacent process runs of one A/B job, pair ``i`` in
+    ABBA block ``blocks[i]``: a t interval on the mean over blocks of their pairs' mean log
+    ratio (difference on the linear scale), blocks - 1 df. Drift slower than a pair is in
+    both members and cancels; the block, not the pair, is the unit, because the two pairs of
+    one block share its minutes (their ratios correlate) and its A B B A order cancels a
+    drift that is linear across it. Without ``blocks`` each pair is its own block."""
     scale = _scale(tolerance)
     b, c = np.asarray(base, dtype=float), np.asarray(cand, dtype=float)
+    k = np.arange(b.size) if blocks is None else np.asarray(blocks)
     keep = np.isfinite(b) & np.isfinite(c)
-    b, c = b[keep], c[keep]
+    b, c, k = b[keep], c[keep], k[keep]
     n = int(b.size)
     out = Change(metric, higher_is_better, tolerance, n, n, math.nan, math.nan, scale, "pair",
                  method=PAIRED_METHOD)  # fmt: skip
@@ -244,13 +249,18 @@ def paired(
     if n == 0:
         return replace(out, why="no pairs")
     yb, yc = (np.log(b), np.log(c)) if log else (b, c)
-    d = yc - yb
+    ids = np.unique(k)
+    mb = np.array([yb[k == i].mean() for i in ids])  # each block's mean, per side
+    mc = np.array([yc[k == i].mean() for i in ids])
+    d = mc - mb
     centre = (lambda y: math.exp(y.mean())) if log else (lambda y: float(y.mean()))
-    out = replace(out, base=centre(yb), cand=centre(yc), estimate=float(d.mean()))
-    if n < MIN_RUNS:
-        return replace(out, why=f"{n} pair{'s' if n != 1 else ''}; an interval needs {MIN_RUNS}")
-    se = float(d.std(ddof=1) / math.sqrt(n))
-    return _with_error(out, se, n - 1, f"{n} adjacent A/B pairs")
+    out = replace(out, base=centre(mb), cand=centre(mc), estimate=float(d.mean()))
+    if ids.size < MIN_RUNS:
+        return replace(out, why=f"{ids.size} block{'s' if ids.size != 1 else ''}; an interval "
+                       f"needs {MIN_RUNS}")  # fmt: skip
+    se = float(d.std(ddof=1) / math.sqrt(ids.size))
+    what = f"{n} adjacent A/B pairs in {ids.size} blocks" if blocks is not None else f"{n} pairs"
+    return _with_error(out, se, ids.size - 1, what)
 
 
 def decide(

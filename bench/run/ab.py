@@ -5,8 +5,9 @@ Each side runs in a server of its own (``side_server``), started once with that 
 code (with ``--install``, from its own virtualenv with its worktree installed, so that a
 changed dependency or plugin is really compared). The job then alternates the two sides'
 case processes A B B A for every case, block after block, and judges each case on the log
-ratios of adjacent A/B pairs: drift of the machine slower than a pair (heat, other load,
-the minutes between two ``bench run`` invocations) is in both members and cancels.
+ratios of adjacent A/B pairs, block by block: drift of the machine slower than a pair
+(heat, other load, the minutes between two ``bench run`` invocations) is in both members
+and cancels.
 
 After every block the job looks at the pairs so far and stops once every verdict is
 decided, with the family-wise error spent over the planned looks (``sequential``), so that
@@ -257,7 +258,7 @@ def run_ab(
             highlight=False,
         )
         repeats = [dict.fromkeys(cases, 0), dict.fromkeys(cases, 0)]
-        pairs: list[tuple[str, int, int]] = []
+        pairs: list[tuple[str, int, int, int]] = []
         schedule = Schedule(budget)
         block = 0
         while True:
@@ -277,7 +278,7 @@ def run_ab(
                 done[case].append(repeats[s][case])
                 repeats[s][case] += 1
             for case, (a1, b1, b2, a2) in done.items():
-                pairs += [(case, a1, b1), (case, a2, b2)]
+                pairs += [(case, a1, b1, block), (case, a2, b2, block)]
             block_s = time.monotonic() - t0
             elapsed = time.monotonic() - started
             look = schedule.look(block, elapsed, block_s)
@@ -302,8 +303,9 @@ def run_ab(
             )
             if not counts["INCONCLUSIVE"] or final:
                 break
+        keys = ("case", "base_repeat", "candidate_repeat", "block")
         (out / "pairs.json").write_text(
-            json.dumps([{"case": c, "base_repeat": b, "candidate_repeat": r} for c, b, r in pairs])
+            json.dumps([dict(zip(keys, p, strict=True)) for p in pairs])
         )
         why = "every verdict is decided" if not counts["INCONCLUSIVE"] else "budget spent"
         console.print(f"{why} after {block} block(s), {time.monotonic() - started:.0f} s",
