@@ -184,7 +184,8 @@ def steps(rule, nights: list[dict], before: int, after: int) -> dict:
 def example_history(nights: list[dict], results: Path, step: float = 1.25, extra: int = 4) -> str:
     """The README's worked example: the real nights in order, then ``extra`` nights copied
     from the last ones with the prefill cases' latency times ``step`` (a regression merged on
-    night 37), written as the history "nightly" under ``results``; its database URL."""
+    night 37), written as the history "nightly" under ``results``; its database URL. The
+    real nights carry one commit (1111111...) and the stepped ones another (2222222...)."""
     from bench.analysis import stats
     from bench.results.history import History, PointRow, RunRow, default_url
 
@@ -197,8 +198,9 @@ def example_history(nights: list[dict], results: Path, step: float = 1.25, extra
         runs = []
         for i, night in enumerate(days):
             stepped = i >= len(nights)
+            commit = ("2" if stepped else "1") * 40
             run = RunRow(f"night-{i + 1:02d}", "nightly", (t0 + pd.Timedelta(days=i)).isoformat(),
-                         None, None, "example", {"host": "this VM"}, "", gates)  # fmt: skip
+                         commit, False, "example", {"host": "this VM"}, "", gates)  # fmt: skip
             points = []
             for key, (_, values) in night["series"].items():
                 case_id, metric = key.split("|")

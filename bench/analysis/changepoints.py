@@ -12,10 +12,9 @@ process runs). Over a series' nights:
 2. **Verdicts**: each candidate's nights after it against the nights before it (back to the
    previous candidate), the night as the unit: Student's t with the two segments' variance
    pooled, on the nights' magnitudes (a rank test throws them away: 4 + 4 nights can never
-   reach the level by ranks, whatever the step). Yuen's trimmed t (scipy's, and with the
-   variance pooled) did no better on real nights in order: as many false alarms, less power
-   (benchmarks/nightly.py). The detector chose the night as the most different of the nights
-   it scanned, so
+   reach the level by ranks, whatever the step). Yuen's trimmed t, tried on the same real
+   nights in order, raised as many false alarms and found fewer steps. The detector chose
+   the night as the most different of the nights it scanned, so
    the candidate counts as that many tests (``Change.looks``); candidates not significant
    even so are dropped one at a time, weakest first, their segments merged (Hunter's merge
    step); ``verdicts.decide`` judges the rest together (Bonferroni over every test of the

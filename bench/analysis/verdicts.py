@@ -117,15 +117,18 @@ class Change:
             return "n/a"
         log = self.scale == "log"
 
-        def f(x: float) -> str:
-            return f"{math.exp(x):.{digits}g}" if log else f"{x:+.{digits}g}"
+        def f(x: float, alt: str = "") -> str:
+            if not log:
+                return f"{x:+.{digits}g}"
+            # ``alt`` ('#') keeps trailing zeros: a bound just above 1 reads 1.00, not 1
+            return f"{math.exp(x):{alt}.{digits}g}".rstrip(".")
 
         point = f(self.estimate) + ("×" if log else "")
         if self.exact:
             return f"{point} (exact)"
         if math.isnan(self.low):
             return point
-        return f"{point} [{f(self.low)}, {f(self.high)}]"
+        return f"{point} [{f(self.low, '#')}, {f(self.high, '#')}]"
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
