@@ -1,6 +1,6 @@
-"""Sessions: tests, lint, smoke, nightly, postgres, compression, training, decoding, parallel, gpu,
-fidelity, isolation, verdicts, ab_benchmark, nightly_benchmark. Each installs bench into its
-own virtualenv.
+"""Sessions: tests, slow, lint, smoke, nightly, postgres, compression, training, decoding,
+parallel, gpu, fidelity, isolation, verdicts, ab_benchmark, nightly_benchmark. Each installs
+bench into its own virtualenv.
 
 torch comes first and pinned, because an unpinned ``pip install torch`` on a machine
 without torch pulls a multi-GB CUDA build. Choose another build with BENCH_TORCH, e.g.
@@ -32,9 +32,17 @@ def install(session: nox.Session, extras: str = "") -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The test suite (CPU; GPU tests are skipped without a GPU)."""
+    """The test suite without the slow end-to-end tests (CPU; GPU tests are skipped without
+    a GPU); `nox -s slow` runs those, and CI runs both."""
     install(session, "dev")
-    session.run("pytest", *session.posargs)
+    session.run("pytest", "-m", "not slow", *session.posargs)
+
+
+@nox.session
+def slow(session: nox.Session) -> None:
+    """The slow end-to-end tests (marked `slow`): real runs, A/B jobs, retraining."""
+    install(session, "dev")
+    session.run("pytest", "-m", "slow", *session.posargs)
 
 
 @nox.session

@@ -12,7 +12,7 @@ time its block took), on suites/verdicts.toml:
 and the first block's time, at most 5 looks, O'Brien-Fleming spending, stop when every
 verdict is decided) run over each recording from its first block: one job, then the next
 job starting on the block after the previous one stopped, and so on, as back-to-back jobs
-of ``--budget`` minutes would (each job's side start-up, measured, is taken off its budget).
+of ``--budget`` minutes would (the budget counts the measuring, as ``bench ab``'s does).
 Both directions: the recording as measured and with the sides swapped (candidate as base).
 A/A: any REGRESSION or IMPROVED is false. Slowed: the share of jobs that said REGRESSION and
 how long they took.
@@ -119,7 +119,7 @@ def replay(here: Path, minutes: float, swap: bool, factor: float = 1.0) -> list[
     jobs, start = [], 0
     while start < len(blocks):
         schedule = Schedule(Budget(minutes=minutes))
-        elapsed, pairs, outcome = meta["startup_s"], [], None
+        elapsed, pairs, outcome = 0.0, [], None
         for k, block in enumerate(blocks[start:], 1):
             elapsed += block["s"]
             pairs += [(c, b, a, k) if swap else (c, a, b, k) for c, a, b in block["pairs"]]

@@ -98,6 +98,9 @@ def repo(tmp_path_factory):
     shutil.copytree(Path(bench.__file__).parent, root / "bench",
                     ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
     (root / "ab.toml").write_text(selftest_suite("ab", repeats=1))
+    top = Path(bench.__file__).parent.parent
+    for name in ("pyproject.toml", "README.md"):  # installable, for --install
+        shutil.copy(top / name, root / name)
     git("init", "-q", ".", cwd=root)
     git("add", "-A", cwd=root)
     git("commit", "-qm", "A", cwd=root)
@@ -107,6 +110,7 @@ def repo(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_ab_pairs_the_two_refs_processes_and_finds_no_regression_between_equals(
     repo, monkeypatch, capsys
 ):
@@ -135,6 +139,27 @@ def test_ab_pairs_the_two_refs_processes_and_finds_no_regression_between_equals(
     assert len(listed.stdout.strip().splitlines()) == 1  # the worktrees are gone
 
 
+@pytest.mark.slow
+def test_install_compares_each_sides_installed_code(repo, monkeypatch, capsys):
+    """--install: each side's worktree installed into a virtualenv of its own (seeing this
+    environment's torch, not installing it again); each side server imports its own."""
+    monkeypatch.chdir(repo)
+    code = main(["ab", "ab.toml", "--base", "HEAD~1", "--candidate", "HEAD", "--budget", "2",
+                 "--install", "--results", "installed"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "base: installing" in err and "candidate: installing" in err
+    (out,) = (repo / "installed").glob("*-ab-*")
+    for side in ("base", "candidate"):
+        (run,) = (out / side).glob("*-ab-*")
+        manifest = json.loads((run / "manifest.json").read_text())
+        # bench was imported from the side's virtualenv, not from a git worktree
+        where = manifest["environment"]["bench_path"]
+        assert f"venvs/{side}/" in where and where.endswith("site-packages/bench")
+    assert not (out / "venvs").exists()  # removed at the end, as the worktrees are
+
+
+@pytest.mark.slow
 def test_ab_user_errors_are_one_line(repo, monkeypatch, capsys):
     monkeypatch.chdir(repo)
     assert main(["ab", "ab.toml"]) == 2

@@ -234,6 +234,7 @@ def test_a_nan_center_never_reaches_the_table(tmp_path):
     assert not math.isnan(ch.estimate) and not math.isnan(ch.base)
 
 
+@pytest.mark.slow
 def test_calibrate_appends_back_to_back_runs_and_compare_then_decides(
     tmp_path, write_suite, capsys
 ):

@@ -268,3 +268,13 @@ name = "forward"
 )
 def test_human_units(value, unit, text):
     assert human(value, unit) == text
+
+
+def test_invocations_with_fewer_process_runs_have_noisier_centers():
+    """tau^2(m) per invocation: a candidate of 2 process runs against a base of 10 a run
+    gets the larger variance of its own center, not the base's."""
+    known = [Spread(var=0.01 + 0.04 / 10, df=20, m=10, within=0.04, source="calibration")]
+    ch = verdicts.between_runs([[1.0] * 10], [[1.1, 1.1]], "latency_median", False, REL5,
+                               known=known)  # fmt: skip
+    expected = (0.01 + 0.04 / 10) + (0.01 + 0.04 / 2)  # sigma_b^2 + sigma_w^2 / m, each side
+    assert ch.se == pytest.approx(math.sqrt(expected), rel=1e-6)

@@ -15,10 +15,13 @@ process runs). Over a series' nights:
    reach the level by ranks, whatever the step). Yuen's trimmed t, tried on the same real
    nights in order, raised as many false alarms and found fewer steps. The detector chose
    the night as the most different of the nights it scanned, so
-   the candidate counts as that many tests (``Change.looks``); candidates not significant
-   even so are dropped one at a time, weakest first, their segments merged (Hunter's merge
-   step); ``verdicts.decide`` judges the rest together (Bonferroni over every test of the
-   analysis at ``ALPHA``). Each candidate is judged by the gates of the night before it: the
+   the candidate counts as that many tests (``Change.looks``: the nights of its two
+   segments it could have split at); candidates not significant even so are dropped one at
+   a time, weakest first, their segments merged (Hunter's merge step); ``verdicts.decide``
+   judges the rest together (Bonferroni over them at ``ALPHA``). The family is the candidates
+   the data put forward, not every night of every series: the level holds for the changes
+   tested, and the false alarms on real nights are measured, not promised
+   (benchmarks/nightly.py). Each candidate is judged by the gates of the night before it: the
    base side sets the bar, as in ``bench compare``.
 3. **Alarms**: a REGRESSION whose series has not come back. It needs ``MIN_SIZE`` nights
    after the change (PELT's shortest segment: a one-night blip is never a segment, only a
@@ -87,9 +90,10 @@ class Series:
     def key(self) -> str:
         return f"{self.case_id} · {self.metric} · {self.env_key}"
 
-    def signal(self) -> np.ndarray:
-        """Each night's run center on the comparison's scale (log for relative tolerances)."""
-        log = self.log and all(n.value > 0 for n in self.nights)
+    def signal(self, log: bool | None = None) -> np.ndarray:
+        """Each night's run center on the log scale (``log``; default: where the newest
+        gate is relative) when every night is positive, else on the metric's own."""
+        log = (self.log if log is None else log) and all(n.value > 0 for n in self.nights)
         return np.array(
             [
                 run_center(n.values, log) if n.values else (math.log(n.value) if log else n.value)
@@ -233,7 +237,7 @@ def _merged(s: Series, cuts: list[int]) -> list[ChangePoint]:
         points = []
         for k in range(1, len(bounds) - 1):
             lo, at, hi = bounds[k - 1], bounds[k], bounds[k + 1]
-            ch = _change(s, y, lo, at, hi)
+            ch = _change(s, lo, at, hi)
             if ch is not None:
                 first, last = (at, at) if s.deterministic else location(y, lo, at, hi)
                 points.append(ChangePoint(s, at, hi, ch, lo, first, last))
@@ -261,9 +265,9 @@ def _p(ch: verdicts.Change) -> float:
     return float(2 * stats.t.sf(abs(ch.estimate) / ch.se, ch.df))
 
 
-def _change(s: Series, y: np.ndarray, lo: int, at: int, hi: int) -> verdicts.Change | None:
+def _change(s: Series, lo: int, at: int, hi: int) -> verdicts.Change | None:
     """The nights ``[at, hi)`` against ``[lo, at)``, judged with the gate of night
-    ``at - 1``; None when that night does not gate the metric."""
+    ``at - 1`` and on its scale; None when that night does not gate the metric."""
     tol = s.nights[at - 1].tolerance
     if tol is None:
         return None
@@ -272,21 +276,17 @@ def _change(s: Series, y: np.ndarray, lo: int, at: int, hi: int) -> verdicts.Cha
         # Only the nights next to the change: an exact figure differs or it does not.
         before, after = s.nights[at - 1].values, s.nights[at].values
         return verdicts.between_runs([before], [after], s.metric, hib, tol, deterministic=True)
+    log = tol.kind != "absolute" and all(n.value > 0 for n in s.nights)
+    y = s.signal(log)
     before, after = y[lo:at], y[at:hi]
-    log = s.log and all(n.value > 0 for n in s.nights)
-    if tol.kind == "absolute" and log:  # y is on the log scale but the gate is absolute
-        before, after = np.exp(before), np.exp(after)
-        log = False
-    scale = "log" if log else "linear"
     centre = (lambda v: math.exp(v)) if log else (lambda v: v)
     est, se, df = _segments(before, after)
-    ch = verdicts.Change(
+    return verdicts.Change(
         s.metric, hib, tol, len(before), len(after), centre(before.mean()),
-        centre(after.mean()), scale, "night", est, se, df,
+        centre(after.mean()), "log" if log else "linear", "night", est, se, df,
         looks=max(1, hi - lo - 2 * MIN_SIZE + 1), basis=f"{len(before) + len(after)} nights",
         method=METHOD,
     )  # fmt: skip
-    return ch
 
 
 def _segments(before: np.ndarray, after: np.ndarray) -> tuple[float, float, float]:
@@ -305,7 +305,7 @@ def location(y: np.ndarray, lo: int, at: int, hi: int) -> tuple[int, int]:
     quantile (in units of the segments' variance) of the best split's, an approximate
     likelihood-ratio confidence set for the change's position."""
     seg = y[lo:hi]
-    splits = range(max(1, MIN_SIZE - 1), len(seg))
+    splits = range(MIN_SIZE, len(seg) - MIN_SIZE + 1)  # segments of MIN_SIZE nights, as PELT's
 
     def sse(k: int) -> float:
         a, b = seg[:k], seg[k:]
@@ -340,13 +340,11 @@ def back(cp: ChangePoint, points: list[ChangePoint]) -> bool:
     last = max((p.index for p in points if p.series is s), default=cp.index)
     if last == cp.index:
         return False
-    y = s.signal()
+    y = s.signal(cp.change.scale == "log")  # on the change's own scale, as its band is
     if cp.change.exact:
         before, now = y[cp.index - 1], y[-1]
     else:
         before, now = y[cp.start : cp.index].mean(), y[last:].mean()
-    if cp.change.scale == "linear" and s.log:
-        before, now = math.exp(before), math.exp(now)
     worse = (before - now) if cp.change.higher_is_better else (now - before)
     return worse <= cp.change.band * (1 + 1e-9)
 
@@ -364,11 +362,10 @@ def suspects(all_series: list[Series]) -> list[ChangePoint]:
         n = len(s.nights)
         if s.modelled or s.deterministic or n < MIN_RUNS + 1:
             continue
-        y = s.signal()
         # the newest segment of 3+ nights before the last one (PELT may have cut the
         # newest night off with the one before it)
         lo = max((c for c in candidates(s) if c <= n - 1 - MIN_RUNS), default=0)
-        ch = _change(s, y, lo, n - 1, n)
+        ch = _change(s, lo, n - 1, n)
         if ch is not None:
             found.append(ChangePoint(s, n - 1, n, replace(ch, looks=1), lo, n - 1, n - 1))
     decided = verdicts.decide([p.change for p in found])

@@ -53,23 +53,32 @@ class _Known:
         out = []
         for name, g in self._series.get((case_id, metric), []):
             for _, runs in g.groupby("env_key", sort=False):
-                spread = series_spread(list(runs["run_values"]), log, name)
+                commits = [c if isinstance(c, str) else None for c in runs["git_commit"]]
+                spread = series_spread(list(runs["run_values"]), log, name, commits)
                 if spread is not None:
                     out.append(spread)
         return out
 
 
-def series_spread(nights: list[list[float]], log: bool, name: str) -> Spread | None:
-    """The spread of one series' run centers. A calibration's runs are A/A by construction:
-    all of their spread is drift, the slow kind included, and counts. A nightly history may
-    hold real changes of the code: it is split where the change-point analysis keeps a
+def series_spread(
+    nights: list[list[float]], log: bool, name: str, commits: list[str | None] | None = None
+) -> Spread | None:
+    """The spread of one series' run centers. A calibration's runs of one commit are A/A by
+    construction: all of their spread is drift, the slow kind included, and counts (runs of
+    different commits are kept apart: a change of the code is not drift). A nightly history
+    may hold real changes of the code: it is split where the change-point analysis keeps a
     significant change (``changepoints``), and the spread is taken within the pieces."""
     from bench.analysis import changepoints as cp
 
     if len(nights) < MIN_NIGHTS or (log and not all(x > 0 for v in nights for x in v)):
         return None
     groups = [nights]
-    if name != CALIBRATION:
+    if name == CALIBRATION and commits is not None:
+        by_commit: dict[str | None, list] = {}
+        for values, commit in zip(nights, commits, strict=True):
+            by_commit.setdefault(commit, []).append(values)
+        groups = list(by_commit.values())
+    elif name != CALIBRATION:
         tol = Tolerance("relative" if log else "absolute", 0.05)
         series = cp.Series(
             "", "", "", "", {},

@@ -71,7 +71,7 @@ class Spread:
     def at(self, m: float) -> float:
         """``tau^2`` for invocations of ``m`` process runs: the between part unchanged, the
         within part divided by ``m`` instead (never below the within part alone)."""
-        if m == self.m or not math.isfinite(self.within):
+        if not math.isfinite(self.within):
             return self.var
         return max(self.var + self.within * (1 / m - 1 / self.m), self.within / m)
 
@@ -81,7 +81,9 @@ def spread_of_groups(
 ) -> Spread | None:
     """``tau^2`` from groups of invocations that share their true level (the two sides of a
     comparison, or the segments of a history): the run centers' variance around their
-    group's mean, pooled; ``df`` = invocations - groups. None when no group has two."""
+    group's mean, pooled; ``df`` = invocations - groups. None when no group has two. With
+    invocations of different numbers of process runs it is their average ``tau^2``, said to
+    be at their median ``m``."""
     ss, df, ms, all_runs = 0.0, 0, [], []
     for runs in groups:
         centers = np.array([run_center(r, log) for r in runs])
@@ -100,11 +102,18 @@ def spread_of_groups(
 
 @dataclass(frozen=True)
 class Pooled:
-    """``tau^2`` pooled over every source that knows it, at the compared runs' ``m``."""
+    """``tau^2`` pooled over every source that knows it, at ``m`` process runs per
+    invocation, with the within-run variance that moves it to another ``m``."""
 
     var: float
     df: float
     sources: tuple[Spread, ...]
+    m: float = math.nan
+    within: float = math.nan
+
+    def at(self, m: float) -> float:
+        """``tau^2`` for an invocation of ``m`` process runs."""
+        return Spread(self.var, self.df, self.m, self.within, "").at(m)
 
     def describe(self, log: bool) -> str:
         """'run sd 4.1% (the sides 2 df, history 'calibration' 7 df)': the spread of one
@@ -116,9 +125,12 @@ class Pooled:
 
 
 def pool(spreads: Sequence[Spread | None], m: float) -> Pooled | None:
-    """The df-weighted mean of the estimates, each at ``m`` process runs per invocation."""
+    """The df-weighted mean of the estimates, each moved to ``m`` process runs per
+    invocation; their within-run variances pooled the same way (where known)."""
     have = [s for s in spreads if s is not None and s.df > 0 and math.isfinite(s.var)]
     if not have:
         return None
     df = sum(s.df for s in have)
-    return Pooled(sum(s.df * s.at(m) for s in have) / df, df, tuple(have))
+    known = [s for s in have if math.isfinite(s.within)]
+    within = sum(s.df * s.within for s in known) / sum(s.df for s in known) if known else math.nan
+    return Pooled(sum(s.df * s.at(m) for s in have) / df, df, tuple(have), m, within)

@@ -4,8 +4,8 @@ nightly history; what differs between them is only the unit of evidence:
 
 - ``between_runs``: separate invocations (``bench compare``, a saved pytest baseline). The
   invocation is the unit; its error comes from the two-level model of ``levels``;
-- ``paired``: adjacent A/B process pairs of one ``bench ab`` job, whose log ratios cancel
-  any drift slower than a pair;
+- ``paired``: the ABBA blocks of adjacent A/B process pairs of one ``bench ab`` job, whose
+  log ratios cancel any drift slower than a pair;
 - the nights of a history's segments (``changepoints``), which build their own ``Change``.
 
 ``decide`` turns the estimates of one comparison into verdicts with one interval per row:
@@ -206,12 +206,15 @@ def between_runs(
     centre = (lambda y: math.exp(y.mean())) if log else (lambda y: float(y.mean()))
     out = replace(out, base=centre(yb), cand=centre(yc), estimate=float(yc.mean() - yb.mean()))
     own = spread_of_groups([base, cand], log, "the sides")
-    m = float(np.median([sum(math.isfinite(v) for v in r) for r in (*base, *cand)]))
-    pooled = pool([own, *known], m)
+    mb = [sum(math.isfinite(v) for v in r) for r in base if math.isfinite(run_center(r, log))]
+    mc = [sum(math.isfinite(v) for v in r) for r in cand if math.isfinite(run_center(r, log))]
+    pooled = pool([own, *known], float(np.median(mb + mc)))
     if pooled is None:
         return replace(out, why=NO_DRIFT_ESTIMATE)
-    se = math.sqrt(pooled.var * (1 / kb + 1 / kc))
-    return _with_error(out, se, pooled.df, pooled.describe(log))
+    # each invocation's center at its own number of process runs: a side whose invocations
+    # have fewer process runs has the noisier centers
+    var = sum(pooled.at(m) for m in mb) / kb**2 + sum(pooled.at(m) for m in mc) / kc**2
+    return _with_error(out, math.sqrt(var), pooled.df, pooled.describe(log))
 
 
 def _with_error(out: Change, se: float, df: float, basis: str) -> Change:
@@ -289,7 +292,8 @@ def _verdict(ch: Change, level: float, rule: str) -> Change:
     if ch.exact:
         worse = worse_sign * ch.estimate
         slack = 1e-12 * max(1.0, abs(ch.estimate)) if math.isfinite(ch.estimate) else 0.0
-        out = replace(ch, low=ch.estimate, high=ch.estimate, p=0.0, level=0.0)
+        p = 1.0 if ch.estimate == 0 else 0.0  # an exact difference is certain, no change too
+        out = replace(ch, low=ch.estimate, high=ch.estimate, p=p, level=0.0)
         if abs(worse) <= band + slack:
             return replace(out, verdict=Verdict.OK)
         return replace(out, verdict=Verdict.REGRESSION if worse > 0 else Verdict.IMPROVED)
@@ -321,6 +325,8 @@ def _more(ch: Change, band: float, rule: str) -> int | None:
     tolerance)."""
     from scipy import stats
 
+    if not ch.level > 0:
+        return None
     est = abs(ch.estimate)
     if est <= band:
         distance = band - est  # to show that it fits

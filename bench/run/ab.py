@@ -111,7 +111,8 @@ def _git(*args: str, cwd: Path) -> str:
     except FileNotFoundError:
         raise UserError("git is not installed: bench ab needs it to check out refs") from None
     except subprocess.CalledProcessError as e:
-        raise UserError(f"git {' '.join(args)}: {e.stderr.strip() or e}") from None
+        last = (e.stderr or "").strip().splitlines()[-1:] or [str(e)]
+        raise UserError(f"git {' '.join(args)}: {last[0]}") from None
     return out.stdout.strip()
 
 
@@ -138,20 +139,30 @@ def remove_worktree(side: SideSpec) -> None:
 
 
 def install(side: SideSpec, into: Path, console) -> None:
-    """A virtualenv for the side (seeing this interpreter's packages: torch is not installed
-    twice) with the side's code installed into it, dependencies and entry points included."""
+    """A virtualenv for the side with the side's code installed into it, dependencies and
+    entry points included. It sees this environment's packages after its own (a ``.pth``
+    line, not ``--system-site-packages``, which would show the base interpreter's instead):
+    torch is not installed twice, and only what the side's code needs anew is."""
+    import site
+
     source = side.code or Path(_git("rev-parse", "--show-toplevel", cwd=Path.cwd()))
+    into = into.resolve()  # the side server runs elsewhere: an absolute interpreter path
     console.print(f"  {side.name}: installing {source} into {into}", highlight=False)
-    steps = (
-        [sys.executable, "-m", "venv", "--system-site-packages", str(into)],
-        [str(into / "bin" / "python"), "-m", "pip", "install", "-q", str(source)],
-    )
-    for cmd in steps:
+    python = into / "bin" / "python"
+
+    def run(cmd: list[str]) -> str:
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise UserError(f"{side.name}: {' '.join(cmd[:3])} … failed: {tail[0]}")
-    side.python = into / "bin" / "python"
+            lines = (done.stderr or done.stdout).strip().splitlines() or ["no output"]
+            why = next((x for x in reversed(lines) if x.lower().startswith("error")), lines[-1])
+            raise UserError(f"{side.name}: {' '.join(cmd[:4])} … failed: {why.strip()}")
+        return done.stdout.strip()
+
+    run([sys.executable, "-m", "venv", str(into)])
+    purelib = run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"])
+    (Path(purelib) / "zz_bench_ab_parent.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    run([str(python), "-m", "pip", "install", "-q", str(source)])
+    side.python = python
 
 
 class SideServer:
@@ -172,11 +183,14 @@ class SideServer:
                 )
         cmd = [str(python), "-m", "bench.run.side_server", str(side.suite.resolve()),
                "--results", str(results.resolve())]  # fmt: skip
-        with open(log, "ab") as err:
-            self.proc = subprocess.Popen(
-                cmd, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=err, text=True, bufsize=1,
-            )  # fmt: skip
+        try:
+            with open(log, "ab") as err:
+                self.proc = subprocess.Popen(
+                    cmd, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                    stderr=err, text=True, bufsize=1,
+                )  # fmt: skip
+        except OSError as e:
+            raise UserError(f"{side.name} side cannot start ({e.strerror}: {cmd[0]})") from None
         ready = self._read()
         if "error" in ready:
             raise UserError(f"{side.name}: {ready['error']}")
@@ -257,6 +271,7 @@ def run_ab(
             f"{len(cases)} case(s); side start-up took {time.monotonic() - started:.1f} s",
             highlight=False,
         )
+        measuring = time.monotonic()  # the budget counts the measuring, not the setting up
         repeats = [dict.fromkeys(cases, 0), dict.fromkeys(cases, 0)]
         pairs: list[tuple[str, int, int, int]] = []
         schedule = Schedule(budget)
@@ -280,7 +295,7 @@ def run_ab(
             for case, (a1, b1, b2, a2) in done.items():
                 pairs += [(case, a1, b1, block), (case, a2, b2, block)]
             block_s = time.monotonic() - t0
-            elapsed = time.monotonic() - started
+            elapsed = time.monotonic() - measuring
             look = schedule.look(block, elapsed, block_s)
             spent = f"{budget.fraction(block, elapsed):.0%} of the budget"
             console.print(f"block {block} ({block_s:.0f} s, {spent})", highlight=False)
@@ -316,3 +331,4 @@ def run_ab(
             server.close()
         for side in sides:
             remove_worktree(side)
+        shutil.rmtree(out / "venvs", ignore_errors=True)  # --install's: 50 MB a side

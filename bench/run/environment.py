@@ -58,9 +58,12 @@ def software() -> dict[str, Any]:
 def fingerprint(cwd: str | Path | None = None) -> dict[str, Any]:
     import torch
 
+    import bench
+
     return {
         "git": git_state(cwd),
         "software": software(),
+        "bench_path": str(Path(bench.__file__).resolve().parent),  # which bench measured
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "torch": torch.__version__,
