@@ -108,6 +108,17 @@ def environment_differences(base: Side, cand: Side) -> list[str]:
     return out
 
 
+def comparable_setups(base: Side, cand: Side, force: bool) -> list[str]:
+    """The sides' setup differences, which only ``force`` lets through (a UserError else)."""
+    differences = environment_differences(base, cand)
+    if differences and not force:
+        raise UserError(
+            "the sides were measured on different setups (" + "; ".join(differences) + "); "
+            "their numbers are not comparable (--force compares them anyway)"
+        )
+    return differences
+
+
 def judged_gates(
     base: Side, cand: Side, pinned: dict[str, Tolerance] | None
 ) -> tuple[dict[str, Tolerance], list[str]]:
@@ -159,12 +170,7 @@ def compare(
             f"the sides ran different suites ({', '.join(sorted(base.suites))} vs "
             f"{', '.join(sorted(cand.suites))}); compare runs of one suite"
         )
-    differences = environment_differences(base, cand)
-    if differences and not force:
-        raise UserError(
-            "the sides were measured on different setups (" + "; ".join(differences) + "); "
-            "their numbers are not comparable (--force compares them anyway)"
-        )
+    differences = comparable_setups(base, cand, force)
     judged, notes = judged_gates(base, cand, gates)
     rows = []
     for case_id in base.cases:
@@ -197,12 +203,7 @@ def compare_pairs(
     candidate repeat, block) of adjacent processes of the two sides' run folders; each row is
     judged on its ABBA blocks' mean log ratios at the family-wise ``alpha`` this look may
     spend."""
-    differences = environment_differences(base, cand)
-    if differences and not force:
-        raise UserError(
-            "the sides run on different setups (" + "; ".join(differences) + "); "
-            "their numbers are not comparable (--force compares them anyway)"
-        )
+    differences = comparable_setups(base, cand, force)
     judged, gate_notes = judged_gates(base, cand, gates)
     rows = []
     for case_id in base.cases:
