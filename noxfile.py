@@ -1,6 +1,6 @@
 """Sessions: tests, slow, lint, smoke, nightly, postgres, compression, training, decoding,
-parallel, gpu, fidelity, isolation, verdicts, ab_benchmark, nightly_benchmark. Each installs
-bench into its own virtualenv.
+parallel, gpu, fidelity, isolation, counts, start_cost, verdicts, ab_benchmark,
+nightly_benchmark. Each installs bench into its own virtualenv.
 
 torch comes first and pinned, because an unpinned ``pip install torch`` on a machine
 without torch pulls a multi-GB CUDA build. Choose another build with BENCH_TORCH, e.g.
@@ -65,6 +65,20 @@ def fidelity(session: nox.Session) -> None:
     """Benchmark: timer fidelity against torch.utils.benchmark, and telemetry overhead."""
     install(session)
     session.run("python", "benchmarks/telemetry.py", *session.posargs)
+
+
+@nox.session
+def counts(session: nox.Session) -> None:
+    """Benchmark: instruction counts' run-to-run spread and a ~2% change (needs valgrind)."""
+    install(session)
+    session.run("python", "benchmarks/counts.py", *session.posargs)
+
+
+@nox.session
+def start_cost(session: nox.Session) -> None:
+    """Benchmark: the fixed cost of `bench run` against `python -c "import torch"`."""
+    install(session)
+    session.run("python", "benchmarks/start_cost.py", *session.posargs)
 
 
 @nox.session

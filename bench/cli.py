@@ -60,7 +60,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="per-process timeout, overriding the suite's run.timeout_s",
     )
-
+    r.add_argument(
+        "--counters",
+        metavar="LIST",
+        type=_counters,
+        help="also count each CPU case under callgrind: instructions[,estimated_cycles] "
+        "(overrides the suite's run.counters; 'none' turns them off)",
+    )
     r.add_argument(
         "--history",
         metavar="NAME",
@@ -210,6 +216,18 @@ def _compare_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="compare although the setups differ (CPU/GPU model, torch minor, threads)",
     )
+
+
+def _counters(text: str) -> list[str]:
+    from bench.telemetry.callgrind import COUNTERS
+
+    names = [] if text == "none" else [n.strip() for n in text.split(",") if n.strip()]
+    wrong = [n for n in names if n not in COUNTERS]
+    if wrong:
+        raise argparse.ArgumentTypeError(
+            f"unknown counter {wrong[0]!r}: choose from {', '.join(COUNTERS)} (or none)"
+        )
+    return names
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -409,6 +427,7 @@ def _run(args: argparse.Namespace, suite, argv: list[str]) -> int:
         argv=["bench", *argv],
         history=args.history,
         launch=launch,
+        counters=args.counters,
     )
     if args.executor:
         return _run_on_executor(args, suite, opts, console)

@@ -116,7 +116,7 @@ def test_generate_case_splits_prefill_and_decode():
     # (the median of its steps); every step is still kept, apart.
     assert len(r.samples["decode_step"]["values"]) == 3  # iterations
     assert len(r.samples["decode_step_all"]["values"]) == 3 * 4  # x (new_tokens - 1)
-    assert m["decode_step_median_ci_low"].method.endswith("+in_process_bootstrap95")
+    assert m["decode_step_median_ci_low"].method.endswith("+in_process_order_statistics95")
     assert m["ttft_median"].value < m["latency_median"].value
     assert m["throughput_tokens"].value == pytest.approx(5 / m["latency_median"].value)
 

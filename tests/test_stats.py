@@ -27,11 +27,13 @@ def test_empty_is_an_error():
         describe_series([])
 
 
-def test_median_ci_brackets_the_median_and_is_absent_below_three_samples():
-    lo, hi = median_ci([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0])
-    assert lo <= 4.0 <= hi and lo < hi
-    assert all(math.isnan(v) for v in median_ci([1.0, 2.0]))
-    assert median_ci([3.0, 3.0, 3.0]) == (3.0, 3.0)
+def test_median_ci_is_the_order_statistic_interval_and_absent_where_it_cannot_reach_95():
+    # n = 7: (x_(1), x_(7)) covers 1 - 2/128 = 98.4%, (x_(2), x_(6)) only 87.5%
+    assert median_ci([7.0, 1.0, 2.0, 6.0, 3.0, 4.0, 5.0]) == (1.0, 7.0)
+    # n = 20: the 6th and 15th of the sorted samples (coverage 95.9%)
+    assert median_ci([float(v) for v in range(20, 0, -1)]) == (6.0, 15.0)
+    # min and max of 5 cover 93.75%: no interval rather than one that claims 95%
+    assert all(math.isnan(v) for v in median_ci([1.0, 2.0, 3.0, 4.0, 5.0]))
 
 
 def _result(case_id, techniques, values, status="ok", workload="forward"):

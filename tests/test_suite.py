@@ -119,7 +119,8 @@ BAD_SUITES = [
     ),
     pytest.param(
         BASE + "[run]\niteratons = 5\n",
-        "s.toml: run.iteratons: unknown key (did you mean 'iterations'?); allowed keys: country, "
+        "s.toml: run.iteratons: unknown key (did you mean 'iterations'?); allowed keys: "
+        "count_iterations, counters, country, "
         "device, dtype, energy, energy_min_s, idle_s, iterations, quality, repeats, sample_hz, "
         "seed, threads, timeout_s, warmup",
         id="unknown-key",

@@ -42,7 +42,13 @@ import numpy as np
 from bench.analysis import verdicts
 from bench.analysis.levels import run_center
 from bench.analysis.stats import MIN_RUNS, student
-from bench.results.metric_info import DETERMINISTIC, HIGHER_IS_BETTER, Tolerance, is_modelled
+from bench.results.metric_info import (
+    DETERMINISTIC,
+    HIGHER_IS_BETTER,
+    RESOLUTION,
+    Tolerance,
+    is_modelled,
+)
 
 PENALTY = 3.0  # x sigma^2 x log(n): BIC's 2 plus margin, checked on real nights (benchmark)
 MIN_SIZE = 2  # nights in a segment: a one-night blip is never a segment of its own
@@ -75,7 +81,13 @@ class Series:
 
     @property
     def deterministic(self) -> bool:
-        return self.metric in DETERMINISTIC
+        """Exact (sizes) or near-deterministic (counts): nights agree to a resolution."""
+        return self.metric in DETERMINISTIC or self.metric in RESOLUTION
+
+    @property
+    def resolution(self) -> float:
+        """The relative difference between nights that is no change (0: exact figures)."""
+        return RESOLUTION.get(self.metric, 0.0)
 
     @property
     def tolerance(self) -> Tolerance:
@@ -130,7 +142,7 @@ class ChangePoint:
 
     @property
     def persisted(self) -> bool:
-        return self.change.exact or self.nights_after >= MIN_SIZE
+        return self.change.certain or self.nights_after >= MIN_SIZE
 
 
 def series_of(frame: Any, pinned: dict[str, Tolerance] | None = None) -> list[Series]:
@@ -186,7 +198,8 @@ def candidates(series: Series, penalty: float = PENALTY) -> list[int]:
     y = series.signal()
     n = len(y)
     if series.deterministic:
-        return [i for i in range(1, n) if y[i] != y[i - 1]]
+        step = math.log1p(series.resolution) if series.log else 0.0
+        return [i for i in range(1, n) if abs(y[i] - y[i - 1]) > step]
     if n < 2 * MIN_SIZE:
         return []
     sigma = noise(y)
@@ -258,7 +271,7 @@ def _scaled_p(ch: verdicts.Change) -> float:
 def _p(ch: verdicts.Change) -> float:
     from scipy import stats
 
-    if ch.exact:
+    if ch.certain:
         return 0.0
     if not ch.tested:
         return math.nan
@@ -275,7 +288,8 @@ def _change(s: Series, lo: int, at: int, hi: int) -> verdicts.Change | None:
     if s.deterministic:
         # Only the nights next to the change: an exact figure differs or it does not.
         before, after = s.nights[at - 1].values, s.nights[at].values
-        return verdicts.between_runs([before], [after], s.metric, hib, tol, deterministic=True)
+        return verdicts.between_runs([before], [after], s.metric, hib, tol, deterministic=True,
+                                     resolution=s.resolution)  # fmt: skip
     log = tol.kind != "absolute" and all(n.value > 0 for n in s.nights)
     y = s.signal(log)
     before, after = y[lo:at], y[at:hi]
@@ -341,7 +355,7 @@ def back(cp: ChangePoint, points: list[ChangePoint]) -> bool:
     if last == cp.index:
         return False
     y = s.signal(cp.change.scale == "log")  # on the change's own scale, as its band is
-    if cp.change.exact:
+    if cp.change.certain:
         before, now = y[cp.index - 1], y[-1]
     else:
         before, now = y[cp.start : cp.index].mean(), y[last:].mean()

@@ -18,11 +18,11 @@ from typing import Any
 
 from bench.analysis import verdicts
 from bench.analysis.levels import Spread
-from bench.analysis.sides import Side
+from bench.analysis.sides import Side, disturbance_note
 from bench.analysis.units import human
 from bench.errors import UserError
 from bench.results import store
-from bench.results.metric_info import DETERMINISTIC, HIGHER_IS_BETTER, Tolerance
+from bench.results.metric_info import DETERMINISTIC, HIGHER_IS_BETTER, RESOLUTION, Tolerance
 from bench.spec.gates import gates as default_gates
 
 MANY_RUNS = 50  # more units per side than this: say the tolerance is tight for the spread
@@ -182,6 +182,7 @@ def compare(
             ch = verdicts.between_runs(
                 b, c, metric, HIGHER_IS_BETTER[metric], tolerance, metric in DETERMINISTIC,
                 known(case_id, metric, log) if known is not None else (),
+                RESOLUTION.get(metric, 0.0),
             )  # fmt: skip
             rows.append((case_id, ch))
     if not rows:
@@ -209,6 +210,14 @@ def compare_pairs(
     for case_id in base.cases:
         mine = [(b, c, k) for case, b, c, k in pairs if case == case_id]
         for metric, tolerance in judged.items():
+            if metric in RESOLUTION:  # counted once a side, not per process: no pairs
+                b, c = base.runs_of(case_id, metric), cand.runs_of(case_id, metric)
+                if b is not None and c is not None:
+                    hib = HIGHER_IS_BETTER[metric]
+                    ch = verdicts.between_runs(b, c, metric, hib, tolerance,
+                                               resolution=RESOLUTION[metric])  # fmt: skip
+                    rows.append((case_id, ch))
+                continue
             vb, vc = base.by_repeat.get((case_id, metric)), cand.by_repeat.get((case_id, metric))
             if not mine or vb is None or vc is None or metric in base.modelled | cand.modelled:
                 continue
@@ -239,6 +248,8 @@ def finish(
     rows = [(case_id, ch) for (case_id, _), ch in zip(rows, decided, strict=True)]
     only_base = [c for c in base.cases if c not in cand.cases]
     only_cand = [c for c in cand.cases if c not in base.cases]
+    busy = [disturbance_note(n, s) for n, s in (("base", base), ("candidate", cand))]
+    notes = [*notes, *(b for b in busy if b)]
     return Comparison(
         base, cand, rows, only_base, only_cand, differences, rule, alpha, notes, evidence
     )
@@ -411,7 +422,7 @@ def write_outputs(c: Comparison, out: Path) -> list[Path]:
     store.write_json_atomic(out / "compare.json", c.to_json())
     md = to_markdown(c)
     png = None
-    fig = forest([(f"{case} · {ch.metric}", ch) for case, ch in c.rows if not ch.exact])
+    fig = forest([(f"{case} · {ch.metric}", ch) for case, ch in c.rows if not ch.certain])
     if fig is not None:
         buf = io.BytesIO()
         fig.savefig(buf, dpi=110, format="png")

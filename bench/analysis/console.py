@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
 from bench.analysis import stats, tables
 from bench.analysis.units import human
+from bench.results import store
 from bench.results.metric_info import higher_is_better
 
 
@@ -23,6 +24,7 @@ class Row:
     vs_baseline: stats.Ratio | None  # oriented: > 1 means better than the baseline
     outliers: list[int]  # repeats far from the others (kept in the figures)
     note: str = ""
+    disturbed: list[int] = field(default_factory=list)  # repeats other work disturbed
 
 
 def _headline(workload: str) -> str | None:
@@ -40,7 +42,9 @@ def console_rows(df: pd.DataFrame) -> list[Row]:
     base = tables.baseline_of(df)
     out = []
     for (run_id, case_id), g in df.groupby(["run_id", "case_id"], sort=False):
-        first = g.drop_duplicates("repeat")
+        first = g[g["pass"] != store.COUNT].drop_duplicates("repeat")
+        if first.empty:  # only counted (its timed runs not yet run)
+            first = g.drop_duplicates("repeat")
         counts = first.status.value_counts(sort=False)
         status = (
             counts.index[0]
@@ -71,6 +75,7 @@ def console_rows(df: pd.DataFrame) -> list[Row]:
                 if runs is not None and len(runs) == len(first)
                 else [],
                 note=errors[0].splitlines()[0][:120] if errors else "",
+                disturbed=[int(r) for r in first[first.disturbed.eq(True)].repeat],
             )
         )
     return out
@@ -99,6 +104,9 @@ def print_table(rows: list[Row], console) -> None:
         if r.outliers:
             flagged = ", ".join(f"r{i}" for i in r.outliers)
             note = f"outlying run {flagged} (kept); {note}".rstrip("; ")
+        if r.disturbed:
+            flagged = ", ".join(f"r{i}" for i in r.disturbed)
+            note = f"{flagged} disturbed by other work; {note}".rstrip("; ")
         style = None if r.status == "ok" else "red"
         table.add_row(r.case_id, r.status, value, speed, note, style=style)
     console.print(table)

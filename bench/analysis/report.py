@@ -184,7 +184,7 @@ def write_run_report(run_dir: Path, out_root: Path) -> Path:
             fig.savefig(tmp, dpi=110, format="png")
         images[name] = (path, _caption(name, results))
     title = f"{suite['name']} — run {manifest['run_id']}"
-    facts = environment_facts(manifest)
+    facts = [*environment_facts(manifest), quiet_fact(results)]
     won = won_by_group(df)
     sections = [
         ratio_section(tables.ratio_table(df)),
@@ -255,6 +255,29 @@ def environment_facts(manifest: dict[str, Any]) -> list[tuple[str, str]]:
     return facts
 
 
+def quiet_fact(results: list[dict[str, Any]]) -> tuple[str, str]:
+    """How quiet the machine was while the run measured: its disturbed process runs."""
+    from bench.results.disturbance import OTHERS_CORES_LIMIT, STEAL_LIMIT, describe
+
+    seen = [(r, r["info"]["disturbance"]) for r in results if store.disturbed(r) is not None]
+    if not seen:
+        return ("Quiet", "not recorded (no /proc here, or results from before bench recorded it)")
+    bad = [(r, d) for r, d in seen if d["disturbed"]]
+    limits = (
+        f"disturbed: other processes used ≥ {OTHERS_CORES_LIMIT:g} cores or ≥ "
+        f"{100 * STEAL_LIMIT:g}% of CPU time was stolen during the measured calls"
+    )
+    worst = max(d.get("others_cores", 0.0) for _, d in seen)
+    steal = max(d.get("steal_fraction", 0.0) for _, d in seen)
+    if not bad:
+        return ("Quiet", f"yes: no process run of {len(seen)} disturbed (others used at most "
+                f"{worst:.2f} cores, at most {100 * steal:.1f}% stolen; {limits})")  # fmt: skip
+    listed = "; ".join(f"{r['case_id']} r{r['repeat']}: {describe(d)}" for r, d in bad[:3])
+    more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+    return ("Quiet", f"NO: {len(bad)} of {len(seen)} process runs disturbed ({listed}{more}; "
+            f"{limits})")  # fmt: skip
+
+
 KEY_RATIOS = [
     "latency_median", "throughput_tokens", "ttft_median", "decode_step_median",
     "state_dict_bytes", "params_nonzero_fraction", "heldout_bits_per_byte",
@@ -316,8 +339,17 @@ def outlier_section(df: pd.DataFrame) -> Table:
     o = tables.outlier_table(df)
     units = tables.ok_rows(df).groupby("metric").unit.first()
     rows = [[r.case_id, label(r.metric), f"r{r.repeat}", human(r.value, units.get(r.metric)),
-             f"{r.vs_median:.2f}× the median"] for r in o.itertuples()]  # fmt: skip
-    return Table(OUTLIER_TITLE, ["case", "metric", "run", "value", "vs the case's median"], rows)
+             f"{r.vs_median:.2f}× the median", _disturbed_text(df, r.run_id, r.case_id, r.repeat)]
+            for r in o.itertuples()]  # fmt: skip
+    header = ["case", "metric", "run", "value", "vs the case's median", "disturbed"]
+    return Table(OUTLIER_TITLE, header, rows)
+
+
+def _disturbed_text(df: pd.DataFrame, run_id: str, case_id: str, repeat: int) -> str:
+    rows = df[(df.run_id == run_id) & (df.case_id == case_id) & (df.repeat == repeat)
+              & (df["pass"] != store.COUNT)]  # fmt: skip
+    flag = rows.disturbed.iloc[0] if len(rows) else None
+    return "not recorded" if flag is None or pd.isna(flag) else "yes" if flag else "no"
 
 
 def problems_section(df: pd.DataFrame) -> Table:

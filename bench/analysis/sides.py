@@ -44,6 +44,10 @@ class Side:
     # (a paired job's side is one run folder)
     by_repeat: dict[tuple[str, str], dict[int, float]] = field(default_factory=dict)
     cases: list[str] = field(default_factory=list)  # in the order first read
+    # process runs that other work disturbed (bench.telemetry.disturbance), and how many
+    # recorded it: "run case rN: what disturbed it"
+    disturbed: list[str] = field(default_factory=list)
+    recorded: int = 0
 
     def add_fact(self, name: str, value: Any) -> None:
         self.facts.setdefault(name, set()).add("unknown" if value is None else str(value))
@@ -136,6 +140,7 @@ def _read_run(run_dir: Path, side: Side) -> None:
         side.add_fact("threads", run.get("threads"))
         if status != "ok":
             continue
+        _note_disturbance(r, run_id, side)
         for m in r.get("metrics") or []:
             if m.get("value") is None:
                 continue
@@ -145,6 +150,29 @@ def _read_run(run_dir: Path, side: Side) -> None:
             repeat = r.get("repeat")
             if isinstance(repeat, int):
                 side.by_repeat.setdefault((case_id, m["name"]), {})[repeat] = float(m["value"])
+
+
+def _note_disturbance(r: dict[str, Any], run_id: str, side: Side) -> None:
+    from bench.results.disturbance import describe
+
+    flag = store.disturbed(r)
+    if flag is None:
+        return
+    side.recorded += 1
+    if flag:
+        what = describe(r["info"]["disturbance"])
+        side.disturbed.append(f"{run_id} {r['case_id']} r{r.get('repeat')}: {what}")
+
+
+def disturbance_note(name: str, side: Side) -> str | None:
+    """'base: 2 of 10 process runs were disturbed by other work (...)', or None."""
+    if not side.disturbed:
+        return None
+    shown = "; ".join(side.disturbed[:3]) + (" ..." if len(side.disturbed) > 3 else "")
+    return (
+        f"{name}: {len(side.disturbed)} of {side.recorded} process runs were disturbed by "
+        f"other work ({shown}); their timings are in the verdicts, which may be noisier"
+    )
 
 
 def _read_pytest_benchmark(path: Path, side: Side) -> None:

@@ -18,7 +18,10 @@ the very interval that decided:
   ``--beyond-tolerance``): the whole interval lies beyond the tolerance;
 - OK: the whole interval lies inside the tolerance;
 - INCONCLUSIVE: anything else, with roughly how many more units per side would decide.
-Deterministic figures whose units agree on each side are compared exactly.
+Deterministic figures whose units agree on each side are compared exactly. Near-deterministic
+figures (instruction counts: ``metric_info.RESOLUTION``) whose units agree within their
+resolution on each side are compared within a bound of that resolution, at one run a side:
+they do not drift between runs, and their own spread is checked, not assumed.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ RULES = {
     BEYOND: "REGRESSION/IMPROVED: the whole interval lies beyond the tolerance",
 }
 RUNS_METHOD = "t_on_run_centers_two_level"
+BOUND_METHOD = "within_resolution_bound"
 PAIRED_METHOD = "paired_t_on_abba_blocks_of_log_ratios"
 MAX_MORE = 1000  # more units than this: said as "over 1000"
 NO_DRIFT_ESTIMATE = (
@@ -79,7 +83,7 @@ class Change:
     scale: str  # "log" or "linear"
     evidence: str = "run"  # what one unit of evidence is: "run", "pair", "night"
     estimate: float = math.nan
-    se: float = math.nan  # standard error of the estimate (0: exact)
+    se: float = math.nan  # standard error of the estimate (0: exact or bounded)
     df: float = math.nan  # degrees of freedom of the t distribution it follows
     looks: int = 1  # places a detector could have picked this change: its tests in the family
     basis: str = ""  # how the error was estimated, in words
@@ -92,9 +96,15 @@ class Change:
     verdict: Verdict = Verdict.INCONCLUSIVE
     why: str = ""
     more: int | None = None  # units per side likely to decide an INCONCLUSIVE
+    bound: float = 0.0  # with se 0: the estimate is certain to within ± this (resolution)
 
     @property
     def exact(self) -> bool:
+        return self.se == 0 and self.bound == 0
+
+    @property
+    def certain(self) -> bool:
+        """Decided without sampling error: exact, or within a resolution's bound."""
         return self.se == 0
 
     @property
@@ -116,6 +126,8 @@ class Change:
         if math.isnan(self.estimate):
             return "n/a"
         log = self.scale == "log"
+        if self.certain and not self.exact:
+            digits += 1  # a bound of 0.1% needs a digit more to be seen
 
         def f(x: float, alt: str = "") -> str:
             if not log:
@@ -126,6 +138,9 @@ class Change:
         point = f(self.estimate) + ("×" if log else "")
         if self.exact:
             return f"{point} (exact)"
+        if self.certain:
+            lo, hi = f(self.estimate - self.bound, "#"), f(self.estimate + self.bound, "#")
+            return f"{point} [{lo}, {hi}] (bound)"
         if math.isnan(self.low):
             return point
         return f"{point} [{f(self.low, '#')}, {f(self.high, '#')}]"
@@ -136,7 +151,7 @@ class Change:
         d["verdict"] = str(self.verdict)
         d["change"] = self.describe()
         d["confidence"] = None if math.isnan(self.level) else self.confidence
-        d["method"] = "exact" if self.exact else self.method
+        d["method"] = "exact" if self.exact else BOUND_METHOD if self.certain else self.method
         return d
 
 
@@ -169,6 +184,40 @@ def _exact_or_none(
     return replace(out, base=b, cand=c, estimate=est, se=0.0, df=math.inf, method="exact")
 
 
+def _bounded_or_none(
+    out: Change, base: np.ndarray, cand: np.ndarray, resolution: float
+) -> Change | None:
+    """The change of a near-deterministic figure (its relative ``resolution`` > 0) whose
+    units agree within that resolution on each side: the ratio of the sides' geometric
+    means, certain to within ± the resolution. None when a side spreads wider: the figure
+    is not behaving deterministically here, and is judged as a noisy one."""
+    if not (resolution > 0 and out.scale == "log" and base.size and cand.size):
+        return None
+    if (base <= 0).any() or (cand <= 0).any():
+        return None
+    lb, lc = np.log(base), np.log(cand)
+    spread = max(float(np.ptp(lb)), float(np.ptp(lc)))
+    if spread > math.log1p(resolution):
+        return None
+    est = float(lc.mean() - lb.mean())
+    basis = (
+        f"counted: each side's values agree within {100 * math.expm1(spread):.3g}%; "
+        f"certain to ±{100 * resolution:g}% (the counter's resolution)"
+    )
+    return replace(out, base=math.exp(lb.mean()), cand=math.exp(lc.mean()), estimate=est,
+                   se=0.0, df=math.inf, bound=math.log1p(resolution), basis=basis,
+                   method=BOUND_METHOD)  # fmt: skip
+
+
+def _spread_note(base: np.ndarray, cand: np.ndarray, resolution: float) -> str:
+    """Why a near-deterministic figure is judged as a noisy one."""
+    worst = max(float(np.ptp(np.log(x))) for x in (base, cand) if x.size and (x > 0).all())
+    return (
+        f"counts vary by {100 * math.expm1(worst):.3g}% within a side, beyond the "
+        f"{100 * resolution:g}% they are judged exactly at: judged as a noisy figure"
+    )
+
+
 def between_runs(
     base: Sequence[Sequence[float]],
     cand: Sequence[Sequence[float]],
@@ -177,6 +226,7 @@ def between_runs(
     tolerance: Tolerance,
     deterministic: bool = False,
     known: Sequence[Spread] = (),
+    resolution: float = 0.0,
 ) -> Change:
     """``cand`` against ``base``, each a list of invocations (each the values of its process
     runs): the difference of the sides' mean run centers, its error from the two-level model
@@ -191,6 +241,11 @@ def between_runs(
     exact = _exact_or_none(out, flat_b, flat_c, deterministic)
     if exact is not None:
         return exact
+    bounded = _bounded_or_none(out, flat_b, flat_c, resolution)
+    if bounded is not None:
+        return bounded
+    if resolution > 0 and flat_b.size and flat_c.size:
+        out = replace(out, why=_spread_note(flat_b, flat_c, resolution))
     yb = np.array([run_center(r, log) for r in base])
     yc = np.array([run_center(r, log) for r in cand])
     kb, kc = int(np.isfinite(yb).sum()), int(np.isfinite(yc).sum())
@@ -210,7 +265,7 @@ def between_runs(
     mc = [sum(math.isfinite(v) for v in r) for r in cand if math.isfinite(run_center(r, log))]
     pooled = pool([own, *known], float(np.median(mb + mc)))
     if pooled is None:
-        return replace(out, why=NO_DRIFT_ESTIMATE)
+        return replace(out, why=out.why or NO_DRIFT_ESTIMATE)
     # each invocation's center at its own number of process runs: a side whose invocations
     # have fewer process runs has the noisier centers
     var = sum(pooled.at(m) for m in mb) / kb**2 + sum(pooled.at(m) for m in mc) / kc**2
@@ -289,6 +344,10 @@ def _verdict(ch: Change, level: float, rule: str) -> Change:
     band = ch.band
     if math.isnan(ch.estimate):
         return replace(ch, verdict=Verdict.INCONCLUSIVE)
+    if ch.certain and not ch.exact:  # bounded: the bound is the interval, and certain
+        low, high = ch.estimate - ch.bound, ch.estimate + ch.bound
+        out = replace(ch, low=low, high=high, level=0.0, p=1.0 if low <= 0 <= high else 0.0)
+        return replace(out, verdict=_by_interval(out, rule), more=None)
     if ch.exact:
         worse = worse_sign * ch.estimate
         slack = 1e-12 * max(1.0, abs(ch.estimate)) if math.isfinite(ch.estimate) else 0.0
@@ -303,18 +362,27 @@ def _verdict(ch: Change, level: float, rule: str) -> Change:
     low, high = ch.estimate - half, ch.estimate + half
     p = float(2 * stats.t.sf(abs(ch.estimate) / ch.se, ch.df))
     out = replace(ch, level=level, low=low, high=high, p=p)
+    verdict = _by_interval(out, rule)
+    more = _more(out, band, rule) if verdict == Verdict.INCONCLUSIVE else None
+    return replace(out, verdict=verdict, more=more)
+
+
+def _by_interval(ch: Change, rule: str) -> Verdict:
+    """The verdict of a change's interval [low, high] and estimate under ``rule``."""
+    band = ch.band
+    worse_sign = -1.0 if ch.higher_is_better else 1.0
     # the interval and estimate oriented so that larger is worse
     w_est = worse_sign * ch.estimate
-    w_low, w_high = sorted((worse_sign * low, worse_sign * high))
+    w_low, w_high = sorted((worse_sign * ch.low, worse_sign * ch.high))
     if rule == SIGNIFICANT:
         worse, better = w_low > 0 and w_est > band, w_high < 0 and w_est < -band
     else:
         worse, better = w_low > band, w_high < -band
     if worse or better:
-        return replace(out, verdict=Verdict.REGRESSION if worse else Verdict.IMPROVED)
-    if -band <= low and high <= band:
-        return replace(out, verdict=Verdict.OK)
-    return replace(out, verdict=Verdict.INCONCLUSIVE, more=_more(out, band, rule))
+        return Verdict.REGRESSION if worse else Verdict.IMPROVED
+    if -band <= ch.low and ch.high <= band:
+        return Verdict.OK
+    return Verdict.INCONCLUSIVE
 
 
 def _more(ch: Change, band: float, rule: str) -> int | None:

@@ -68,6 +68,20 @@ DETERMINISTIC = {
     "tokens_per_target_forward",
 }
 
+# Counts of the work a call does (bench.telemetry.callgrind), per call of a workload's
+# headline series and of its other timed series. Fewer is better.
+COUNTS = tuple(
+    f"{series}{counter}"
+    for counter in ("instructions", "estimated_cycles")
+    for series in ("", "ttft_", "decode_step_")
+)
+HIGHER_IS_BETTER.update(dict.fromkeys(COUNTS, False))
+# Near-deterministic figures and the relative resolution they are judged exactly at: two
+# runs of an unchanged case counted within 0.0065% of each other (tinygpt-s forward,
+# benchmarks/counts.py), allocator and hash-seed paths vary a little. A side whose values
+# spread wider than this is judged as a noisy figure instead (bench.analysis.verdicts).
+RESOLUTION = dict.fromkeys(COUNTS, 0.001)
+
 # Figures that already compare a case with its baseline: a ratio of them says nothing.
 RELATIVE_TO_BASELINE = {"kl_to_baseline", "top1_agreement", "greedy_agreement"}
 # Log-probabilities (at most 0): a ratio of two would invert "better"; they are compared
@@ -143,6 +157,9 @@ DEFAULT_GATES = {
     "optimizer_state_bytes": Tolerance("exact"),
     "sequence_logprob": Tolerance("absolute", 0.5),
     "continuation_bits_per_byte": Tolerance("absolute", 0.01),
+    # counts do not drift: 1% of a call's work is a change, 10x their resolution
+    # (estimated cycles are a model of a simulated cache: shown, not gated by default)
+    **{m: Tolerance("relative", 0.01) for m in COUNTS if "estimated_cycles" not in m},
 }
 
 # How a metric is named for a reader (reports, tables); the metric name stays the key.

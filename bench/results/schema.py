@@ -29,7 +29,7 @@ def series_metrics(
 ) -> list[Metric]:
     """The standard figures of one timed series (``described``: telemetry.series).
 
-    ``median_ci_*`` bound the median's 95% bootstrap interval over the samples of one
+    ``median_ci_*`` bound the median's 95% order-statistic interval over the samples of one
     process, and say so in their method: they describe that process, not a rerun (the
     process-level run is the unit of evidence across runs: bench.analysis.stats).
     """
@@ -38,7 +38,7 @@ def series_metrics(
             f"{prefix}_{k}",
             described[k],
             unit,
-            method + ("+in_process_bootstrap95" if "_ci_" in k else ""),
+            method + ("+in_process_order_statistics95" if "_ci_" in k else ""),
         )
         for k in SERIES_KEYS
     ]

@@ -19,12 +19,13 @@ from bench.spec.suite import is_baseline
 MANIFEST = "manifest.json"
 CASES = "cases"
 LOGS = "logs"
+COUNT = "count"  # the file tail of a case's instruction counts
 RANKS = "ranks"  # each rank's own result of a parallel case
 
 COLUMNS = [
     "run_id", "suite", "case_id", "case_hash", "repeat", "status", "model", "workload",
     "techniques", "is_baseline", "parameters", "metric", "value", "unit", "method", "error",
-    "started",
+    "started", "pass", "disturbed",
 ]  # fmt: skip
 
 
@@ -65,17 +66,31 @@ def create_run_dir(results: Path, suite_name: str) -> tuple[str, Path]:
         return run_id, results / run_id
 
 
-def case_file_stem(case_id: str, repeat: int) -> str:
+def case_file_stem(case_id: str, repeat: int | str) -> str:
     """A case id's parts joined by '__' (readable), one-to-one: an id that the plain form
-    cannot carry back (unsafe characters, a '__' of its own) gets a hash of itself."""
+    cannot carry back (unsafe characters, a '__' of its own) gets a hash of itself. Then
+    ``.r<repeat>``, or ``.count`` for the case's instruction counts."""
+    tail = repeat if repeat == COUNT else f"r{repeat}"
     parts = case_id.split("/")
     if all(path_component(p) == p and "__" not in p for p in parts):
-        return f"{'__'.join(parts)}.r{repeat}"
-    return f"{hashed_name('__'.join(parts), case_id)}.r{repeat}"
+        return f"{'__'.join(parts)}.{tail}"
+    return f"{hashed_name('__'.join(parts), case_id)}.{tail}"
 
 
-def case_path(run_dir: Path, case_id: str, repeat: int) -> Path:
+def case_path(run_dir: Path, case_id: str, repeat: int | str) -> Path:
+    """The result file of one process run of a case (``repeat``: its index, or ``COUNT``)."""
     return run_dir / CASES / f"{case_file_stem(case_id, repeat)}.json"
+
+
+def disturbed(result: dict[str, Any]) -> bool | None:
+    """Did other work disturb this process run's window (bench.telemetry.disturbance)?
+    None when it was not recorded."""
+    return ((result.get("info") or {}).get("disturbance") or {}).get("disturbed")
+
+
+def is_count(result: dict[str, Any]) -> bool:
+    """A case's instruction counts (``bench.run.count_server``), not one of its timed runs."""
+    return (result.get("info") or {}).get("pass") == COUNT
 
 
 def log_path(run_dir: Path, case_id: str, repeat: int) -> Path:
@@ -92,8 +107,9 @@ def run_results(run_dir: Path) -> list[dict[str, Any]]:
     return [read_json(p) for p in sorted((run_dir / CASES).glob("*.json"))]
 
 
-def finished_ok(run_dir: Path) -> set[tuple[str, int]]:
-    """(case_id, repeat) pairs that already have an ``ok`` result in this run."""
+def finished_ok(run_dir: Path) -> set[tuple[str, int | str]]:
+    """(case_id, repeat) pairs that already have an ``ok`` result in this run (repeat
+    ``COUNT`` for the case's counts)."""
     done = set()
     for path in sorted((run_dir / CASES).glob("*.json")):
         try:
@@ -101,7 +117,7 @@ def finished_ok(run_dir: Path) -> set[tuple[str, int]]:
         except (OSError, ValueError):
             continue
         if r.get("status") == "ok":
-            done.add((r["case_id"], int(r["repeat"])))
+            done.add((r["case_id"], COUNT if is_count(r) else int(r["repeat"])))
     return done
 
 
@@ -173,6 +189,8 @@ def results_frame(records: Iterable[dict[str, Any]]) -> Any:
             ),
             "error": r.get("error"),
             "started": r.get("started"),
+            "pass": COUNT if is_count(r) else "time",  # a timed process run, or the counts
+            "disturbed": disturbed(r),
         }
         metrics = r.get("metrics") or []
         if not metrics:

@@ -12,6 +12,7 @@ import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from bench.run.context import CaseContext
 from bench.spec import registry
 from bench.spec.suite import Case
 from bench.telemetry.bandwidth import bandwidth_key
+from bench.telemetry.disturbance import Window
 from bench.telemetry.energy import CodecarbonMeter, cpu_meter, measure_energy, modelled_energy
 from bench.telemetry.nvml import Nvml, NvmlUnavailable
 from bench.telemetry.sampler import Sampler
@@ -102,10 +104,26 @@ def _run(case: Case, result: CaseResult, facts: dict[str, Any], repeat: int) -> 
             if sampler is not None:
                 sampler.stop()
                 result.samples["gpu_sampler"] = sampler.to_json()
+    counted = facts.get("count_absent")
+    if counted and case.id in counted["cases"]:
+        for counter in counted["counters"]:
+            absent[counter] = counted["cases"][case.id]
     result.info["absent"] = absent
 
 
-def _measure(case, result, ctx, sampler, facts, absent) -> None:
+@dataclass
+class Built:
+    """A case's model with its techniques applied, and how it came to be."""
+
+    model: Any
+    build: Any  # builds the unoptimized model afresh
+    build_s: float
+    info: dict[str, Any]  # the unoptimized model's bench_info
+    steps: list[dict[str, Any]]  # what each technique did, in order
+
+
+def build_and_apply(case: Case, ctx: CaseContext) -> Built:
+    """Build the case's model and apply its techniques in order."""
     import torch
 
     run = case.run
@@ -116,22 +134,32 @@ def _measure(case, result, ctx, sampler, facts, absent) -> None:
         model = entry.fn(entry.params.model_validate(case.model.params), ctx)
         return model.to(device=ctx.device, dtype=ctx.torch_dtype).eval()
 
-    with ctx.memory.phase("load", ctx.sync):
+    t = time.perf_counter()
+    model = build()
+    ctx.sync()
+    build_s = time.perf_counter() - t
+    info = getattr(model, "bench_info", {})
+    steps: list[dict[str, Any]] = []
+    for step in case.techniques:
+        tech = registry.techniques.get(step.name)
         t = time.perf_counter()
-        model = build()
+        model, did = tech.fn(model, tech.params.model_validate(step.params), ctx)
         ctx.sync()
-        build_s = time.perf_counter() - t
-        result.info["model"] = getattr(model, "bench_info", {})
-        steps: list[dict[str, Any]] = []
-        for step in case.techniques:
-            tech = registry.techniques.get(step.name)
-            t = time.perf_counter()
-            model, info = tech.fn(model, tech.params.model_validate(step.params), ctx)
-            ctx.sync()
-            seconds = time.perf_counter() - t
-            steps.append({"name": step.name, "label": step.label, "seconds": seconds, **info})
-
+        seconds = time.perf_counter() - t
+        steps.append({"name": step.name, "label": step.label, "seconds": seconds, **did})
     ctx.reference = (lambda: model) if case.is_baseline else build
+    return Built(model, build, build_s, info, steps)
+
+
+def _measure(case, result, ctx, sampler, facts, absent) -> None:
+    import torch
+
+    run = case.run
+    with ctx.memory.phase("load", ctx.sync):
+        built = build_and_apply(case, ctx)
+    model, build, build_s, steps = built.model, built.build, built.build_s, built.steps
+    result.info["model"] = built.info
+
     wl = registry.workloads.get(case.workload.name)
     energy = run["energy"] and not facts.get("rank")
     cpu, why = cpu_meter(run["country"]) if energy else (None, None)
@@ -142,11 +170,13 @@ def _measure(case, result, ctx, sampler, facts, absent) -> None:
         cpu.measure_every_s = 1e6  # one reading at the end: no thread waking mid-timing
         cpu.begin()
     t = time.perf_counter()
+    window = Window().begin()
     try:
         out = wl.fn(model, wl.params.model_validate(case.workload.params), ctx)
     finally:  # a failing workload must not leave the tracker's timer behind (inline runs)
         workload_s = time.perf_counter() - t
         modelled_joules = cpu.end() if modelled else None
+        result.info["disturbance"] = window.end()
 
     energy_metrics: list[Metric] = []
     if why and out.energy is not None:

@@ -45,6 +45,10 @@ class Launcher(Protocol):
         """Get ready to run cases now rather than on the first one."""
         ...
 
+    def wait_ready(self) -> None:
+        """Return once ready to run a case without loading anything more."""
+        ...
+
     def abort(self) -> None:
         """Stop whatever is running now (Ctrl-C)."""
         ...
@@ -62,6 +66,9 @@ class InlineLauncher:
         return runner.execute(case, repeat, run_id, facts).to_json()
 
     def start(self) -> None:
+        pass
+
+    def wait_ready(self) -> None:
         pass
 
     def abort(self) -> None:
@@ -112,9 +119,15 @@ class ProcessLauncher:
                 os.close(old)
             os.close(fd)
 
-    def run(self, case, repeat, run_id, log, timeout, facts=None) -> dict[str, Any]:
-        from bench.run import child as _child
+    def wait_ready(self) -> None:
+        """Block until the fork server has imported its preloads (a no-op child's round
+        trip): what must measure a quiet machine (idle power, bandwidth) waits for this."""
+        self.start()
+        proc = self._ctx.Process(target=_noop, name="bench-ready")
+        proc.start()
+        proc.join()
 
+    def run(self, case, repeat, run_id, log, timeout, facts=None) -> dict[str, Any]:
         if log is not None:
             log.parent.mkdir(parents=True, exist_ok=True)
         self.start()
@@ -122,7 +135,7 @@ class ProcessLauncher:
         started, t0 = runner.now_iso(), time.perf_counter()
         recv, send = self._ctx.Pipe(duplex=False)
         proc = self._ctx.Process(
-            target=_child.main,
+            target=_child_main,
             args=(
                 case.to_json(),
                 repeat,
@@ -224,9 +237,26 @@ class ProcessLauncher:
             return
         from multiprocessing import forkserver
 
-        stop = getattr(forkserver._forkserver, "_stop", None)
+        server = forkserver._forkserver
+        pid = getattr(server, "_forkserver_pid", None)
+        if pid is not None:  # its exit would tear torch down for a second: nothing to keep
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        stop = getattr(server, "_stop", None)
         if stop is not None:
             stop()
+
+
+def _noop() -> None:
+    pass
+
+
+def _child_main(*args: Any) -> None:
+    """The case process's entry: ``bench.run.child`` is preloaded in the fork server, so
+    this import is free there, while the parent never imports it (torch, scipy)."""
+    from bench.run import child
+
+    child.main(*args)
 
 
 def kill_group(proc) -> None:

@@ -1,7 +1,8 @@
 """Code that runs inside an isolated case process.
 
 The fork server imports this module once (with torch and every registered plugin), so
-each case starts as a fork of a warm interpreter instead of paying for imports again.
+each case starts as a fork of a warm interpreter instead of paying for imports again;
+``child_energy`` too when a case measures energy.
 Nothing here touches CUDA: a CUDA context must never exist in the process that forks.
 """
 
@@ -11,8 +12,6 @@ import ctypes
 import os
 import signal
 
-import codecarbon  # noqa: F401  - CPU/RAM energy model, imported once for all cases
-import scipy.stats  # noqa: F401  - bootstrap intervals; ~1 s to import, paid once here
 import torch  # noqa: F401  - imported here so that forked children find it loaded
 
 from bench.run import case as runner
@@ -21,24 +20,6 @@ from bench.spec.suite import Case
 
 registry.load_plugins()
 
-
-def _warm_codecarbon() -> None:
-    """codecarbon detects the hardware once per process (0.5 s here) and caches it; doing
-    that once in the fork server spares every case. Its timer threads end before any fork."""
-    import threading
-    import time
-
-    from bench.telemetry.energy import CodecarbonMeter
-
-    meter = CodecarbonMeter("USA", measure_every_s=1e6)
-    meter.begin()
-    meter.end()
-    deadline = time.monotonic() + 5
-    while threading.active_count() > 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
-
-
-_warm_codecarbon()
 
 _PR_SET_PDEATHSIG = 1
 _M_TRIM_THRESHOLD = -1

@@ -9,17 +9,19 @@ from bench.results import store
 from bench.spec.suite import Case, Suite
 
 
-def prepare_run(suite, cases, manifest, run_dir, console) -> dict[str, Any]:
+def prepare_run(suite, cases, manifest, run_dir, console, quiet=lambda: None) -> dict[str, Any]:
     """What every case of the run shares, measured once before the first: idle power, the
-    machine's copy bandwidth, the models made ready (trained, cached)."""
+    machine's copy bandwidth, the models made ready (trained, cached). ``quiet()`` is called
+    before anything is measured that needs the machine to itself (it waits for the fork
+    server's imports)."""
     if "idle_power" not in manifest:
-        manifest["idle_power"] = measure_idle(suite, cases, console)
+        manifest["idle_power"] = measure_idle(suite, cases, console, quiet)
         store.write_json_atomic(run_dir / store.MANIFEST, manifest)
     facts: dict[str, Any] = {"run_dir": str(run_dir)}
     idle = manifest["idle_power"].get("domains")
     if idle:
         facts["idle_power"] = idle
-    facts["copy_bandwidth"] = copy_bandwidth(manifest, cases, console)
+    facts["copy_bandwidth"] = copy_bandwidth(manifest, cases, console, quiet)
     store.write_json_atomic(run_dir / store.MANIFEST, manifest)
     prepare_models(cases, console)
     return facts
@@ -35,6 +37,8 @@ def preload_modules(cases: list[Case]) -> tuple[str, ...]:
             *(registry.techniques.get(t.name) for t in c.techniques),
         ]
         preload.update(m for e in entries for m in e.meta.get("preload", ()))
+        if c.run["energy"]:
+            preload.add("bench.run.child_energy")
     return tuple(sorted(preload))
 
 
@@ -85,7 +89,9 @@ def prepare_models(cases: list[Case], console) -> None:
                 )
 
 
-def copy_bandwidth(manifest: dict[str, Any], cases: list[Case], console) -> dict[str, Any]:
+def copy_bandwidth(
+    manifest: dict[str, Any], cases: list[Case], console, quiet=lambda: None
+) -> dict[str, Any]:
     """The machine's memory bandwidth per device and CPU thread count the cases use (cached
     per machine), kept in the run's environment; a resumed run reuses what it started with."""
     from bench.telemetry.bandwidth import bandwidth_key, machine_bandwidth
@@ -97,7 +103,7 @@ def copy_bandwidth(manifest: dict[str, Any], cases: list[Case], console) -> dict
         if device == "cuda" and not _cuda_available():
             known[key] = {"reason": "no CUDA device on this machine"}
             continue
-        known[key] = found = machine_bandwidth(device, threads)
+        known[key] = found = machine_bandwidth(device, threads, quiet)
         if "bytes_per_s" in found:
             console.print(
                 f"memory bandwidth of {key}: read {found['read_bytes_per_s'] / 1e9:.1f} GB/s, "
@@ -112,7 +118,7 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def measure_idle(suite: Suite, cases: list[Case], console) -> dict[str, Any]:
+def measure_idle(suite: Suite, cases: list[Case], console, quiet=lambda: None) -> dict[str, Any]:
     """Idle power of the GPUs the run uses (NVML, no CUDA context) and of RAPL's domains,
     measured once before the first case; the reason when there is nothing to measure."""
     from bench.telemetry.energy import idle_power, rapl_zones
@@ -133,6 +139,7 @@ def measure_idle(suite: Suite, cases: list[Case], console) -> dict[str, Any]:
         return {"reason": f"nothing to measure: GPU: {gpu_why}; CPU: {rapl_why}"}
     try:
         gpus = [nvml.gpu(i) for i in range(nvml.count())] if nvml else []
+        quiet()
         console.print(f"measuring idle power for {seconds:g} s …")
         return {"domains": idle_power(gpus, seconds, suite.run.sample_hz)}
     finally:

@@ -49,13 +49,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     by_id = {c.id: c for c in cases}
     opts = RunOptions(results=args.results, argv=["bench-ab-side", *sys.argv[1:]])
-    session = RunSession(suite, cases, opts, planned=0)
+    session = RunSession(suite, cases, opts, planned=None)
     signal.signal(signal.SIGTERM, _terminated)
     try:
         session.prepare(console)
-        # Start the fork server now: the job's first block would otherwise carry its start
+        # The fork server ready now: the job's first block would otherwise carry its start
         # (seconds), and the job plans its blocks from the first one's time.
-        session.launcher.start()
+        session.launcher.wait_ready()
         send({"ready": session.run_id, "run_dir": str(session.run_dir), "cases": list(by_id)})
         for line in sys.stdin:
             request = json.loads(line)

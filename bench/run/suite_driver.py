@@ -49,6 +49,7 @@ class RunOptions:
     argv: list[str] = field(default_factory=list)
     history: str | None = None  # the history this run is part of (``bench history``)
     launch: dict[str, Any] | None = None  # nodes of parallel cases: nnodes, node_rank, rdzv
+    counters: list[str] | None = None  # overrides the suite's run.counters
 
 
 @dataclass
@@ -126,7 +127,7 @@ def _selection(suite: Suite, cases: list[Case], opts: RunOptions) -> dict[str, A
 
 
 def _open_run(suite: Suite, opts: RunOptions) -> tuple[str, Path, dict[str, Any]]:
-    from bench.run.environment import fingerprint, software
+    from bench.run.environment import software
 
     if opts.resume:
         run_dir = opts.results / path_component(opts.resume)
@@ -163,7 +164,7 @@ def _open_run(suite: Suite, opts: RunOptions) -> tuple[str, Path, dict[str, Any]
             "sha256": suite.sha256,
             "text": suite.text,
         },
-        "environment": fingerprint(),
+        "environment": None,  # the caller's fingerprint, once the fork server is starting
         "started": now_iso(),
         "attempts": [],
     }
@@ -194,9 +195,22 @@ class RunSession:
     bandwidth, models), the launcher of its case processes. ``run_suite`` drives one through
     its schedule; ``bench ab``'s side server (``side_server``) drives one case at a time."""
 
-    def __init__(self, suite: Suite, cases: list[Case], opts: RunOptions, planned: int):
+    def __init__(
+        self, suite: Suite, cases: list[Case], opts: RunOptions, planned: int | None
+    ) -> None:
+        from bench.run.environment import fingerprint
+
         self.suite, self.cases, self.opts = suite, cases, opts
         self.run_id, self.run_dir, self.manifest = _open_run(suite, opts)
+        self.launcher = None
+        if planned != 0:  # None: as many as asked for (bench ab's side)
+            # Started first: the fork server imports torch and the run's preloads on the
+            # other core while this process takes the environment's fingerprint.
+            server_log = self.run_dir / store.LOGS / "fork-server.log"
+            self.launcher = make_launcher(opts.inline, preload_modules(cases), server_log)
+            self.launcher.start()
+        if self.manifest.get("environment") is None:
+            self.manifest["environment"] = fingerprint()
         self.timeout = opts.timeout or suite.run.timeout_s
         self.selection = _selection(suite, cases, opts)
         if self.selection is not None:
@@ -213,16 +227,55 @@ class RunSession:
         store.write_json_atomic(self.run_dir / store.MANIFEST, self.manifest)
         self.executed = 0
         self.facts: dict[str, Any] = {}
-        self.launcher = None
 
     def prepare(self, console) -> None:
-        """Measure and ready what every case shares, then start the launcher."""
-        self.facts = prepare_run(self.suite, self.cases, self.manifest, self.run_dir, console)
+        """Measure and ready what every case shares; what needs a quiet machine waits for
+        the fork server's imports."""
+        quiet = self.launcher.wait_ready if self.launcher is not None else lambda: None
+        self.facts = prepare_run(self.suite, self.cases, self.manifest, self.run_dir, console,
+                                 quiet)  # fmt: skip
         if self.opts.launch:
             self.facts["launch"] = self.opts.launch
             self.manifest["launch"] = self.opts.launch
-        server_log = self.run_dir / store.LOGS / "fork-server.log"
-        self.launcher = make_launcher(self.opts.inline, preload_modules(self.cases), server_log)
+
+    def count(self, console, done: set) -> None:
+        """Count the instructions of every countable case in one valgrind process, before
+        the timed cases (never beside them: it would take a core from them). What cannot be
+        counted is absent from the timed results with the reason."""
+        from bench.run.count_server import CountServer, countable
+        from bench.telemetry.callgrind import valgrind_missing
+
+        counters = self.opts.counters
+        if counters is None:
+            counters = list(self.suite.run.counters)
+        if not counters:
+            return
+        why = valgrind_missing()
+        absent: dict[str, str] = {}
+        todo = []
+        for case in self.cases:
+            reason = why or countable(case)
+            if reason:
+                absent[case.id] = reason
+            elif (case.id, store.COUNT) not in done:
+                todo.append(case)
+        self.facts["count_absent"] = {"counters": counters, "cases": absent}
+        self.manifest["counters"] = {"counters": counters, "absent": absent}
+        if not todo:
+            return
+        out = self.run_dir / store.LOGS / "callgrind"
+        iterations = self.suite.run.count_iterations
+        server = CountServer(out, counters, iterations, preload_modules(self.cases))
+        console.print(f"counting {', '.join(counters)} of {len(todo)} case(s) under callgrind")
+        try:
+            for case in todo:
+                result = server.count(case, self.run_id, self.timeout)
+                store.write_json_atomic(store.case_path(self.run_dir, case.id, store.COUNT), result)
+                _print_count(console, result)
+        finally:
+            self.manifest["counters"]["server_start_s"] = server.started_s
+            server.close()
+            store.write_json_atomic(self.run_dir / store.MANIFEST, self.manifest)
 
     def run(self, case: Case, repeat: int) -> dict[str, Any]:
         """One case process; its result is stored the moment it exists."""
@@ -272,6 +325,7 @@ def run_suite(suite: Suite, opts: RunOptions, console=None) -> RunOutcome:
     try:
         if todo:
             session.prepare(console)
+            session.count(console, done)
         for _, _, result in _progress(todo, console, session):
             _print_line(console, result, suite.run.repeats)
     except KeyboardInterrupt:
@@ -296,6 +350,19 @@ def run_suite(suite: Suite, opts: RunOptions, console=None) -> RunOutcome:
         key=lambda r: (order[r["case_id"]], r["repeat"]),
     )
     return RunOutcome(session.run_id, session.run_dir, results, session.executed)
+
+
+def _print_count(console, result: dict[str, Any]) -> None:
+    from rich.markup import escape
+
+    if result["status"] != "ok":
+        error = (result.get("error") or "").splitlines()[0][:160]
+        line = escape(f"{result['case_id']} (count)  {error}")
+        console.print(f"[red]{result['status']:>7}[/] {line}", highlight=False)
+        return
+    figures = "  ".join(f"{m['value'] / 1e6:,.1f} M {m['name']}" for m in result["metrics"][:2])
+    line = escape(f"{result['case_id']} (count)  {figures}  {result['wall_s']:.1f}s")
+    console.print(f"[green]{'counted':>7}[/] {line}", highlight=False)
 
 
 def _raise_terminated(signum, frame) -> None:

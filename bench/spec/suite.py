@@ -54,6 +54,15 @@ class RunSettings(Params):
     idle_s: float = Field(3.0, ge=0, le=600)  # idle power measured before the run; 0: skip
     sample_hz: float = Field(10.0, gt=0, le=1000)  # GPU sampler rate
     country: str = Field("USA", pattern=r"^[A-Z]{3}$")  # ISO 3166 alpha-3, for CO2 intensity
+    # Also count each CPU case's calls under valgrind's callgrind, in one process for the
+    # whole run: "instructions", "estimated_cycles" (bench.telemetry.callgrind).
+    counters: tuple[Literal["instructions", "estimated_cycles"], ...] = ()
+    count_iterations: int = Field(3, ge=1, le=100)  # counted calls per case (after 1 warm-up)
+
+
+# How cases are counted is the run's business, not the case's: a case counted or not is the
+# same case (same id and hash), so runs with and without counts compare.
+COUNT_SETTINGS = {"counters", "count_iterations"}
 
 
 class MatrixRules(BaseModel):
@@ -198,7 +207,7 @@ def parse_suite(text: str, *, where: str = "<suite>") -> Suite:
         for i, d in enumerate(spec.techniques)
         for c in expander.chains(f"techniques[{i}]", d)
     ]
-    run = spec.run.model_dump()
+    run = spec.run.model_dump(exclude=COUNT_SETTINGS)
     suite_gates = gates(parse_gates(spec.gates, where))
 
     def product(ms, ws, cs) -> Iterator[tuple[str, Case]]:

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 MIB = 1 << 20
@@ -100,9 +101,11 @@ def _machine_key(device: str) -> dict[str, Any]:
     }
 
 
-def machine_bandwidth(device: str, threads: int | None = None) -> dict[str, Any]:
+def machine_bandwidth(
+    device: str, threads: int | None = None, quiet: Callable[[], None] = lambda: None
+) -> dict[str, Any]:
     """This machine's bandwidth on ``device`` at ``threads`` torch threads (None: torch's
-    default), from the cache or measured now.
+    default), from the cache or measured now (after ``quiet()``: the machine to itself).
 
     Returns the measurement, or ``{"reason": ...}`` when it cannot be had.
     """
@@ -112,12 +115,12 @@ def machine_bandwidth(device: str, threads: int | None = None) -> dict[str, Any]
     if threads and not device.startswith("cuda"):
         torch.set_num_threads(threads)
     try:
-        return _machine_bandwidth(device)
+        return _machine_bandwidth(device, quiet)
     finally:
         torch.set_num_threads(before)
 
 
-def _machine_bandwidth(device: str) -> dict[str, Any]:
+def _machine_bandwidth(device: str, quiet: Callable[[], None]) -> dict[str, Any]:
     from bench.cache import cache_dir
     from bench.results.store import read_json, write_json_atomic
 
@@ -128,6 +131,7 @@ def _machine_bandwidth(device: str) -> dict[str, Any]:
         return read_json(path)
     except (OSError, ValueError):
         pass
+    quiet()
     found = _measure_in_child(device) if device.startswith("cuda") else measure_copy(device)
     if "reason" not in found:
         found.update(measured=time.strftime("%Y-%m-%dT%H:%M:%S%z"), machine=key)

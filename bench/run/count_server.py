@@ -1,0 +1,211 @@
+"""One valgrind process that counts every counted case of a run.
+
+Starting torch under valgrind costs tens of seconds, so a run pays it once: ``CountServer``
+starts ``python -m bench.run.count_server`` under callgrind with instrumentation and
+collection off, the server imports torch, bench and the run's preloads, then forks one
+child per case handed to it (isolated as a timed case is, and counted from its own dumps).
+Requests arrive as JSON lines on the server's stdin; each answer, the case's result as JSON,
+comes back on a pipe of its own, so that what libraries print goes to the log, not into the
+protocol.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from bench.run.case import now_iso
+from bench.spec.suite import Case
+
+SERVER = "bench.run.count_server"
+# MKL's AVX2 kernels run ~60x slower under valgrind than its SSE2 path, which conditional
+# bitwise reproducibility selects: counted cases run there (the methods say so), and their
+# sums come out the same on every run.
+COUNT_ENV = {"MKL_CBWR": "COMPATIBLE"}
+
+
+class CountServer:
+    """The parent's handle on the counting process."""
+
+    def __init__(
+        self, out_dir: Path, counters: list[str], iterations: int, preload: tuple[str, ...] = ()
+    ):
+        from bench.telemetry.callgrind import build_helper
+
+        self.out_dir = out_dir
+        self.counters = counters
+        self.iterations = iterations
+        self.preload = preload
+        self.lib = build_helper()
+        self.proc: subprocess.Popen | None = None
+        self.replies: Any = None
+        self.started_s: float | None = None  # seconds the server took to be ready
+
+    def start(self) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        r, w = os.pipe()
+        config = {
+            "preload": list(self.preload),
+            "lib": str(self.lib or ""),
+            "out": str(self.out_dir),
+        }
+        argv = [
+            "valgrind",
+            "--tool=callgrind",
+            "--collect-atstart=no",
+            # off until the server's imports are done, when the helper turns it on (see
+            # bench.telemetry.callgrind); without the helper it must be on from the start
+            f"--instr-atstart={'no' if self.lib else 'yes'}",
+            f"--cache-sim={'yes' if 'estimated_cycles' in self.counters else 'no'}",
+            f"--callgrind-out-file={self.out_dir}/callgrind.%p",
+            f"--log-file={self.out_dir}/valgrind.log",
+            sys.executable,
+            "-m",
+            SERVER,
+            str(w),
+            json.dumps(config),
+        ]
+        log = open(self.out_dir / "server.log", "ab")  # noqa: SIM115 - the child's for life
+        t = time.perf_counter()
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=log, stderr=log, pass_fds=(w,),
+            start_new_session=True, text=True, env={**os.environ, **COUNT_ENV},
+        )  # fmt: skip
+        log.close()
+        os.close(w)
+        self.replies = os.fdopen(r, "r")
+        ready = self.replies.readline()
+        if not ready.startswith("ready"):
+            self.close()
+            raise RuntimeError(
+                f"the counting server did not start (see {self.out_dir / 'server.log'})"
+            )
+        self.started_s = time.perf_counter() - t
+
+    def count(self, case: Case, run_id: str | None, timeout: float) -> dict[str, Any]:
+        """The case's count result as JSON-ready data; a failure or timeout becomes its status."""
+        if self.proc is None:
+            self.start()
+        started = now_iso()
+        request = {
+            "case": case.to_json(),
+            "counters": self.counters,
+            "iterations": self.iterations,
+            "run_id": run_id,
+        }
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        line = _readline(self.replies, timeout)
+        if line is None:  # timed out or died: the next case gets a fresh server
+            status = "timeout" if self.proc.poll() is None else "failed"
+            self.close()
+            return _failure(case, run_id, started, status, f"counting {status} after {timeout:g} s")
+        return json.loads(line)
+
+    def close(self) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            self.proc = None
+        if self.replies is not None:
+            self.replies.close()
+            self.replies = None
+
+
+def countable(case: Case) -> str | None:
+    """Why this case's instructions cannot be counted, or None."""
+    from bench.run import ranks
+
+    if case.run["device"] != "cpu":
+        return "a GPU case: callgrind counts CPU instructions only"
+    if ranks.placement_of(case, {}) is not None:
+        return "a case of several processes (ranks): callgrind counts one"
+    return None
+
+
+def _readline(f, timeout: float) -> str | None:
+    from select import select
+
+    ready, _, _ = select([f], [], [], timeout)
+    if not ready:
+        return None
+    line = f.readline()
+    return line or None
+
+
+def _failure(case: Case, run_id, started: str, status: str, error: str, tb=None) -> dict[str, Any]:
+    from bench.results.schema import CaseResult
+
+    return CaseResult(
+        case=case.to_json(), case_id=case.id, case_hash=case.hash, repeat=0, status=status,
+        started=started, ended=now_iso(), wall_s=0.0, info={"pass": "count"}, error=error,
+        traceback=tb, run_id=run_id,
+    ).to_json()  # fmt: skip
+
+
+def serve(reply_fd: int, config: dict[str, Any]) -> None:
+    """The server's loop, inside valgrind: one forked child per request."""
+    import importlib
+
+    import torch  # noqa: F401 - imported once here, inherited by every child
+
+    import bench.run.counting  # noqa: F401
+    from bench.spec import registry
+
+    registry.load_plugins()  # what a case may name, as the fork server has it
+    for module in config["preload"]:
+        importlib.import_module(module)
+    replies = os.fdopen(reply_fd, "w")
+    replies.write("ready\n")
+    replies.flush()
+    for line in sys.stdin:
+        request = json.loads(line)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the case's own process
+            os.close(r)
+            _count_child(request, w, config)
+        os.close(w)
+        with os.fdopen(r) as f:
+            payload = f.read()
+        _, code = os.waitpid(pid, 0)
+        if not payload:
+            case = Case.from_json(request["case"])
+            why = f"the counting process died (wait status {code})"
+            payload = json.dumps(_failure(case, request["run_id"], now_iso(), "failed", why))
+        replies.write(payload.replace("\n", " ") + "\n")
+        replies.flush()
+
+
+def _count_child(request: dict[str, Any], w: int, config: dict[str, Any]) -> None:
+    from bench.run.counting import count_case
+
+    started = now_iso()
+    case = Case.from_json(request["case"])
+    try:
+        prefix = f"{config['out']}/callgrind.{os.getpid()}"
+        helper = Path(config["lib"]) if config["lib"] else None
+        result = count_case(
+            case, request["counters"], request["iterations"], prefix, request["run_id"], helper
+        )
+        result = result.to_json()
+    except Exception as e:
+        result = _failure(case, request["run_id"], started, "failed",
+                          f"{type(e).__name__}: {e}", traceback.format_exc())  # fmt: skip
+    with os.fdopen(w, "w") as f:
+        f.write(json.dumps(result))
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]), json.loads(sys.argv[2]))
