@@ -319,9 +319,13 @@ def test_idle_power_is_measured_once_per_run_for_gpu_suites(fake, monkeypatch, t
 
 def test_copy_bandwidth_is_measured_once_per_machine(monkeypatch, tmp_path):
     from bench.telemetry import bandwidth
+    from bench.telemetry.machine import default_cpu_threads
 
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path))
+    before = torch.get_num_threads()
     first = bandwidth.machine_bandwidth("cpu")
+    # without a thread count: what a CPU case gets without run.threads
+    assert first["torch_threads"] == default_cpu_threads()
     assert first["bytes_per_s"] > 1e8 and first["unit"] == "bytes/s"
     assert first["read_bytes_per_s"] > 1e8 and "bytes read" in first["read_method"]
     assert "bytes read + written" in first["method"] and first["machine"]["device"] == "cpu"
@@ -334,10 +338,11 @@ def test_copy_bandwidth_is_measured_once_per_machine(monkeypatch, tmp_path):
     # Another thread count is another machine: measured at that count, and filed apart.
     monkeypatch.undo()
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path))
-    one = bandwidth.machine_bandwidth("cpu", threads=1)
-    assert one["torch_threads"] == 1 and one["machine"]["threads"] == 1
+    other = default_cpu_threads() + 1
+    one = bandwidth.machine_bandwidth("cpu", threads=other)
+    assert one["torch_threads"] == other and one["machine"]["threads"] == other
     assert len(list((tmp_path / "machine").glob("*.json"))) == 2
-    assert torch.get_num_threads() == first["torch_threads"]  # restored
+    assert torch.get_num_threads() == before  # restored
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without CUDA")

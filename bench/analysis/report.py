@@ -235,7 +235,9 @@ def environment_facts(manifest: dict[str, Any]) -> list[tuple[str, str]]:
         (
             "CPU",
             f"{env.get('cpu_model')}, {env.get('cpu_affinity') or env.get('cpu_count')} "
-            f"of {env.get('cpu_count')} CPUs usable, torch threads {env.get('torch_threads')}",
+            f"of {env.get('cpu_count')} CPUs usable, torch threads "
+            f"{env.get('cpu_threads_default', env.get('torch_threads'))} where the suite "
+            "sets none",
         ),
         ("GPU", gpus),
         ("Software", ", ".join(software)),

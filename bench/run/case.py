@@ -26,6 +26,7 @@ from bench.spec.suite import Case
 from bench.telemetry.bandwidth import bandwidth_key
 from bench.telemetry.disturbance import Window
 from bench.telemetry.energy import CodecarbonMeter, cpu_meter, measure_energy, modelled_energy
+from bench.telemetry.machine import default_cpu_threads
 from bench.telemetry.nvml import Nvml, NvmlUnavailable
 from bench.telemetry.sampler import Sampler
 from bench.telemetry.size import model_size_metrics
@@ -80,8 +81,11 @@ def _run(case: Case, result: CaseResult, facts: dict[str, Any], repeat: int) -> 
     if placed is not None:
         ranks.run_on_ranks(case, result, facts, repeat, *placed)
         return
-    if run["threads"] is not None and not facts.get("rank"):  # a rank's are the launch's
-        torch.set_num_threads(run["threads"])
+    if not facts.get("rank"):  # a rank's threads are the launch's
+        if run["threads"] is not None:
+            torch.set_num_threads(run["threads"])
+        elif not run["device"].startswith("cuda"):
+            torch.set_num_threads(default_cpu_threads())
     torch.manual_seed(run["seed"])
     absent: dict[str, str] = {}
     with open_gpu(run["device"], absent) as gpu:

@@ -59,6 +59,7 @@ def fingerprint(cwd: str | Path | None = None) -> dict[str, Any]:
     import torch
 
     import bench
+    from bench.telemetry.machine import default_cpu_threads
 
     return {
         "git": git_state(cwd),
@@ -72,6 +73,7 @@ def fingerprint(cwd: str | Path | None = None) -> dict[str, Any]:
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": torch.get_num_threads(),  # torch's own default
+        "cpu_threads_default": default_cpu_threads(),  # a CPU case's without run.threads
         "host": socket.gethostname(),
     }

@@ -46,7 +46,8 @@ class RunSettings(Params):
     iterations: int = Field(10, ge=1, le=1_000_000)  # measured calls per process
     repeats: int = Field(1, ge=1, le=1000)  # fresh processes per case
     timeout_s: float = Field(600.0, gt=0)  # per process, start-up included
-    # torch intra-op threads; None: torch's default.
+    # torch intra-op threads; None: on CPU all usable cores but one (steadier, see
+    # bench.telemetry.machine.default_cpu_threads), on a GPU torch's default.
     threads: int | None = Field(None, ge=1, le=1024)
     quality: bool = False  # held-out loss and agreement with the baseline, after timing
     energy: bool = True  # measure energy in a window of its own after the timed calls

@@ -104,16 +104,19 @@ def _machine_key(device: str) -> dict[str, Any]:
 def machine_bandwidth(
     device: str, threads: int | None = None, quiet: Callable[[], None] = lambda: None
 ) -> dict[str, Any]:
-    """This machine's bandwidth on ``device`` at ``threads`` torch threads (None: torch's
-    default), from the cache or measured now (after ``quiet()``: the machine to itself).
+    """This machine's bandwidth on ``device`` at ``threads`` torch threads (None: what a
+    case gets without ``run.threads``), from the cache or measured now (after ``quiet()``:
+    the machine to itself).
 
     Returns the measurement, or ``{"reason": ...}`` when it cannot be had.
     """
     import torch
 
+    from bench.telemetry.machine import default_cpu_threads
+
     before = torch.get_num_threads()
-    if threads and not device.startswith("cuda"):
-        torch.set_num_threads(threads)
+    if not device.startswith("cuda"):
+        torch.set_num_threads(threads or default_cpu_threads())
     try:
         return _machine_bandwidth(device, quiet)
     finally:
