@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminated)
     try:
         session.prepare(console)
+        # Counted once a side, before any pair: instruction counts do not drift, so the job
+        # judges them by the sides' counts, not by pairs (bench.analysis.compare).
+        session.count(console, set())
         # The fork server ready now: the job's first block would otherwise carry its start
         # (seconds), and the job plans its blocks from the first one's time.
         session.launcher.wait_ready()
