@@ -100,7 +100,7 @@ def test_counts_decide_at_one_run_a_side_within_their_resolution():
     base = [[120_554_833.0]]
     more = judge(base, [[120_554_833.0 * 1.02]])  # ~2% more work: sequence 131 vs 128
     assert more.verdict == "REGRESSION" and more.certain and not more.exact
-    assert more.describe() == "1.02× [1.019, 1.021] (bound)"
+    assert more.describe() == "1.020× [1.019, 1.021] (bound)"
     assert more.to_json()["method"] == verdicts.BOUND_METHOD
     same = judge(base, [[120_560_221.0]])  # two real runs of the same case
     assert same.verdict == "OK"
@@ -141,12 +141,15 @@ def test_compare_judges_counts_of_one_run_a_side(tmp_path, capsys):
     assert main(["compare", str(base), str(same), "--out", str(tmp_path / "o1")]) == 0
     rows = json.loads((tmp_path / "o1" / "compare.json").read_text())["rows"]
     counted = {r["metric"]: r for r in rows}["instructions"]
-    assert counted["verdict"] == "OK" and "certain to ±0.1%" in counted["basis"]
+    assert counted["verdict"] == "OK" and counted["basis"].startswith("counted (once a side)")
+    assert "certain to ±0.1%" in counted["basis"]
     # timings of one run a side stay undecided: only the counts decide
     assert {r["metric"]: r for r in rows}["latency_median"]["verdict"] == "INCONCLUSIVE"
     assert main(["compare", str(base), str(more), "--out", str(tmp_path / "o2")]) == 1
-    err = capsys.readouterr().err
-    assert "REGRESSION" in err and "1.04× [1.039, 1.041]" in err
+    assert "REGRESSION" in capsys.readouterr().err
+    rows = json.loads((tmp_path / "o2" / "compare.json").read_text())["rows"]
+    counted = {r["metric"]: r for r in rows}["instructions"]
+    assert counted["change"] == "1.040× [1.039, 1.041] (bound)"
 
 
 def test_a_count_result_is_not_a_timed_run_for_resume(tmp_path):

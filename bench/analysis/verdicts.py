@@ -135,7 +135,10 @@ class Change:
             # ``alt`` ('#') keeps trailing zeros: a bound just above 1 reads 1.00, not 1
             return f"{math.exp(x):{alt}.{digits}g}".rstrip(".")
 
-        point = f(self.estimate) + ("×" if log else "")
+        # a bounded ratio keeps its digits: 1.000× [0.9990, 1.001], not 1× [...]
+        point = f(self.estimate, "#" if self.certain and not self.exact else "") + (
+            "×" if log else ""
+        )
         if self.exact:
             return f"{point} (exact)"
         if self.certain:
@@ -200,10 +203,12 @@ def _bounded_or_none(
     if spread > math.log1p(resolution):
         return None
     est = float(lc.mean() - lb.mean())
-    basis = (
-        f"counted: each side's values agree within {100 * math.expm1(spread):.3g}%; "
-        f"certain to ±{100 * resolution:g}% (the counter's resolution)"
+    agree = (
+        "once a side"
+        if base.size == cand.size == 1
+        else f"each side's values within {100 * math.expm1(spread):.2g}%"
     )
+    basis = f"counted ({agree}): certain to ±{100 * resolution:g}%, the counter's resolution"
     return replace(out, base=math.exp(lb.mean()), cand=math.exp(lc.mean()), estimate=est,
                    se=0.0, df=math.inf, bound=math.log1p(resolution), basis=basis,
                    method=BOUND_METHOD)  # fmt: skip
