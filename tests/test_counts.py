@@ -211,6 +211,30 @@ def test_without_valgrind_counts_are_absent_with_the_reason(tmp_path, monkeypatc
     assert manifest["counters"]["counters"] == ["instructions"]
 
 
+def test_a_counting_server_that_cannot_start_fails_its_cases_and_the_run_goes_on(
+    tmp_path, monkeypatch
+):
+    fake = tmp_path / "bin" / "valgrind"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'valgrind: cannot start' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    (tmp_path / "s.toml").write_text(
+        SUITE.format(extra='counters = ["instructions"]').replace("seq_len = 8", "seq_len = [8, 9]")
+    )
+    code = main(["run", str(tmp_path / "s.toml"), "--results", str(tmp_path / "r"),
+                 "--no-report", "--inline"])  # fmt: skip
+    assert code == 1  # the failed counts are failed results
+    (run,) = (tmp_path / "r").iterdir()
+    results = store.run_results(run)
+    counts = [r for r in results if store.is_count(r)]
+    assert len(counts) == 2 and {r["status"] for r in counts} == {"failed"}
+    assert all("the counting server did not start" in r["error"] for r in counts)
+    assert {r["status"] for r in results if not store.is_count(r)} == {"ok"}
+    log = run / "logs" / "callgrind" / "server.log"
+    assert "valgrind: cannot start" in log.read_text()
+
+
 def test_gpu_and_multi_rank_cases_are_not_countable():
     from bench.run.count_server import countable
 

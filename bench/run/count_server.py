@@ -30,6 +30,7 @@ SERVER = "bench.run.count_server"
 # bitwise reproducibility selects: counted cases run there (the methods say so), and their
 # sums come out the same on every run.
 COUNT_ENV = {"MKL_CBWR": "COMPATIBLE"}
+START_TIMEOUT_S = 600.0  # valgrind starting python and torch: ~20 s on the 2-core VM
 
 
 class CountServer:
@@ -48,6 +49,7 @@ class CountServer:
         self.proc: subprocess.Popen | None = None
         self.replies: Any = None
         self.started_s: float | None = None  # seconds the server took to be ready
+        self.broken: str | None = None  # why the server could not start
 
     def start(self) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -82,7 +84,7 @@ class CountServer:
         log.close()
         os.close(w)
         self.replies = os.fdopen(r, "r")
-        ready = self.replies.readline()
+        ready = _readline(self.replies, START_TIMEOUT_S) or ""
         if not ready.startswith("ready"):
             self.close()
             raise RuntimeError(
@@ -92,9 +94,15 @@ class CountServer:
 
     def count(self, case: Case, run_id: str | None, timeout: float) -> dict[str, Any]:
         """The case's count result as JSON-ready data; a failure or timeout becomes its status."""
-        if self.proc is None:
-            self.start()
         started = now_iso()
+        if self.proc is None:
+            if self.broken:  # failed to start once: the same reason for every case
+                return _failure(case, run_id, started, "failed", self.broken)
+            try:
+                self.start()
+            except RuntimeError as e:
+                self.broken = str(e)
+                return _failure(case, run_id, started, "failed", self.broken)
         request = {
             "case": case.to_json(),
             "counters": self.counters,
