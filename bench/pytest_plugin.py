@@ -10,6 +10,9 @@ baseline with the rule of ``bench compare`` (``bench.analysis.verdicts``)::
     def test_decode(perf):
         perf.case("suites/smoke.toml", "tinygpt-s-pydoc/generate-b1-p32-n32/baseline")
 
+    def test_tokenize_work(perf):
+        perf.count(tokenize, text)               # instructions, under valgrind (1% gate)
+
     pytest --perf-save main        # add this session to baseline "main" (run it 3+ times)
     pytest --perf-compare main     # REGRESSION fails, INCONCLUSIVE warns, no baseline skips
 
@@ -38,6 +41,7 @@ import pytest
 DEFAULT_REPEATS = 5  # process-level runs per measurement
 MAX_SESSIONS = 10  # saved sessions per test in a baseline: the newest are kept
 DEFAULT_TOLERANCE = 0.05
+DEFAULT_COUNT_TOLERANCE = 0.01  # instruction counts do not drift: 4x their resolution
 MIN_CALLS = 5  # timed calls per repeat, at least ...
 MIN_SECONDS = 0.05  # ... and until this much time was timed
 MAX_CALLS = 10_000
@@ -251,6 +255,7 @@ class Perf:
         if unknown:
             raise pytest.UsageError(f"@pytest.mark.perf: unknown argument(s) {sorted(unknown)}")
         self.tolerance = float(opts.get("tolerance", DEFAULT_TOLERANCE))
+        self._count_tolerance = float(opts.get("tolerance", DEFAULT_COUNT_TOLERANCE))
         if not self.tolerance > 0:
             raise pytest.UsageError(f"@pytest.mark.perf: tolerance {self.tolerance} must be > 0")
         self.metric = opts.get("metric")
@@ -265,6 +270,8 @@ class Perf:
         from bench.run.forked import in_fork
 
         key = self._key()
+        if COUNT_KEY in os.environ:  # a counting child times nothing (it runs under valgrind)
+            return _NOT_MEASURED
         self._check_baseline(key)
         _refuse_fork_after_cuda()
 
@@ -296,6 +303,26 @@ class Perf:
         values = [r["value"] for r in repeats]
         return self._judge(key, Measurement(metric, "s", values, method))
 
+    def count(self, fn, *args, **kwargs) -> Measurement:
+        """Instructions per call of ``fn(*args, **kwargs)``, counted by callgrind: this test
+        runs again, alone, in a pytest under valgrind (tens of seconds: valgrind starts
+        python and torch), which counts 3 calls after one warm-up at this point of the test
+        and stops there. Counts do not drift, so one session decides against a saved one
+        within the counter's resolution (``bench.analysis.verdicts``); the default
+        tolerance is 1%. Skipped where valgrind is missing."""
+        from bench.telemetry.callgrind import COUNTERS
+
+        key = self._key()
+        if COUNT_KEY in os.environ:  # the counting child: count here, or pass through
+            if os.environ[COUNT_KEY] == key:
+                _count_here(fn, args, kwargs)  # never returns
+            return _NOT_MEASURED
+        self._check_baseline(key)
+        values = _count_in_valgrind(self._request, key)
+        method = f"{COUNTERS['instructions']} (median of {COUNT_CALLS} calls; perf.count)"
+        m = Measurement("instructions", "instructions", values, method)
+        return self._judge(key, m, self._count_tolerance)
+
     def case(self, suite: str | Path, case_id: str) -> Measurement:
         """A suite case, run as ``bench run`` runs it (its own processes, the suite's
         repeats); the figure is the marker's metric, else the workload's headline."""
@@ -309,6 +336,8 @@ class Perf:
         from bench.spec.suite import load_suite
 
         key = self._key()
+        if COUNT_KEY in os.environ:
+            return _NOT_MEASURED
         self._check_baseline(key)
         s = load_suite(suite)
         case = next((c for c in s.cases if c.id == case_id), None)
@@ -344,7 +373,7 @@ class Perf:
         if key not in tests:
             pytest.skip(f"baseline {self._session.compare!r} has no measurement of {key}")
 
-    def _judge(self, key: str, m: Measurement) -> Measurement:
+    def _judge(self, key: str, m: Measurement, tolerance: float | None = None) -> Measurement:
         """This session (one invocation) against the baseline's saved sessions, the session
         as the unit: Bonferroni over the baseline's tests (a test cannot wait for the
         others), the interval at that level."""
@@ -352,16 +381,17 @@ class Perf:
         if not self._session.compare:
             return m
         from bench.analysis import verdicts
-        from bench.results.metric_info import HIGHER_IS_BETTER, Tolerance
+        from bench.results.metric_info import HIGHER_IS_BETTER, RESOLUTION, Tolerance
 
         tests, _ = self._session.baseline()
         base = tests[key]
         if base.get("metric") != m.metric:
             pytest.skip(f"baseline measured {base.get('metric')!r}, this run {m.metric!r}")
-        tol = Tolerance("relative", self.tolerance)
+        tol = Tolerance("relative", self.tolerance if tolerance is None else tolerance)
         higher = HIGHER_IS_BETTER.get(m.metric, False)
         sessions = sessions_of(base)
-        ch = verdicts.between_runs(sessions, [m.values], m.metric, higher, tol)
+        ch = verdicts.between_runs(sessions, [m.values], m.metric, higher, tol,
+                                   resolution=RESOLUTION.get(m.metric, 0.0))  # fmt: skip
         rule = verdicts.BEYOND if self._session.beyond else verdicts.SIGNIFICANT
         (ch,) = verdicts.decide([ch], alpha=verdicts.ALPHA / max(1, len(tests)), rule=rule)
         m.verdict = str(ch.verdict)
@@ -385,6 +415,61 @@ class Perf:
                 why = f"; ~{ch.more} more session{'s' if ch.more != 1 else ''}" if ch.more else ""
             warnings.warn(PerfWarning(f"INCONCLUSIVE: {m.detail}{why}"), stacklevel=3)
         return m
+
+
+_NOT_MEASURED = Measurement("none", "", [], "not measured: the counting run of another call")
+COUNT_KEY = "BENCH_PERF_COUNT_KEY"  # set in the counting child: which perf call to count
+COUNT_OUT = "BENCH_PERF_COUNT_OUT"  # ... and where it writes the counts
+COUNT_CALLS = 3
+COUNT_TIMEOUT_S = 1800
+
+
+def _count_here(fn, args, kwargs) -> None:
+    """In the child under valgrind: count the calls, write them, and end the process (the
+    rest of the test is not this child's business)."""
+    import json
+    import statistics
+
+    import torch
+
+    from bench.telemetry.callgrind import CallgrindClock, build_helper
+    from bench.telemetry.timer import time_calls
+
+    # one intra-op thread, as bench counts cases: callgrind counts every thread, and a
+    # pool's spinning is not the function's work (counts moved by 15% with torch's default)
+    torch.set_num_threads(1)
+    out = Path(os.environ[COUNT_OUT])
+    clock = CallgrindClock(str(out.parent / f"callgrind.{os.getpid()}"), helper=build_helper())
+    samples = time_calls(lambda: fn(*args, **kwargs), warmup=1, iterations=COUNT_CALLS, clock=clock)
+    clock.discard()
+    out.write_text(json.dumps({"value": statistics.median(samples.values)}))
+    os._exit(0)
+
+
+def _count_in_valgrind(request: pytest.FixtureRequest, key: str) -> list[float]:
+    """Run this test again in a pytest under callgrind, counting perf call ``key``."""
+    import json
+    import subprocess
+    import sys
+
+    from bench.telemetry.callgrind import COUNT_ENV, build_helper, valgrind_argv, valgrind_missing
+
+    why = valgrind_missing()
+    if why:
+        pytest.skip(f"perf.count: {why}")
+    out_dir = request.getfixturevalue("tmp_path_factory").mktemp("perf-count")
+    out = out_dir / "count.json"
+    pytest_argv = ["-m", "pytest", request.node.nodeid, "-q", "-p", "no:cacheprovider"]
+    argv = [*valgrind_argv(out_dir, ["instructions"], build_helper()), sys.executable, *pytest_argv]
+    env = {**os.environ, **COUNT_ENV, COUNT_KEY: key, COUNT_OUT: str(out)}
+    env.pop("PYTEST_ADDOPTS", None)
+    done = subprocess.run(argv, cwd=request.config.rootpath, env=env, capture_output=True,
+                          text=True, timeout=COUNT_TIMEOUT_S)  # fmt: skip
+    if not out.exists():
+        tail = (done.stdout + done.stderr).strip().splitlines()[-5:]
+        pytest.fail(f"perf.count: the counting run of {key} gave no count (exit "
+                    f"{done.returncode}): {' / '.join(tail)}", pytrace=False)  # fmt: skip
+    return [float(json.loads(out.read_text())["value"])]
 
 
 def _cuda_initialised() -> bool:

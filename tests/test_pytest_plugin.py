@@ -185,3 +185,47 @@ def test_in_fork_returns_json_and_carries_the_childs_error():
 
     with pytest.raises(ForkedError, match="exit code 7"):
         in_fork(lambda: os._exit(7))
+
+
+COUNTED = """
+import torch
+
+N = {n}
+x = torch.randn(64, 64)
+
+def work():
+    with torch.inference_mode():
+        return torch.randn(N, 64) @ x
+
+def test_work(perf):
+    m = perf.count(work)
+    assert m.metric == "instructions" and len(m.values) == 1 and m.values[0] > 1e4
+"""
+
+
+def test_perf_count_skips_with_why_without_valgrind(pytester, monkeypatch):
+    monkeypatch.setenv("PATH", str(pytester.path))  # no valgrind on it
+    pytester.makepyfile(test_counted=textwrap.dedent(COUNTED.format(n=64)))
+    result = pytester.runpytest("-p", "no:cacheprovider", "-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*perf.count: valgrind is not installed*"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    __import__("bench.telemetry.callgrind", fromlist=["x"]).valgrind_missing() is not None,
+    reason="valgrind is not installed",
+)
+def test_perf_count_decides_at_one_session_a_side(pytester):
+    """One saved session decides: the same work is OK, ~6% more rows REGRESSION."""
+
+    def session(n, *args):
+        pytester.makepyfile(test_counted=textwrap.dedent(COUNTED.format(n=n)))
+        return pytester.runpytest("-p", "no:cacheprovider", *args)
+
+    session(64, "--perf-save", "main").assert_outcomes(passed=1)
+    same = session(64, "--perf-compare", "main", "-W", "error::bench.pytest_plugin.PerfWarning")
+    same.assert_outcomes(passed=1)
+    more = session(68, "--perf-compare", "main")
+    more.assert_outcomes(failed=1)
+    more.stdout.fnmatch_lines(["*REGRESSION: instructions*(bound)*"])

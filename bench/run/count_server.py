@@ -26,10 +26,6 @@ from bench.run.case import now_iso
 from bench.spec.suite import Case
 
 SERVER = "bench.run.count_server"
-# MKL's AVX2 kernels run ~60x slower under valgrind than its SSE2 path, which conditional
-# bitwise reproducibility selects: counted cases run there (the methods say so), and their
-# sums come out the same on every run.
-COUNT_ENV = {"MKL_CBWR": "COMPATIBLE"}
 START_TIMEOUT_S = 600.0  # valgrind starting python and torch: ~20 s on the 2-core VM
 
 
@@ -52,6 +48,8 @@ class CountServer:
         self.broken: str | None = None  # why the server could not start
 
     def start(self) -> None:
+        from bench.telemetry.callgrind import COUNT_ENV, valgrind_argv
+
         self.out_dir.mkdir(parents=True, exist_ok=True)
         r, w = os.pipe()
         config = {
@@ -60,15 +58,7 @@ class CountServer:
             "out": str(self.out_dir),
         }
         argv = [
-            "valgrind",
-            "--tool=callgrind",
-            "--collect-atstart=no",
-            # off until the server's imports are done, when the helper turns it on (see
-            # bench.telemetry.callgrind); without the helper it must be on from the start
-            f"--instr-atstart={'no' if self.lib else 'yes'}",
-            f"--cache-sim={'yes' if 'estimated_cycles' in self.counters else 'no'}",
-            f"--callgrind-out-file={self.out_dir}/callgrind.%p",
-            f"--log-file={self.out_dir}/valgrind.log",
+            *valgrind_argv(self.out_dir, self.counters, self.lib),
             sys.executable,
             "-m",
             SERVER,

@@ -34,6 +34,11 @@ COUNTERS = {
     "estimated_cycles": f"callgrind_estimated_cycles: {CYCLES_FORMULA}",
 }
 
+# MKL's AVX2 kernels run ~60x slower under valgrind than its SSE2 path, which conditional
+# bitwise reproducibility selects: counted code runs there (the methods say so), and its
+# sums come out the same on every run.
+COUNT_ENV = {"MKL_CBWR": "COMPATIBLE"}
+
 _HELPER = r"""
 #include "callgrind.h"
 void bench_start_instrumentation(void) { CALLGRIND_START_INSTRUMENTATION; }
@@ -52,6 +57,22 @@ def valgrind_missing() -> str | None:
     if not torch._C._valgrind_supported_platform():
         return "this torch build has no callgrind client requests"
     return None
+
+
+def valgrind_argv(out_dir: Path, counters: list[str], helper: Path | None) -> list[str]:
+    """valgrind's command line for a process whose counted calls are dumped to
+    ``out_dir/callgrind.<pid>.<n>``: collection off, and instrumentation off until the
+    helper turns it on (on from the start without one), cache simulation only when
+    estimated cycles are asked for."""
+    return [
+        "valgrind",
+        "--tool=callgrind",
+        "--collect-atstart=no",
+        f"--instr-atstart={'no' if helper else 'yes'}",
+        f"--cache-sim={'yes' if 'estimated_cycles' in counters else 'no'}",
+        f"--callgrind-out-file={out_dir}/callgrind.%p",
+        f"--log-file={out_dir}/valgrind.log",
+    ]
 
 
 def helper_source_dir() -> Path:
@@ -91,6 +112,9 @@ def build_helper(cache: Path | None = None) -> Path | None:
 
 
 _instrumented = False
+# callgrind numbers a process's dumps from 1, whichever clock asked for them: the count of
+# dumps this process made so far, shared by every clock in it (a fork inherits it).
+_dumps = 0
 
 
 def start_instrumentation(lib: Path | None) -> None:
@@ -164,20 +188,20 @@ class CallgrindClock:
         self.counter = counter
         self.helper = helper  # switches instrumentation on at the first mark
         self.method = COUNTERS[counter]
-        self.dumps = 0
         self._on = False
         self._read: dict[int, Dump] = {}
 
     def mark(self) -> int:
+        global _dumps
         # Instrumented from the first counted call on: building and optimizing the model
         # runs uninstrumented, several times faster.
         start_instrumentation(self.helper)
         if self._on:
             self._toggle_and_dump()  # collection off, and the counts since the last mark out
-            self.dumps += 1
+            _dumps += 1
         self._toggle()
         self._on = True
-        return self.dumps
+        return _dumps
 
     def finish(self) -> None:
         if self._on:
