@@ -1,5 +1,5 @@
 """Sessions: tests, slow, lint, smoke, nightly, postgres, compression, training, decoding,
-parallel, gpu, fidelity, isolation, counts, start_cost, verdicts, ab_benchmark,
+parallel, gpu, fidelity, isolation, counts, detect, start_cost, verdicts, ab_benchmark,
 nightly_benchmark. Each installs bench into its own virtualenv.
 
 torch comes first and pinned, because an unpinned ``pip install torch`` on a machine
@@ -72,6 +72,15 @@ def counts(session: nox.Session) -> None:
     """Benchmark: instruction counts' run-to-run spread and a ~2% change (needs valgrind)."""
     install(session)
     session.run("python", "benchmarks/counts.py", *session.posargs)
+
+
+@nox.session
+def detect(session: nox.Session) -> None:
+    """Benchmark: the smallest slowdown bench compare, pytest-benchmark and asv detect."""
+    install(session)
+    session.install("asv", "asv_runner")
+    session.chdir("benchmarks")
+    session.run("python", "detect.py", *session.posargs)
 
 
 @nox.session
