@@ -310,7 +310,7 @@ class Perf:
         and stops there. Counts do not drift, so one session decides against a saved one
         within the counter's resolution (``bench.analysis.verdicts``); the default
         tolerance is 1%. Skipped where valgrind is missing."""
-        from bench.telemetry.callgrind import COUNTERS
+        from bench.telemetry.callgrind import COUNT_ENV, COUNTERS
 
         key = self._key()
         if COUNT_KEY in os.environ:  # the counting child: count here, or pass through
@@ -319,7 +319,8 @@ class Perf:
             return _NOT_MEASURED
         self._check_baseline(key)
         values = _count_in_valgrind(self._request, key)
-        method = f"{COUNTERS['instructions']} (median of {COUNT_CALLS} calls; perf.count)"
+        method = (f"{COUNTERS['instructions']} (median of {COUNT_CALLS} calls; 1 intra-op "
+                  f"thread; MKL_CBWR={COUNT_ENV['MKL_CBWR']}; perf.count)")  # fmt: skip
         m = Measurement("instructions", "instructions", values, method)
         return self._judge(key, m, self._count_tolerance)
 

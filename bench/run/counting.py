@@ -20,7 +20,7 @@ from bench.run.case import build_and_apply, now_iso
 from bench.run.context import CaseContext
 from bench.spec import registry
 from bench.spec.suite import Case
-from bench.telemetry.callgrind import COUNTERS, CallgrindClock
+from bench.telemetry.callgrind import COUNT_ENV, COUNTERS, CallgrindClock
 
 THREADS = 1
 WARMUP = 1  # counts do not settle like timings; one call pays for first-use allocations
@@ -69,7 +69,8 @@ def count_case(
                 continue  # a series the clock did not count (e.g. a wall-clock total)
             name = metric_name(series, counter)
             values = s["values"]
-            method = f"{clock.method} (median of {len(values)} calls; {THREADS} intra-op thread)"
+            method = (f"{clock.method} (median of {len(values)} calls; {THREADS} intra-op "
+                      f"thread; MKL_CBWR={COUNT_ENV['MKL_CBWR']})")  # fmt: skip
             metrics.append(Metric(name, statistics.median(values), counter, method))
             samples[name] = {**s, "unit": counter}
     return CaseResult(
