@@ -40,7 +40,7 @@ AXES = [  # (metric, label) of what a reader asks "who won?" about
     ("energy_to_target_loss", "least energy to target loss"),
 ]
 HEADLINE_METRICS = [
-    "latency_median", "throughput_tokens", "ttft_median", "heldout_bits_per_byte",
+    "latency_median", "instructions", "throughput_tokens", "ttft_median", "heldout_bits_per_byte",
     "kl_to_baseline", "top1_agreement", "params_total", "params_nonzero_fraction",
     "state_dict_bytes", "bandwidth_utilization", "memory_prefill_peak_rss", "energy_per_token",
     "step_median", "time_to_target_loss", "steps_to_target_loss", "loss_final",
