@@ -77,11 +77,11 @@ COUNTS = tuple(
 )
 HIGHER_IS_BETTER.update(dict.fromkeys(COUNTS, False))
 # Near-deterministic figures and the relative resolution they are judged exactly at. The
-# counts of unchanged code jitter by a roughly constant few hundred instructions per call
+# counts of unchanged code jitter by a few thousand instructions per call at most
 # (allocator and hash-seed paths): three runs of tinygpt-s forward (120 M instructions)
-# within 0.0064% (benchmarks/counts.py), of a 0.5 M-instruction function under perf.count
-# within 0.18%. A side whose values spread wider than this is judged as a noisy figure
-# instead (bench.analysis.verdicts).
+# within 0.0064% (benchmarks/counts.py), of a 5 M-instruction case within 0.14%, of a
+# 0.5 M-instruction function under perf.count within 0.18%. A side whose values spread
+# wider than this is judged as a noisy figure instead (bench.analysis.verdicts).
 RESOLUTION = dict.fromkeys(COUNTS, 0.0025)
 
 # Figures that already compare a case with its baseline: a ratio of them says nothing.
