@@ -405,12 +405,12 @@ class Perf:
         if ch.verdict == verdicts.Verdict.REGRESSION:
             pytest.fail(f"REGRESSION: {m.detail}", pytrace=False)
         if ch.verdict == verdicts.Verdict.INCONCLUSIVE:
-            if not ch.tested:
+            if ch.certain or (not ch.tested and len(sessions) >= 2):
+                why = f"; {ch.why}" if ch.why else ""  # a count's bound, or why no interval
+            elif not ch.tested:
                 why = (
                     f"; the baseline holds {len(sessions)} session: save it from 3 or more "
                     "(run `pytest --perf-save NAME` again) to learn how sessions drift"
-                    if len(sessions) < 2
-                    else f"; {ch.why}"
                 )
             else:
                 why = f"; ~{ch.more} more session{'s' if ch.more != 1 else ''}" if ch.more else ""

@@ -116,7 +116,8 @@ def test_counts_decide_at_one_run_a_side_within_their_resolution():
     edge = verdicts.between_runs(base, [[120_554_833.0 * 1.0105]], "instructions", False,
                                  Tolerance("relative", 0.01), resolution=0.0025)  # fmt: skip
     assert verdicts.decide([edge])[0].verdict == "REGRESSION"
-    assert verdicts.decide([edge], rule=verdicts.BEYOND)[0].verdict == "INCONCLUSIVE"
+    beyond = verdicts.decide([edge], rule=verdicts.BEYOND)[0]
+    assert beyond.verdict == "INCONCLUSIVE" and "more runs do not decide it" in beyond.why
     fewer = judge(base, [[120_554_833.0 * 0.95]])
     assert fewer.verdict == "IMPROVED"
 
@@ -311,5 +312,10 @@ def test_a_history_of_counts_alarms_on_the_night_the_work_grew():
     one = Tolerance("relative", 0.01)
     [alarm] = cp.alarms(cp.analyse([series(values, metric="instructions", tolerance=one)]))
     assert alarm.index == 6 and alarm.change.certain and alarm.persisted
+    assert not alarm.change.exact and "(bound)" in alarm.change.describe()
+    # a creep under the resolution each night still adds up to a change
+    creep = [1e8 * 1.002**i for i in range(12)]
+    alarms = cp.alarms(cp.analyse([series(creep, metric="instructions", tolerance=one)]))
+    assert alarms and all(a.change.certain for a in alarms)
     quiet = series(values[:6], metric="instructions", tolerance=one)
     assert cp.alarms(cp.analyse([quiet])) == []

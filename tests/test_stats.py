@@ -34,6 +34,9 @@ def test_median_ci_is_the_order_statistic_interval_and_absent_where_it_cannot_re
     assert median_ci([float(v) for v in range(20, 0, -1)]) == (6.0, 15.0)
     # min and max of 5 cover 93.75%: no interval rather than one that claims 95%
     assert all(math.isnan(v) for v in median_ci([1.0, 2.0, 3.0, 4.0, 5.0]))
+    # many samples (2**n overflows a float from 1024): about n/2 -+ 1.96 sqrt(n)/2
+    lo, hi = median_ci([float(v) for v in range(1, 2001)])
+    assert 950 <= lo < 1000 < hi <= 1052
 
 
 def _result(case_id, techniques, values, status="ok", workload="forward"):

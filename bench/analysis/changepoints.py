@@ -198,8 +198,18 @@ def candidates(series: Series, penalty: float = PENALTY) -> list[int]:
     y = series.signal()
     n = len(y)
     if series.deterministic:
-        step = math.log1p(series.resolution) if series.log else 0.0
-        return [i for i in range(1, n) if abs(y[i] - y[i - 1]) > step]
+        # A cut where the figure has moved beyond its gate (or, for counts, its resolution)
+        # from the level its segment began at, not from the night before: a creep of less
+        # than the gate a night still adds up to a change.
+        log = series.log and all(nt.value > 0 for nt in series.nights)
+        band = series.tolerance.value if series.tolerance.kind != "exact" else 0.0
+        step = max(math.log1p(series.resolution), math.log1p(band)) if log else band
+        cuts, level = [], y[0] if n else 0.0
+        for i in range(1, n):
+            if abs(y[i] - level) > step:
+                cuts.append(i)
+                level = y[i]
+        return cuts
     if n < 2 * MIN_SIZE:
         return []
     sigma = noise(y)
@@ -286,9 +296,11 @@ def _change(s: Series, lo: int, at: int, hi: int) -> verdicts.Change | None:
         return None
     hib = HIGHER_IS_BETTER.get(s.metric, False)
     if s.deterministic:
-        # Only the nights next to the change: an exact figure differs or it does not.
-        before, after = s.nights[at - 1].values, s.nights[at].values
-        return verdicts.between_runs([before], [after], s.metric, hib, tol, deterministic=True,
+        # The night the segment began at against the night of the change: an exact figure
+        # differs or it does not, and a creep inside the segment is part of the change.
+        before, after = s.nights[lo].values, s.nights[at].values
+        return verdicts.between_runs([before], [after], s.metric, hib, tol,
+                                     deterministic=s.metric in DETERMINISTIC,
                                      resolution=s.resolution)  # fmt: skip
     log = tol.kind != "absolute" and all(n.value > 0 for n in s.nights)
     y = s.signal(log)
@@ -355,8 +367,8 @@ def back(cp: ChangePoint, points: list[ChangePoint]) -> bool:
     if last == cp.index:
         return False
     y = s.signal(cp.change.scale == "log")  # on the change's own scale, as its band is
-    if cp.change.certain:
-        before, now = y[cp.index - 1], y[-1]
+    if cp.change.certain:  # the level its segment began at, as the change was judged
+        before, now = y[cp.start], y[-1]
     else:
         before, now = y[cp.start : cp.index].mean(), y[last:].mean()
     worse = (before - now) if cp.change.higher_is_better else (now - before)

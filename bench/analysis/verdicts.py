@@ -21,7 +21,8 @@ the very interval that decided:
 Deterministic figures whose units agree on each side are compared exactly. Near-deterministic
 figures (instruction counts: ``metric_info.RESOLUTION``) whose units agree within their
 resolution on each side are compared within a bound of that resolution, at one run a side:
-they do not drift between runs, and their own spread is checked, not assumed.
+they do not drift between runs. Where a side has several runs their spread is checked
+against the resolution; at one run a side the bound rests on the measured jitter.
 """
 
 from __future__ import annotations
@@ -214,9 +215,13 @@ def _bounded_or_none(
                    method=BOUND_METHOD)  # fmt: skip
 
 
-def _spread_note(base: np.ndarray, cand: np.ndarray, resolution: float) -> str:
+def _spread_note(out: Change, base: np.ndarray, cand: np.ndarray, resolution: float) -> str:
     """Why a near-deterministic figure is judged as a noisy one."""
-    worst = max(float(np.ptp(np.log(x))) for x in (base, cand) if x.size and (x > 0).all())
+    if out.scale != "log":
+        return "counts gated by an absolute tolerance: judged as a noisy figure"
+    if (base <= 0).any() or (cand <= 0).any():
+        return "a count of zero or less: judged as a noisy figure"
+    worst = max(float(np.ptp(np.log(base))), float(np.ptp(np.log(cand))))
     return (
         f"counts vary by {100 * math.expm1(worst):.3g}% within a side, beyond the "
         f"{100 * resolution:g}% they are judged exactly at: judged as a noisy figure"
@@ -250,7 +255,7 @@ def between_runs(
     if bounded is not None:
         return bounded
     if resolution > 0 and flat_b.size and flat_c.size:
-        out = replace(out, why=_spread_note(flat_b, flat_c, resolution))
+        out = replace(out, why=_spread_note(out, flat_b, flat_c, resolution))
     yb = np.array([run_center(r, log) for r in base])
     yc = np.array([run_center(r, log) for r in cand])
     kb, kc = int(np.isfinite(yb).sum()), int(np.isfinite(yc).sum())
@@ -352,7 +357,12 @@ def _verdict(ch: Change, level: float, rule: str) -> Change:
     if ch.certain and not ch.exact:  # bounded: the bound is the interval, and certain
         low, high = ch.estimate - ch.bound, ch.estimate + ch.bound
         out = replace(ch, low=low, high=high, level=0.0, p=1.0 if low <= 0 <= high else 0.0)
-        return replace(out, verdict=_by_interval(out, rule), more=None)
+        verdict = _by_interval(out, rule)
+        why = ""
+        if verdict == Verdict.INCONCLUSIVE:  # the bound does not shrink with more runs
+            why = (f"within the counter's ±{100 * math.expm1(ch.bound):.2g}% of the tolerance's "
+                   "edge: more runs do not decide it")  # fmt: skip
+        return replace(out, verdict=verdict, more=None, why=why)
     if ch.exact:
         worse = worse_sign * ch.estimate
         slack = 1e-12 * max(1.0, abs(ch.estimate)) if math.isfinite(ch.estimate) else 0.0

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.results.metric_info import COUNTS
 from bench.results.schema import CaseResult, Metric
 from bench.run.case import build_and_apply, now_iso
 from bench.run.context import CaseContext
@@ -68,6 +69,8 @@ def count_case(
             if s.get("method") != clock.method or not s.get("values"):
                 continue  # a series the clock did not count (e.g. a wall-clock total)
             name = metric_name(series, counter)
+            if name not in COUNTS:  # e.g. every decode step pooled: decode_step_* has them
+                continue
             values = s["values"]
             method = (f"{clock.method} (median of {len(values)} calls; {THREADS} intra-op "
                       f"thread; MKL_CBWR={COUNT_ENV['MKL_CBWR']})")  # fmt: skip

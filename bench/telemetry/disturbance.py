@@ -5,7 +5,8 @@ CPU clock where the kernel shows it. Read from /proc (Linux); elsewhere absent w
 A timed window shares the machine with whatever else runs: on a 2-core VM another process
 keeping one core busy takes half the machine, and a case measured then can be many times
 slower than its median. The figures say so beside the timing instead of leaving a reader to
-guess why one repeat is an outlier.
+guess why one repeat is an outlier. Processes the case itself starts (compile workers)
+are not in its own CPU time, so they count as others.
 """
 
 from __future__ import annotations
@@ -105,13 +106,15 @@ class Window:
         others = max(0.0, busy - (b.own_cpu - a.own_cpu))
         out["others_cores"] = others / wall
         out["steal_fraction"] = steal / total if total > 0 else 0.0
-        # /proc/stat counts in ticks (10 ms): one tick in a 60 ms window on 2 cores reads as
-        # 8% stolen. A window is called disturbed only when the figure minus one tick per
-        # counter (what rounding alone can add) still reaches the limit.
+        # /proc/stat counts in ticks (10 ms) per CPU: one tick in a 60 ms window on 2 cores
+        # reads as 8% stolen. A window is called disturbed only when the figure minus what
+        # rounding alone can add still reaches the limit: a tick per CPU for steal, and for
+        # the others' time a tick per CPU plus one per busy counter summed (5).
+        cpus = os.cpu_count() or 1
         out["tick_s"] = tick
         out["disturbed"] = bool(
-            (others - 2 * tick) / wall >= OTHERS_CORES_LIMIT
-            or (total > 0 and (steal - tick) / total >= STEAL_LIMIT)
+            (others - (5 + cpus) * tick) / wall >= OTHERS_CORES_LIMIT
+            or (total > 0 and (steal - cpus * tick) / total >= STEAL_LIMIT)
         )
         return out
 

@@ -18,12 +18,14 @@ def median_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float,
     max cover only 94% at 5), rather than a narrower interval than it claims."""
     x = np.sort(np.asarray(values, dtype=float))
     n = x.size
+    log_half_n = n * math.log(0.5)
     j, below = 0, 0.0  # below: P(B <= j - 1), the chance the median lies left of x_(j)
     while j < n // 2:
-        nxt = below + math.comb(n, j) / 2.0**n
-        if 1 - 2 * nxt < confidence:
+        # P(B = j) in logs: 2**n overflows a float from n = 1024 on
+        p = math.exp(math.lgamma(n + 1) - math.lgamma(j + 1) - math.lgamma(n - j + 1) + log_half_n)
+        if 1 - 2 * (below + p) < confidence:
             break
-        j, below = j + 1, nxt
+        j, below = j + 1, below + p
     if j == 0:
         return math.nan, math.nan
     return float(x[j - 1]), float(x[n - j])
