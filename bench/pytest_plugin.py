@@ -38,6 +38,8 @@ from typing import Any
 
 import pytest
 
+from bench.pytest_counting import COUNT_CALLS, count_here, count_in_valgrind, counting_child
+
 DEFAULT_REPEATS = 5  # process-level runs per measurement
 MAX_SESSIONS = 10  # saved sessions per test in a baseline: the newest are kept
 DEFAULT_TOLERANCE = 0.05
@@ -270,7 +272,7 @@ class Perf:
         from bench.run.forked import in_fork
 
         key = self._key()
-        if COUNT_KEY in os.environ:  # a counting child times nothing (it runs under valgrind)
+        if counting_child():  # a counting child times nothing (it runs under valgrind)
             return _NOT_MEASURED
         self._check_baseline(key)
         _refuse_fork_after_cuda()
@@ -313,12 +315,12 @@ class Perf:
         from bench.telemetry.callgrind import COUNT_ENV, COUNTERS
 
         key = self._key()
-        if COUNT_KEY in os.environ:  # the counting child: count here, or pass through
-            if os.environ[COUNT_KEY] == key:
-                _count_here(fn, args, kwargs)  # never returns
+        if counting_child():  # the counting child: count here, or pass through
+            if counting_child() == key:
+                count_here(fn, args, kwargs)  # never returns
             return _NOT_MEASURED
         self._check_baseline(key)
-        values = _count_in_valgrind(self._request, key)
+        values = count_in_valgrind(self._request, key)
         method = (f"{COUNTERS['instructions']} (median of {COUNT_CALLS} calls; 1 intra-op "
                   f"thread; MKL_CBWR={COUNT_ENV['MKL_CBWR']}; perf.count)")  # fmt: skip
         m = Measurement("instructions", "instructions", values, method)
@@ -337,7 +339,7 @@ class Perf:
         from bench.spec.suite import load_suite
 
         key = self._key()
-        if COUNT_KEY in os.environ:
+        if counting_child():
             return _NOT_MEASURED
         self._check_baseline(key)
         s = load_suite(suite)
@@ -419,58 +421,6 @@ class Perf:
 
 
 _NOT_MEASURED = Measurement("none", "", [], "not measured: the counting run of another call")
-COUNT_KEY = "BENCH_PERF_COUNT_KEY"  # set in the counting child: which perf call to count
-COUNT_OUT = "BENCH_PERF_COUNT_OUT"  # ... and where it writes the counts
-COUNT_CALLS = 3
-COUNT_TIMEOUT_S = 1800
-
-
-def _count_here(fn, args, kwargs) -> None:
-    """In the child under valgrind: count the calls, write them, and end the process (the
-    rest of the test is not this child's business)."""
-    import json
-    import statistics
-
-    import torch
-
-    from bench.telemetry.callgrind import CallgrindClock, build_helper
-    from bench.telemetry.timer import time_calls
-
-    # one intra-op thread, as bench counts cases: callgrind counts every thread, and a
-    # pool's spinning is not the function's work (counts moved by 15% with torch's default)
-    torch.set_num_threads(1)
-    out = Path(os.environ[COUNT_OUT])
-    clock = CallgrindClock(str(out.parent / f"callgrind.{os.getpid()}"), helper=build_helper())
-    samples = time_calls(lambda: fn(*args, **kwargs), warmup=1, iterations=COUNT_CALLS, clock=clock)
-    clock.discard()
-    out.write_text(json.dumps({"value": statistics.median(samples.values)}))
-    os._exit(0)
-
-
-def _count_in_valgrind(request: pytest.FixtureRequest, key: str) -> list[float]:
-    """Run this test again in a pytest under callgrind, counting perf call ``key``."""
-    import json
-    import subprocess
-    import sys
-
-    from bench.telemetry.callgrind import COUNT_ENV, build_helper, valgrind_argv, valgrind_missing
-
-    why = valgrind_missing()
-    if why:
-        pytest.skip(f"perf.count: {why}")
-    out_dir = request.getfixturevalue("tmp_path_factory").mktemp("perf-count")
-    out = out_dir / "count.json"
-    pytest_argv = ["-m", "pytest", request.node.nodeid, "-q", "-p", "no:cacheprovider"]
-    argv = [*valgrind_argv(out_dir, ["instructions"], build_helper()), sys.executable, *pytest_argv]
-    env = {**os.environ, **COUNT_ENV, COUNT_KEY: key, COUNT_OUT: str(out)}
-    env.pop("PYTEST_ADDOPTS", None)
-    done = subprocess.run(argv, cwd=request.config.rootpath, env=env, capture_output=True,
-                          text=True, timeout=COUNT_TIMEOUT_S)  # fmt: skip
-    if not out.exists():
-        tail = (done.stdout + done.stderr).strip().splitlines()[-5:]
-        pytest.fail(f"perf.count: the counting run of {key} gave no count (exit "
-                    f"{done.returncode}): {' / '.join(tail)}", pytrace=False)  # fmt: skip
-    return [float(json.loads(out.read_text())["value"])]
 
 
 def _cuda_initialised() -> bool:

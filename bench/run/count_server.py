@@ -20,10 +20,14 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from bench.results import store
 from bench.run.case import now_iso
 from bench.spec.suite import Case
+
+if TYPE_CHECKING:
+    from bench.run.suite_driver import RunSession
 
 SERVER = "bench.run.count_server"
 START_TIMEOUT_S = 600.0  # valgrind starting python and torch: ~20 s on the 2-core VM
@@ -118,6 +122,59 @@ class CountServer:
         if self.replies is not None:
             self.replies.close()
             self.replies = None
+
+
+def count_run(session: RunSession, console, done: set) -> None:
+    """Count the instructions of every countable case in one valgrind process, before
+    the timed cases (never beside them: it would take a core from them). What cannot be
+    counted is absent from the timed results with the reason."""
+    from bench.run.preparation import preload_modules
+    from bench.telemetry.callgrind import valgrind_missing
+
+    counters = session.opts.counters
+    if counters is None:
+        counters = list(session.suite.run.counters)
+    if not counters:
+        return
+    why = valgrind_missing()
+    absent: dict[str, str] = {}
+    todo = []
+    for case in session.cases:
+        reason = why or countable(case)
+        if reason:
+            absent[case.id] = reason
+        elif (case.id, store.COUNT) not in done:
+            todo.append(case)
+    session.facts["count_absent"] = {"counters": counters, "cases": absent}
+    session.manifest["counters"] = {"counters": counters, "absent": absent}
+    if not todo:
+        return
+    out = session.run_dir / store.LOGS / "callgrind"
+    iterations = session.suite.run.count_iterations
+    server = CountServer(out, counters, iterations, preload_modules(session.cases))
+    console.print(f"counting {', '.join(counters)} of {len(todo)} case(s) under callgrind")
+    try:
+        for case in todo:
+            result = server.count(case, session.run_id, session.timeout)
+            store.write_json_atomic(store.case_path(session.run_dir, case.id, store.COUNT), result)
+            _print_count(console, result)
+    finally:
+        session.manifest["counters"]["server_start_s"] = server.started_s
+        server.close()
+        store.write_json_atomic(session.run_dir / store.MANIFEST, session.manifest)
+
+
+def _print_count(console, result: dict[str, Any]) -> None:
+    from rich.markup import escape
+
+    if result["status"] != "ok":
+        error = (result.get("error") or "").splitlines()[0][:160]
+        line = escape(f"{result['case_id']} (count)  {error}")
+        console.print(f"[red]{result['status']:>7}[/] {line}", highlight=False)
+        return
+    figures = "  ".join(f"{m['value'] / 1e6:,.1f} M {m['name']}" for m in result["metrics"][:2])
+    line = escape(f"{result['case_id']} (count)  {figures}  {result['wall_s']:.1f}s")
+    console.print(f"[green]{'counted':>7}[/] {line}", highlight=False)
 
 
 def countable(case: Case) -> str | None:

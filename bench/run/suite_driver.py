@@ -239,43 +239,10 @@ class RunSession:
             self.manifest["launch"] = self.opts.launch
 
     def count(self, console, done: set) -> None:
-        """Count the instructions of every countable case in one valgrind process, before
-        the timed cases (never beside them: it would take a core from them). What cannot be
-        counted is absent from the timed results with the reason."""
-        from bench.run.count_server import CountServer, countable
-        from bench.telemetry.callgrind import valgrind_missing
+        """Count the run's countable cases in one valgrind process (``count_server``)."""
+        from bench.run.count_server import count_run
 
-        counters = self.opts.counters
-        if counters is None:
-            counters = list(self.suite.run.counters)
-        if not counters:
-            return
-        why = valgrind_missing()
-        absent: dict[str, str] = {}
-        todo = []
-        for case in self.cases:
-            reason = why or countable(case)
-            if reason:
-                absent[case.id] = reason
-            elif (case.id, store.COUNT) not in done:
-                todo.append(case)
-        self.facts["count_absent"] = {"counters": counters, "cases": absent}
-        self.manifest["counters"] = {"counters": counters, "absent": absent}
-        if not todo:
-            return
-        out = self.run_dir / store.LOGS / "callgrind"
-        iterations = self.suite.run.count_iterations
-        server = CountServer(out, counters, iterations, preload_modules(self.cases))
-        console.print(f"counting {', '.join(counters)} of {len(todo)} case(s) under callgrind")
-        try:
-            for case in todo:
-                result = server.count(case, self.run_id, self.timeout)
-                store.write_json_atomic(store.case_path(self.run_dir, case.id, store.COUNT), result)
-                _print_count(console, result)
-        finally:
-            self.manifest["counters"]["server_start_s"] = server.started_s
-            server.close()
-            store.write_json_atomic(self.run_dir / store.MANIFEST, self.manifest)
+        count_run(self, console, done)
 
     def run(self, case: Case, repeat: int) -> dict[str, Any]:
         """One case process; its result is stored the moment it exists."""
@@ -350,19 +317,6 @@ def run_suite(suite: Suite, opts: RunOptions, console=None) -> RunOutcome:
         key=lambda r: (order[r["case_id"]], r["repeat"]),
     )
     return RunOutcome(session.run_id, session.run_dir, results, session.executed)
-
-
-def _print_count(console, result: dict[str, Any]) -> None:
-    from rich.markup import escape
-
-    if result["status"] != "ok":
-        error = (result.get("error") or "").splitlines()[0][:160]
-        line = escape(f"{result['case_id']} (count)  {error}")
-        console.print(f"[red]{result['status']:>7}[/] {line}", highlight=False)
-        return
-    figures = "  ".join(f"{m['value'] / 1e6:,.1f} M {m['name']}" for m in result["metrics"][:2])
-    line = escape(f"{result['case_id']} (count)  {figures}  {result['wall_s']:.1f}s")
-    console.print(f"[green]{'counted':>7}[/] {line}", highlight=False)
 
 
 def _raise_terminated(signum, frame) -> None:
