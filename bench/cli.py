@@ -64,8 +64,9 @@ def _parser() -> argparse.ArgumentParser:
         "--counters",
         metavar="LIST",
         type=_counters,
-        help="also count each CPU case under callgrind: instructions[,estimated_cycles] "
-        "(overrides the suite's run.counters; 'none' turns them off)",
+        help="also count each CPU case: under callgrind instructions[,estimated_cycles], or "
+        "from hardware counters hw_instructions[,hw_cycles] (overrides the suite's "
+        "run.counters; 'none' turns them off)",
     )
     r.add_argument(
         "--history",
@@ -219,7 +220,7 @@ def _compare_options(p: argparse.ArgumentParser) -> None:
 
 
 def _counters(text: str) -> list[str]:
-    from bench.telemetry.callgrind import COUNTERS
+    from bench.telemetry.counters import COUNTERS, source_of
 
     names = [] if text == "none" else [n.strip() for n in text.split(",") if n.strip()]
     wrong = [n for n in names if n not in COUNTERS]
@@ -227,6 +228,10 @@ def _counters(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(
             f"unknown counter {wrong[0]!r}: choose from {', '.join(COUNTERS)} (or none)"
         )
+    try:
+        names and source_of(names)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
     return names
 
 

@@ -40,9 +40,10 @@ AXES = [  # (metric, label) of what a reader asks "who won?" about
     ("energy_to_target_loss", "least energy to target loss"),
 ]
 HEADLINE_METRICS = [
-    "latency_median", "instructions", "throughput_tokens", "ttft_median", "heldout_bits_per_byte",
-    "kl_to_baseline", "top1_agreement", "params_total", "params_nonzero_fraction",
-    "state_dict_bytes", "bandwidth_utilization", "memory_prefill_peak_rss", "energy_per_token",
+    "latency_median", "instructions", "hw_instructions", "throughput_tokens", "ttft_median",
+    "heldout_bits_per_byte", "kl_to_baseline", "top1_agreement", "params_total",
+    "params_nonzero_fraction", "state_dict_bytes", "bandwidth_utilization",
+    "memory_prefill_peak_rss", "energy_per_token",
     "step_median", "time_to_target_loss", "steps_to_target_loss", "loss_final",
     "optimizer_state_bytes", "memory_train_peak_rss", "kl_to_teacher", "speedup_vs_teacher",
     "sequence_logprob", "greedy_agreement", "continuation_bits_per_byte",

@@ -1,9 +1,10 @@
-"""One valgrind process that counts every counted case of a run.
+"""One process that counts every counted case of a run.
 
 Starting torch under valgrind costs tens of seconds, so a run pays it once: ``CountServer``
 starts ``python -m bench.run.count_server`` under callgrind with instrumentation and
-collection off, the server imports torch, bench and the run's preloads, then forks one
-child per case handed to it (isolated as a timed case is, and counted from its own dumps).
+collection off (or, for hardware counters, as a plain process), the server imports torch,
+bench and the run's preloads, then forks one child per case handed to it (isolated as a
+timed case is, and counted by its own clock: ``bench.telemetry.counters``).
 Requests arrive as JSON lines on the server's stdin; each answer, the case's result as JSON,
 comes back on a pipe of its own, so that what libraries print goes to the log, not into the
 protocol.
@@ -40,19 +41,21 @@ class CountServer:
         self, out_dir: Path, counters: list[str], iterations: int, preload: tuple[str, ...] = ()
     ):
         from bench.telemetry.callgrind import build_helper
+        from bench.telemetry.counters import source_of
 
         self.out_dir = out_dir
         self.counters = counters
+        self.source = source_of(counters)
         self.iterations = iterations
         self.preload = preload
-        self.lib = build_helper()
+        self.lib = build_helper() if self.source.needs_helper else None
         self.proc: subprocess.Popen | None = None
         self.replies: Any = None
         self.started_s: float | None = None  # seconds the server took to be ready
         self.broken: str | None = None  # why the server could not start
 
     def start(self) -> None:
-        from bench.telemetry.callgrind import COUNT_ENV, valgrind_argv
+        from bench.telemetry.callgrind import COUNT_ENV
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
         r, w = os.pipe()
@@ -60,9 +63,10 @@ class CountServer:
             "preload": list(self.preload),
             "lib": str(self.lib or ""),
             "out": str(self.out_dir),
+            "source": self.source.name,
         }
         argv = [
-            *valgrind_argv(self.out_dir, self.counters, self.lib),
+            *self.source.prefix(self.out_dir, self.counters, self.lib),
             sys.executable,
             "-m",
             SERVER,
@@ -125,18 +129,19 @@ class CountServer:
 
 
 def count_run(session: RunSession, console, done: set) -> None:
-    """Count the instructions of every countable case in one valgrind process, before
-    the timed cases (never beside them: it would take a core from them). What cannot be
-    counted is absent from the timed results with the reason."""
+    """Count the instructions of every countable case in one process (under valgrind for
+    callgrind's counters), before the timed cases (never beside them: it would take a core
+    from them). What cannot be counted is absent from the timed results with the reason."""
     from bench.run.preparation import preload_modules
-    from bench.telemetry.callgrind import valgrind_missing
+    from bench.telemetry.counters import source_of
 
     counters = session.opts.counters
     if counters is None:
         counters = list(session.suite.run.counters)
     if not counters:
         return
-    why = valgrind_missing()
+    source = source_of(counters)
+    why = source.missing(counters)
     absent: dict[str, str] = {}
     todo = []
     for case in session.cases:
@@ -147,12 +152,17 @@ def count_run(session: RunSession, console, done: set) -> None:
             todo.append(case)
     session.facts["count_absent"] = {"counters": counters, "cases": absent}
     session.manifest["counters"] = {"counters": counters, "absent": absent}
+    for reason in sorted(set(absent.values())):  # asked for, so say why they are missing
+        n = sum(r == reason for r in absent.values())
+        console.print(f"not counting {', '.join(counters)} of {n} case(s): {reason}",
+                      highlight=False)  # fmt: skip
     if not todo:
         return
-    out = session.run_dir / store.LOGS / "callgrind"
+    out = session.run_dir / store.LOGS / source.name
     iterations = session.suite.run.count_iterations
     server = CountServer(out, counters, iterations, preload_modules(session.cases))
-    console.print(f"counting {', '.join(counters)} of {len(todo)} case(s) under callgrind")
+    how = "under callgrind" if source.name == "callgrind" else "with hardware counters"
+    console.print(f"counting {', '.join(counters)} of {len(todo)} case(s) {how}")
     try:
         for case in todo:
             result = server.count(case, session.run_id, session.timeout)
@@ -182,9 +192,9 @@ def countable(case: Case) -> str | None:
     from bench.run import ranks
 
     if case.run["device"] != "cpu":
-        return "a GPU case: callgrind counts CPU instructions only"
+        return "a GPU case: the counters count CPU instructions only"
     if ranks.placement_of(case, {}) is not None:
-        return "a case of several processes (ranks): callgrind counts one"
+        return "a case of several processes (ranks): a count follows one"
     return None
 
 
@@ -209,7 +219,7 @@ def _failure(case: Case, run_id, started: str, status: str, error: str, tb=None)
 
 
 def serve(reply_fd: int, config: dict[str, Any]) -> None:
-    """The server's loop, inside valgrind: one forked child per request."""
+    """The server's loop (inside valgrind for callgrind): one forked child per request."""
     import importlib
 
     import torch  # noqa: F401 - imported once here, inherited by every child
@@ -244,15 +254,19 @@ def serve(reply_fd: int, config: dict[str, Any]) -> None:
 
 def _count_child(request: dict[str, Any], w: int, config: dict[str, Any]) -> None:
     from bench.run.counting import count_case
+    from bench.telemetry.counters import SOURCES
 
     started = now_iso()
     case = Case.from_json(request["case"])
     try:
-        prefix = f"{config['out']}/callgrind.{os.getpid()}"
+        source = SOURCES[config["source"]]
+        prefix = f"{config['out']}/callgrind.{os.getpid()}"  # callgrind's dumps
         helper = Path(config["lib"]) if config["lib"] else None
         result = count_case(
-            case, request["counters"], request["iterations"], prefix, request["run_id"], helper
-        )
+            case, request["counters"], request["iterations"],
+            lambda counter: source.clock(prefix, counter, helper), request["run_id"],
+            source.units,
+        )  # fmt: skip
         result = result.to_json()
     except Exception as e:
         result = _failure(case, request["run_id"], started, "failed",

@@ -1,10 +1,12 @@
 """Count one case's instructions: its model built and optimized as in a timed run, its
-workload run with a callgrind clock in place of the timer (``bench.telemetry.callgrind``).
+workload run with a counting clock in place of the timer (``bench.telemetry.counters``:
+callgrind's or the hardware's).
 
-Runs inside the counting server's valgrind process (``count_server``), in a child forked
-for the case. One intra-op thread: valgrind runs threads one at a time, and a thread pool's
-spinning would be counted as work. The count measures the work a call does, not how it
-spreads over cores; the method says so.
+Runs inside the counting server (``count_server``: under valgrind for callgrind), in a
+child forked for the case. One intra-op thread: valgrind runs threads one at a time, a
+hardware counter follows the calling thread, and a thread pool's spinning would be counted
+as work. The count measures the work a call does, not how it spreads over cores; the method
+says so.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from bench.results.metric_info import COUNTS
@@ -21,7 +23,7 @@ from bench.run.case import build_and_apply, now_iso
 from bench.run.context import CaseContext
 from bench.spec import registry
 from bench.spec.suite import Case
-from bench.telemetry.callgrind import COUNT_ENV, COUNTERS, CallgrindClock
+from bench.telemetry.callgrind import COUNT_ENV
 
 THREADS = 1
 WARMUP = 1  # counts do not settle like timings; one call pays for first-use allocations
@@ -37,13 +39,14 @@ def count_case(
     case: Case,
     counters: list[str],
     iterations: int,
-    out_prefix: str,
+    clock_for: Callable[[str], Any],
     run_id: str | None,
-    helper: Path | None,
+    units: dict[str, str],
 ) -> CaseResult:
     """The case's counts per call, one figure per counter and timed series: the median of
-    ``iterations`` counted calls after one discarded (it pays one-off allocations). Raises
-    on any failure: the server turns it into the result's status."""
+    ``iterations`` counted calls after one discarded (it pays one-off allocations);
+    ``clock_for(counter)`` gives the clock that counts them. Raises on any failure: the
+    server turns it into the result's status."""
     import torch
 
     started, t0 = now_iso(), time.perf_counter()
@@ -60,7 +63,7 @@ def count_case(
     for counter in counters:
         # The workload runs once per counter: each of its series is made of the values its
         # clock returns, and a clock reads one counter.
-        clock = CallgrindClock(out_prefix, counter, helper)
+        clock = clock_for(counter)
         ctx.clock = clock
         out = wl.fn(built.model, params, ctx)
         clock.finish()
@@ -74,8 +77,9 @@ def count_case(
             values = s["values"]
             method = (f"{clock.method} (median of {len(values)} calls; {THREADS} intra-op "
                       f"thread; MKL_CBWR={COUNT_ENV['MKL_CBWR']})")  # fmt: skip
-            metrics.append(Metric(name, statistics.median(values), counter, method))
-            samples[name] = {**s, "unit": counter}
+            unit = units[counter]
+            metrics.append(Metric(name, statistics.median(values), unit, method))
+            samples[name] = {**s, "unit": unit}
     return CaseResult(
         case=case.to_json(),
         case_id=case.id,
@@ -99,4 +103,4 @@ def count_case(
     )
 
 
-__all__ = ["COUNTERS", "count_case", "metric_name"]
+__all__ = ["count_case", "metric_name"]

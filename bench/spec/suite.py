@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bench.errors import UserError
 from bench.results.metric_info import Tolerance
@@ -55,10 +55,22 @@ class RunSettings(Params):
     idle_s: float = Field(3.0, ge=0, le=600)  # idle power measured before the run; 0: skip
     sample_hz: float = Field(10.0, gt=0, le=1000)  # GPU sampler rate
     country: str = Field("USA", pattern=r"^[A-Z]{3}$")  # ISO 3166 alpha-3, for CO2 intensity
-    # Also count each CPU case's calls under valgrind's callgrind, in one process for the
-    # whole run: "instructions", "estimated_cycles" (bench.telemetry.callgrind).
-    counters: tuple[Literal["instructions", "estimated_cycles"], ...] = ()
+    # Also count each CPU case's calls, in one process for the whole run: under valgrind's
+    # callgrind "instructions", "estimated_cycles"; or, where the machine exposes them, from
+    # the hardware counters "hw_instructions", "hw_cycles" (bench.telemetry.counters).
+    counters: tuple[
+        Literal["instructions", "estimated_cycles", "hw_instructions", "hw_cycles"], ...
+    ] = ()
     count_iterations: int = Field(3, ge=1, le=100)  # counted calls per case (after 1 warm-up)
+
+    @field_validator("counters")
+    @classmethod
+    def _one_source(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if v:
+            from bench.telemetry.counters import source_of
+
+            source_of(v)  # ValueError: the counters need two sources
+        return v
 
 
 # How cases are counted is the run's business, not the case's: a case counted or not is the
