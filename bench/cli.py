@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench import cli_history
+from bench import cli_history, cli_profile
 from bench.errors import UserError
 
 
@@ -67,6 +67,13 @@ def _parser() -> argparse.ArgumentParser:
         help="also count each CPU case: under callgrind instructions[,estimated_cycles], or "
         "from hardware counters hw_instructions[,hw_cycles] (overrides the suite's "
         "run.counters; 'none' turns them off)",
+    )
+    r.add_argument(
+        "--profile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also profile each case in one more process under torch.profiler, after the "
+        "timed ones (overrides the suite's run.profile)",
     )
     r.add_argument(
         "--history",
@@ -128,6 +135,7 @@ def _parser() -> argparse.ArgumentParser:
         )
 
     cli_history.add_parser(sub)
+    cli_profile.add_parser(sub)
     cal = sub.add_parser(
         "calibrate",
         help="back-to-back A/A runs of a suite: how far runs drift apart on this machine",
@@ -267,6 +275,8 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         return _calibrate(args)
     if args.command == "history":
         return cli_history.main(args)
+    if args.command == "profile":
+        return cli_profile.main(args, load_suite(args.suite), argv)
     if args.command == "names":
         from bench.spec.registry import known_names
 
@@ -433,6 +443,7 @@ def _run(args: argparse.Namespace, suite, argv: list[str]) -> int:
         history=args.history,
         launch=launch,
         counters=args.counters,
+        profile=args.profile,
     )
     if args.executor:
         return _run_on_executor(args, suite, opts, console)

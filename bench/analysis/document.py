@@ -5,6 +5,18 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Link:
+    """A table cell that links somewhere (a trace beside the report)."""
+
+    text: str
+    href: str
+
+    def __str__(self) -> str:
+        return self.text
 
 
 def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -15,8 +27,10 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _md_cell(text: str) -> str:
+def _md_cell(text: str | Link) -> str:
     """One Markdown table cell: a '|' or a line break would end the row."""
+    if isinstance(text, Link):
+        return f"[{_md_cell(text.text)}](<{text.href}>)"
     return " ".join(str(text).replace("\\", "\\\\").replace("|", "\\|").splitlines())
 
 
@@ -36,6 +50,8 @@ def html_table(
     def cell(tag: str, text: str, j: int, cls: str = "") -> str:
         names = " ".join(n for n in (cls, "num" if j >= numeric_from else "") if n)
         attr = f' class="{e(names)}"' if names else ""
+        if isinstance(text, Link):
+            return f'<{tag}{attr}><a href="{e(text.href)}">{e(text.text)}</a></{tag}>'
         return f"<{tag}{attr}>{e(str(text))}</{tag}>"
 
     head = "".join(cell("th", h, j) for j, h in enumerate(header))

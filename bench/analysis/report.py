@@ -18,7 +18,16 @@ from typing import Any
 import pandas as pd
 
 from bench import atomic
-from bench.analysis import decoding_plots, machines, plots, scaling, stats, tables, training_plots
+from bench.analysis import (
+    decoding_plots,
+    machines,
+    plots,
+    profiles,
+    scaling,
+    stats,
+    tables,
+    training_plots,
+)
 from bench.analysis.document import STYLE, html_table, md_table
 from bench.analysis.units import human
 from bench.errors import UserError
@@ -152,6 +161,7 @@ FIGURE_CAPTIONS = {
     **training_plots.CAPTIONS,
     **decoding_plots.CAPTIONS,
     **scaling.CAPTIONS,
+    "where_the_time_went": profiles.CAPTION,
 }
 
 
@@ -179,7 +189,10 @@ def write_run_report(run_dir: Path, out_root: Path) -> Path:
     out = out_root / path_component(str(suite["name"])) / path_component(str(manifest["run_id"]))
     out.mkdir(parents=True, exist_ok=True)
     images = {}
-    for name, fig in _figures(df, results).items():
+    figs = _figures(df, results)
+    if (fig := profiles.figure(run_dir)) is not None:
+        figs["where_the_time_went"] = fig
+    for name, fig in figs.items():
         path = out / f"{name}.png"
         with atomic.atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=110, format="png")
@@ -190,6 +203,7 @@ def write_run_report(run_dir: Path, out_root: Path) -> Path:
     sections = [
         ratio_section(tables.ratio_table(df)),
         *[Table(**s) for part in (scaling, machines) if (s := part.section(df, manifest))],
+        *[Table(**s) for s in profiles.sections(run_dir, out)],
         cases_section(df),
         outlier_section(df),
         problems_section(df),

@@ -20,6 +20,7 @@ MANIFEST = "manifest.json"
 CASES = "cases"
 LOGS = "logs"
 COUNT = "count"  # the file tail of a case's instruction counts
+PROFILES = "profiles"  # a case's profiled pass: <case>.json and <case>.trace.json.gz
 RANKS = "ranks"  # each rank's own result of a parallel case
 
 COLUMNS = [
@@ -66,15 +67,20 @@ def create_run_dir(results: Path, suite_name: str) -> tuple[str, Path]:
         return run_id, results / run_id
 
 
-def case_file_stem(case_id: str, repeat: int | str) -> str:
+def case_name(case_id: str) -> str:
     """A case id's parts joined by '__' (readable), one-to-one: an id that the plain form
-    cannot carry back (unsafe characters, a '__' of its own) gets a hash of itself. Then
-    ``.r<repeat>``, or ``.count`` for the case's instruction counts."""
-    tail = repeat if repeat == COUNT else f"r{repeat}"
+    cannot carry back (unsafe characters, a '__' of its own) gets a hash of itself."""
     parts = case_id.split("/")
     if all(path_component(p) == p and "__" not in p for p in parts):
-        return f"{'__'.join(parts)}.{tail}"
-    return f"{hashed_name('__'.join(parts), case_id)}.{tail}"
+        return "__".join(parts)
+    return hashed_name("__".join(parts), case_id)
+
+
+def case_file_stem(case_id: str, repeat: int | str) -> str:
+    """``case_name`` then ``.r<repeat>``, or the pass's name (``.count`` for the case's
+    instruction counts, ``.profile`` for its profile's log)."""
+    tail = repeat if isinstance(repeat, str) else f"r{repeat}"
+    return f"{case_name(case_id)}.{tail}"
 
 
 def case_path(run_dir: Path, case_id: str, repeat: int | str) -> Path:
@@ -93,8 +99,26 @@ def is_count(result: dict[str, Any]) -> bool:
     return (result.get("info") or {}).get("pass") == COUNT
 
 
-def log_path(run_dir: Path, case_id: str, repeat: int) -> Path:
+def log_path(run_dir: Path, case_id: str, repeat: int | str) -> Path:
     return run_dir / LOGS / f"{case_file_stem(case_id, repeat)}.log"
+
+
+def profile_path(run_dir: Path, case_id: str) -> Path:
+    """The result of a case's profiled pass (its operator table); its trace lies beside."""
+    return run_dir / PROFILES / f"{case_name(case_id)}.json"
+
+
+def profiles(run_dir: Path) -> list[dict[str, Any]]:
+    """The profiled passes of one run folder that can be read, in file-name order."""
+    out = []
+    for p in sorted((run_dir / PROFILES).glob("*.json")):
+        try:
+            r = read_json(p)
+        except (OSError, ValueError):
+            continue
+        if isinstance(r, dict) and "case_id" in r:
+            out.append(r)
+    return out
 
 
 def read_json(path: Path) -> dict[str, Any]:

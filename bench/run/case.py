@@ -101,6 +101,11 @@ def _run(case: Case, result: CaseResult, facts: dict[str, Any], repeat: int) -> 
             model=case.model,
             quality=run["quality"],
         )
+        if facts.get("profile"):  # the case's profiled pass, not a timed run
+            from bench.run.profiling import profile_case
+
+            profile_case(case, result, ctx, facts["profile"])
+            return
         sampler = Sampler(gpu, run["sample_hz"]).start() if gpu is not None else None
         try:
             _measure(case, result, ctx, sampler, facts, absent)

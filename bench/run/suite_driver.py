@@ -50,6 +50,9 @@ class RunOptions:
     history: str | None = None  # the history this run is part of (``bench history``)
     launch: dict[str, Any] | None = None  # nodes of parallel cases: nnodes, node_rank, rdzv
     counters: list[str] | None = None  # overrides the suite's run.counters
+    profile: bool | None = None  # overrides the suite's run.profile
+    with_baselines: bool = False  # --filter also takes the chosen cases' baselines
+    timed: bool = True  # False: only the passes asked for (``bench profile``)
 
 
 @dataclass
@@ -68,14 +71,20 @@ def make_console():
     return probe if probe.is_terminal else Console(stderr=True, width=160)
 
 
-def select_cases(cases: tuple[Case, ...], pattern: str | None, shard: str | None) -> list[Case]:
-    """The cases a run takes: those matching ``pattern``, then the K-th of N shards.
+def select_cases(
+    cases: tuple[Case, ...], pattern: str | None, shard: str | None, with_baselines: bool = False
+) -> list[Case]:
+    """The cases a run takes: those matching ``pattern`` (and, ``with_baselines``, their
+    groups' baselines), then the K-th of N shards.
 
     Shards deal whole groups (a model x workload with its baseline), never single cases,
     so every shard holds each of its cases' baseline and its ratios stand on their own."""
     chosen = [c for c in cases if pattern is None or fnmatch.fnmatchcase(c.id, pattern)]
     if pattern is not None and not chosen:
         raise UserError(f"--filter {pattern!r} matches no case; see `bench list`")
+    if with_baselines:
+        groups = {c.group for c in chosen}
+        chosen = [c for c in cases if c in chosen or (c.is_baseline and c.group in groups)]
     if shard is None:
         return chosen
     try:
@@ -244,6 +253,12 @@ class RunSession:
 
         count_run(self, console, done)
 
+    def profile(self, console) -> None:
+        """Profile the run's cases, one more process each, after the timed ones."""
+        from bench.run.profile_pass import profile_run
+
+        profile_run(self, console)
+
     def run(self, case: Case, repeat: int) -> dict[str, Any]:
         """One case process; its result is stored the moment it exists."""
         log = store.log_path(self.run_dir, case.id, repeat)
@@ -278,14 +293,14 @@ class RunSession:
 
 def run_suite(suite: Suite, opts: RunOptions, console=None) -> RunOutcome:
     console = console or make_console()
-    cases = select_cases(suite.cases, opts.filter, opts.shard)
+    cases = select_cases(suite.cases, opts.filter, opts.shard, opts.with_baselines)
     done = store.finished_ok(opts.results / path_component(opts.resume)) if opts.resume else set()
     todo = [(c, r) for c, r in schedule(cases, suite.run.repeats) if (c.id, r) not in done]
-    session = RunSession(suite, cases, opts, len(todo))
-    console.print(
-        f"run [bold]{session.run_id}[/] → {session.run_dir}  "
-        f"({len(todo)} to run, {len(done)} already done)"
-    )
+    todo = todo if opts.timed else []
+    profiling = suite.run.profile if opts.profile is None else opts.profile
+    session = RunSession(suite, cases, opts, len(todo) + (len(cases) if profiling else 0))
+    plan = f"{len(todo)} to run, {len(done)} already done" if opts.timed else "profiles only"
+    console.print(f"run [bold]{session.run_id}[/] → {session.run_dir}  ({plan})")
     previous = signal.getsignal(signal.SIGTERM)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_terminated)
@@ -295,6 +310,7 @@ def run_suite(suite: Suite, opts: RunOptions, console=None) -> RunOutcome:
             session.count(console, done)
         for _, _, result in _progress(todo, console, session):
             _print_line(console, result, suite.run.repeats)
+        session.profile(console)
     except KeyboardInterrupt:
         raise session.stop("interrupted (Ctrl-C)", 130) from None
     except _Terminated:

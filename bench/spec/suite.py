@@ -62,6 +62,11 @@ class RunSettings(Params):
         Literal["instructions", "estimated_cycles", "hw_instructions", "hw_cycles"], ...
     ] = ()
     count_iterations: int = Field(3, ge=1, le=100)  # counted calls per case (after 1 warm-up)
+    # Also profile each case in one extra process under torch.profiler (bench.run.profiling):
+    # its operator table and trace, over this many calls after an unprofiled run.
+    profile: bool = False
+    profile_calls: int = Field(5, ge=1, le=1000)
+    profile_stack: bool = False  # record Python stacks too (larger traces, more overhead)
 
     @field_validator("counters")
     @classmethod
@@ -73,9 +78,9 @@ class RunSettings(Params):
         return v
 
 
-# How cases are counted is the run's business, not the case's: a case counted or not is the
-# same case (same id and hash), so runs with and without counts compare.
-COUNT_SETTINGS = {"counters", "count_iterations"}
+# How cases are counted or profiled is the run's business, not the case's: a case counted
+# or not is the same case (same id and hash), so runs with and without counts compare.
+PASS_SETTINGS = {"counters", "count_iterations", "profile", "profile_calls", "profile_stack"}
 
 
 class MatrixRules(BaseModel):
@@ -220,7 +225,7 @@ def parse_suite(text: str, *, where: str = "<suite>") -> Suite:
         for i, d in enumerate(spec.techniques)
         for c in expander.chains(f"techniques[{i}]", d)
     ]
-    run = spec.run.model_dump(exclude=COUNT_SETTINGS)
+    run = spec.run.model_dump(exclude=PASS_SETTINGS)
     suite_gates = gates(parse_gates(spec.gates, where))
 
     def product(ms, ws, cs) -> Iterator[tuple[str, Case]]:

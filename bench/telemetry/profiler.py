@@ -1,0 +1,203 @@
+"""Where a call's time goes: torch.profiler around a workload's calls, an operator table of
+those calls only, and how much of their wall time the operators explain.
+
+``ProfilingClock`` wraps the case's clock: it times as usual and wraps each timed call in
+a ``record_function`` range named ``bench/call#k``, so the trace shows the calls and the
+table counts what ran inside them (not the workload's setup between loops). A range's own
+self time is the part of the call that no operator covers: Python, dispatch and launch
+overhead, waiting. Pure functions of the profiler's events (``FunctionEvent``), so they
+are tested with events of a real profile and with fakes alike.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CALL = "bench/call#"
+TOP_KERNELS = 10
+
+
+class ProfilingClock:
+    """The case's clock, each timed call inside a ``bench/call#k`` range. A loop's last
+    mark opens a range no call follows (``finish`` closes it at once): ``trailing``."""
+
+    def __init__(self, inner: Any) -> None:
+        from torch.profiler import record_function
+
+        self._range = record_function
+        self.inner = inner
+        self.method = inner.method
+        self._open: Any = None
+        self._k = 0
+        self.trailing: set[int] = set()
+
+    def _close(self) -> None:
+        if self._open is not None:
+            self._open.__exit__(None, None, None)
+            self._open = None
+
+    def mark(self) -> Any:
+        t = self.inner.mark()
+        self._close()
+        self._open = self._range(f"{CALL}{self._k}")
+        self._open.__enter__()
+        self._k += 1
+        return t
+
+    def finish(self) -> None:
+        if self._open is not None:
+            self.trailing.add(self._k - 1)
+        self._close()
+        self.inner.finish()
+
+    def seconds(self, a: Any, b: Any) -> float:
+        return self.inner.seconds(a, b)
+
+
+@dataclass
+class _Op:
+    calls: int = 0
+    self_us: float = 0.0
+    total_us: float = 0.0
+    device_us: float = 0.0
+    flops: int = 0
+    memory_bytes: int = 0
+    shapes: Counter = field(default_factory=Counter)
+
+
+def _call_index(name: str) -> int | None:
+    if not name.startswith(CALL):
+        return None
+    try:
+        return int(name[len(CALL) :])
+    except ValueError:
+        return None
+
+
+def _is_cpu(e: Any) -> bool:
+    return str(getattr(e, "device_type", "CPU")).endswith("CPU")
+
+
+def call_events(events: list[Any], trailing: set[int]) -> list[Any]:
+    """The ``bench/call#k`` ranges of real calls, in order."""
+    calls = [e for e in events if (k := _call_index(e.name)) is not None and k not in trailing]
+    return sorted(calls, key=lambda e: e.time_range.start)
+
+
+def operator_table(events: list[Any], trailing: set[int]) -> dict[str, Any]:
+    """What ran inside the profiled calls, per operator and per call: self and total CPU
+    time (µs), calls, the commonest input shapes, FLOPs where torch estimates them, memory
+    its own allocations kept (bytes, allocated minus freed), device self time where a GPU
+    ran; and the share of the calls' wall time that the operators explain."""
+    calls = call_events(events, trailing)
+    inside: dict[int, bool] = {}
+    call_ids = {id(c) for c in calls}
+
+    def in_call(e: Any) -> bool:
+        chain = []
+        p = e
+        while p is not None and id(p) not in inside:
+            if id(p) in call_ids:
+                break
+            chain.append(p)
+            p = p.cpu_parent
+        verdict = p is not None and (id(p) in call_ids or inside[id(p)])
+        for q in chain:
+            inside[id(q)] = verdict
+        return verdict
+
+    ops: dict[str, _Op] = {}
+    for e in events:
+        if _call_index(e.name) is not None or not _is_cpu(e) or not in_call(e):
+            continue
+        op = ops.setdefault(e.name, _Op())
+        op.calls += 1
+        op.self_us += e.self_cpu_time_total
+        op.total_us += e.cpu_time_total
+        op.device_us += getattr(e, "self_device_time_total", 0) or 0
+        op.flops += e.flops or 0
+        op.memory_bytes += e.self_cpu_memory_usage or 0
+        if e.input_shapes:
+            op.shapes[str(e.input_shapes)] += 1
+    n = len(calls)
+    wall_us = sum(c.time_range.end - c.time_range.start for c in calls)
+    outside_us = sum(c.self_cpu_time_total for c in calls)
+    rows = [
+        {
+            "operator": name,
+            "calls_per_call": op.calls / n,
+            "self_us_per_call": op.self_us / n,
+            "total_us_per_call": op.total_us / n,
+            "self_share": op.self_us / wall_us if wall_us else None,
+            "device_us_per_call": op.device_us / n if op.device_us else None,
+            "flops_per_call": op.flops / n if op.flops else None,
+            "memory_bytes_per_call": op.memory_bytes / n,
+            "input_shapes": op.shapes.most_common(1)[0][0] if op.shapes else "",
+        }
+        for name, op in sorted(ops.items(), key=lambda kv: -kv[1].self_us)
+    ] if n else []  # fmt: skip
+    return {
+        "calls": n,
+        "wall_us_per_call": wall_us / n if n else None,
+        "outside_operators_us_per_call": outside_us / n if n else None,
+        "explained_share": 1 - outside_us / wall_us if wall_us else None,
+        "operators": rows,
+    }
+
+
+def device_summary(events: list[Any], trailing: set[int]) -> dict[str, Any] | None:
+    """On a GPU: kernel time per call, the share of the calls' wall time with no kernel
+    running (idle), and the top kernels; None where no device event was recorded."""
+    kernels = [e for e in events if not _is_cpu(e)]
+    calls = call_events(events, trailing)
+    if not kernels or not calls:
+        return None
+    windows = [(c.time_range.start, c.time_range.end) for c in calls]
+    busy = _overlap(_union([(k.time_range.start, k.time_range.end) for k in kernels]), windows)
+    wall = sum(b - a for a, b in windows)
+    per: Counter = Counter()
+    for k in kernels:
+        per[k.name] += k.time_range.end - k.time_range.start
+    n = len(calls)
+    return {
+        "kernel_us_per_call": busy / n,
+        "idle_share": 1 - busy / wall if wall else None,
+        "top_kernels": [
+            {"kernel": name, "us_per_call": us / n} for name, us in per.most_common(TOP_KERNELS)
+        ],
+    }
+
+
+def _union(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    out: list[list[float]] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return [(a, b) for a, b in out]
+
+
+def _overlap(spans: list[tuple[float, float]], windows: list[tuple[float, float]]) -> float:
+    return sum(max(0.0, min(b, d) - max(a, c)) for a, b in spans for c, d in windows)
+
+
+def export_trace(prof: Any, path: Path) -> int:
+    """The profile as a gzipped Chrome/Perfetto trace at ``path``, written atomically;
+    its size in bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        raw = Path(tmp) / "trace.json"
+        prof.export_chrome_trace(str(raw))
+        packed = Path(tmp) / path.name
+        with open(raw, "rb") as src, gzip.open(packed, "wb", compresslevel=6) as dst:
+            shutil.copyfileobj(src, dst)
+        os.replace(packed, path)
+    return path.stat().st_size
