@@ -13,6 +13,9 @@ baseline with the rule of ``bench compare`` (``bench.analysis.verdicts``)::
     def test_tokenize_work(perf):
         perf.count(tokenize, text)               # instructions, under valgrind (1% gate)
 
+    def test_tokenize_profile(perf):
+        table = perf.profile(tokenize, text)     # operator table and trace, never a gate
+
     pytest --perf-save main        # add this session to baseline "main" (run it 3+ times)
     pytest --perf-compare main     # REGRESSION fails, INCONCLUSIVE warns, no baseline skips
 
@@ -177,6 +180,7 @@ class _PerfSession:
         if self.repeats < 1:
             raise pytest.UsageError("--perf-repeats must be at least 1")
         self.measured: dict[str, Measurement] = {}
+        self.profiled: dict[str, dict[str, Any]] = {}  # perf.profile's tables, by test
         self._baseline: dict[str, Any] | None = None
         self._skip_all: str | None = None
 
@@ -263,6 +267,7 @@ class Perf:
         self.metric = opts.get("metric")
         self.repeats = int(opts.get("repeats", self._session.repeats))
         self._calls = 0
+        self._profiles = 0  # perf.profile calls: not measurements, so keyed apart
 
     def time(self, fn, *args, **kwargs) -> Measurement:
         """Seconds per call of ``fn(*args, **kwargs)``: each repeat a forked process that
@@ -325,6 +330,52 @@ class Perf:
                   f"thread; MKL_CBWR={COUNT_ENV['MKL_CBWR']}; perf.count)")  # fmt: skip
         m = Measurement("instructions", "instructions", values, method)
         return self._judge(key, m, self._count_tolerance)
+
+    def profile(self, fn, *args, calls: int = 5, stack: bool = False, **kwargs) -> dict[str, Any]:
+        """Where the time of ``fn(*args, **kwargs)`` goes, beside its timing: in a forked
+        process, a warm-up call and ``calls`` unprofiled calls, then ``calls`` under
+        torch.profiler (``bench.telemetry.profiler``). Writes the operator table to
+        ``PERF_DIR/profiles/<test>.json`` and its Chrome/Perfetto trace beside it, and
+        returns the table (``operators``, ``explained_share``, ``overhead``, ``trace``).
+        Never a gate: profiled times carry the profiler's overhead."""
+        from bench.filenames import hashed_name
+        from bench.run.forked import in_fork
+
+        if counting_child():
+            return {}
+        _refuse_fork_after_cuda()
+        self._profiles += 1
+        key = self._request.node.nodeid + (f"#{self._profiles}" if self._profiles > 1 else "")
+        out = self._session.dir / "profiles" / hashed_name(key.replace("/", "__"), key)
+
+        def one_process() -> dict[str, Any]:
+            from bench.results.store import write_json_atomic
+            from bench.telemetry import profiler
+            from bench.telemetry.timer import PerfCounterClock, time_calls, warm_up
+
+            def call():
+                return fn(*args, **kwargs)
+
+            warm_up(call, WARMUP, PerfCounterClock())
+            cuda = _cuda_initialised()
+            clock = PerfCounterClock(_cuda_sync()) if cuda else PerfCounterClock()
+            plain = time_calls(call, warmup=0, iterations=calls, clock=clock)
+            samples, prof, marks = profiler.profiled(
+                lambda c: time_calls(call, warmup=0, iterations=calls, clock=c),
+                "cuda" if cuda else "cpu",
+                stack,
+            )
+            table = profiler.summary(prof, marks, stack)
+            trace = out.with_name(out.name + ".trace.json.gz")
+            profiler.export_trace(prof, trace)
+            table.update(test=key, trace=str(trace),
+                         overhead=profiler.overhead(plain.values, samples.values))  # fmt: skip
+            write_json_atomic(out.with_name(out.name + ".json"), table)
+            return table
+
+        table = in_fork(one_process)
+        self._session.profiled[key] = table
+        return table
 
     def case(self, suite: str | Path, case_id: str) -> Measurement:
         """A suite case, run as ``bench run`` runs it (its own processes, the suite's
@@ -462,12 +513,17 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     s = config.stash.get(_SESSION, None)
-    if s is None or not s.measured:
+    if s is None or not (s.measured or s.profiled):
         return
     from bench.analysis.units import human
 
     tr = terminalreporter
     tr.section("perf")
+    for key, t in s.profiled.items():
+        top = ", ".join(f"{o['operator']} {o['self_share']:.0%}" for o in t["operators"][:3])
+        per_call = f"{t['wall_us_per_call'] / 1e3:.3f} ms/call"
+        tr.write_line(f"{key}: profiled, operators explain {t['explained_share']:.0%} of "
+                      f"{per_call} ({top}); {t['trace']}")  # fmt: skip
     for key, m in s.measured.items():
         verdict = f"  {m.verdict}" if m.verdict else ""
         tr.write_line(f"{key}: {m.metric} {human(m.center, m.unit)} (geometric mean of "

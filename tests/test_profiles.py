@@ -152,3 +152,34 @@ def test_bench_profile_profiles_a_case_with_its_baseline_and_prints_the_diff(tmp
     assert len(store.profiles(run)) == 2
     code = main(["profile", str(tmp_path / "s.toml"), "--case", "nope*"])
     assert code == 2 and "--case 'nope*' matches no case" in capsys.readouterr().err
+
+
+def _fake_profile(run_dir, case_id, ops):
+    operators = [{"operator": name, "self_us_per_call": us} for name, us in ops.items()]
+    result = {"case_id": case_id, "status": "ok",
+              "info": {"pass": "profile", "profile": {"operators": operators, "trace": "t.gz"}}}  # fmt: skip
+    path = store.profile_path(run_dir, case_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result))
+
+
+def test_a_time_regression_in_compare_names_the_operators_that_moved(tmp_path):
+    from bench.analysis.compare import compare
+    from bench.analysis.sides import load_side
+    from tests.test_compare import sides
+
+    base, cand = sides(tmp_path, slow=1.5)
+    _fake_profile(base[1], "m/w/baseline", {"aten::mm": 900.0, "aten::gelu": 100.0})
+    _fake_profile(cand[0], "m/w/baseline", {"aten::mm": 1500.0, "aten::gelu": 101.0,
+                                            "aten::mul": 80.0})  # fmt: skip
+    c = compare(load_side(base), load_side(cand))
+    assert {str(ch.verdict) for _, ch in c.rows if ch.metric == "latency_median"} == {"REGRESSION"}
+    [note] = [n for n in c.notes if "operators that moved" in n]
+    assert note.startswith("m/w/baseline: operators that moved most per call")
+    assert "aten::mm +0.600 ms (slower), aten::mul +0.080 ms (added)" in note
+    assert "gelu" not in note and f"base {base[1] / 'profiles' / 't.gz'}" in note
+    # without a profile on one side, nothing is said
+    (cand[0] / "profiles" / "m__w__baseline.json").unlink()
+    assert not any(
+        "operators that moved" in n for n in compare(load_side(base), load_side(cand)).notes
+    )

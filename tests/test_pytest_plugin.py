@@ -229,3 +229,29 @@ def test_perf_count_decides_at_one_session_a_side(pytester):
     more = session(68, "--perf-compare", "main")
     more.assert_outcomes(failed=1)
     more.stdout.fnmatch_lines(["*REGRESSION: instructions*(bound)*"])
+
+
+PROFILED = """
+import torch
+
+def test_mlp(perf):
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 8))
+    x = torch.randn(4, 64)
+    with torch.no_grad():
+        table = perf.profile(model, x, calls=3)
+    assert table["calls"] == 3
+    assert any(o["operator"] == "aten::addmm" for o in table["operators"])
+    assert table["overhead"]["ratio"] > 0
+"""
+
+
+def test_perf_profile_writes_the_operator_table_and_trace_and_is_no_gate(pytester):
+    pytester.makepyfile(test_prof=PROFILED)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--perf-compare", "nothing")
+    result.assert_outcomes(passed=1)  # no baseline to skip on: profiling never gates
+    result.stdout.fnmatch_lines(["*test_prof.py::test_mlp: profiled, operators explain *"])
+    (table,) = (pytester.path / ".perf" / "profiles").glob("*.json")
+    data = json.loads(table.read_text())
+    assert data["test"] == "test_prof.py::test_mlp"
+    assert {o["operator"] for o in data["operators"]} >= {"aten::addmm", "aten::relu"}
+    assert (pytester.path / ".perf" / "profiles" / (table.stem + ".trace.json.gz")).exists()

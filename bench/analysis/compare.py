@@ -250,6 +250,12 @@ def finish(
     only_cand = [c for c in cand.cases if c not in base.cases]
     busy = [disturbance_note(n, s) for n, s in (("base", base), ("candidate", cand))]
     notes = [*notes, *(b for b in busy if b)]
+    regressed = verdicts.Verdict.REGRESSION
+    slower = {c for c, ch in rows if ch.verdict == regressed and base.units.get(ch.metric) == "s"}
+    if slower:  # where the time went, when both sides' runs were profiled
+        from bench.analysis.profiles import regression_notes
+
+        notes += regression_notes(base.run_dirs, cand.run_dirs, sorted(slower))
     return Comparison(
         base, cand, rows, only_base, only_cand, differences, rule, alpha, notes, evidence
     )

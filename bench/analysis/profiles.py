@@ -114,6 +114,40 @@ def technique_diffs(ops: pd.DataFrame, passes: pd.DataFrame) -> list[tuple[str, 
     return out
 
 
+def regression_notes(
+    base_runs: list[Path], cand_runs: list[Path], case_ids: list[str], top: int = 5
+) -> list[str]:
+    """For each case slower beyond noise: both sides' profiles (the first run of each side
+    that has one) and the operators whose self time changed most between them."""
+    notes = []
+    for case_id in case_ids:
+        sides = [_first_profile(runs, case_id) for runs in (base_runs, cand_runs)]
+        if None in sides:
+            continue
+        (bdir, bprof), (cdir, cprof) = sides
+        d = diff(*(pd.DataFrame(p["info"]["profile"]["operators"]) for p in (bprof, cprof)))
+        moved = ", ".join(f"{r.operator} {r.change_us / 1e3:+.3f} ms ({r.what})"
+                          for r in d[d["what"] != "same"].head(top).itertuples())  # fmt: skip
+        paths = [str(d_ / store.PROFILES / p["info"]["profile"]["trace"])
+                 for d_, p in ((bdir, bprof), (cdir, cprof))]  # fmt: skip
+        notes.append(f"{case_id}: operators that moved most per call (profiled passes): "
+                     f"{moved or 'none beyond 5%'}; traces: base {paths[0]}, "
+                     f"candidate {paths[1]}")  # fmt: skip
+    return notes
+
+
+def _first_profile(runs: list[Path], case_id: str) -> tuple[Path, dict[str, Any]] | None:
+    for run in runs:
+        path = store.profile_path(run, case_id)
+        try:
+            r = store.read_json(path)
+        except (OSError, ValueError):
+            continue
+        if isinstance(r, dict) and r.get("status") == "ok":
+            return run, r
+    return None
+
+
 def _ms(us: float | None) -> str:
     return "—" if us is None or pd.isna(us) else f"{us / 1e3:.3f}"
 

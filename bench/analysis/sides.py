@@ -31,6 +31,7 @@ class Side:
 
     paths: list[str] = field(default_factory=list)
     runs: list[str] = field(default_factory=list)  # run ids, or pytest-benchmark save files
+    run_dirs: list[Path] = field(default_factory=list)  # the bench run folders read
     suites: set[str] = field(default_factory=set)
     facts: dict[str, set[str]] = field(default_factory=dict)  # what must match the other side
     # (case, metric) -> run -> that invocation's process-run values
@@ -117,6 +118,7 @@ def _read_run(run_dir: Path, side: Side) -> None:
     except (KeyError, TypeError):
         raise UserError("malformed manifest: no run_id or suite", where=str(run_dir)) from None
     side.runs.append(run_id)
+    side.run_dirs.append(run_dir)
     side.suites.add(suite["name"])
     gates = gates_of_suite_text(suite.get("text", ""), f"{run_dir} (its suite)")
     if side.gates is None:

@@ -16,6 +16,7 @@ import os
 import shutil
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -187,6 +188,49 @@ def _union(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 def _overlap(spans: list[tuple[float, float]], windows: list[tuple[float, float]]) -> float:
     return sum(max(0.0, min(b, d) - max(a, c)) for a, b in spans for c, d in windows)
+
+
+def profiled(run: Callable[[Any], Any], device: str, stack: bool = False) -> tuple[Any, Any, Any]:
+    """``run(clock)`` under torch.profiler (CPU, and CUDA on a GPU; shapes, memory, FLOPs,
+    Python stacks by option), its timed calls marked by a ``ProfilingClock``: (what
+    ``run`` returned, the profile, the clock)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from bench.telemetry.timer import clock_for
+
+    activities = [ProfilerActivity.CPU]
+    if device.startswith("cuda"):
+        activities.append(ProfilerActivity.CUDA)
+    clock = ProfilingClock(clock_for(device))
+    with profile(activities=activities, record_shapes=True, profile_memory=True,
+                 with_flops=True, with_stack=stack) as prof:  # fmt: skip
+        out = run(clock)
+    return out, prof, clock
+
+
+def summary(prof: Any, clock: ProfilingClock, stack: bool) -> dict[str, Any]:
+    """The operator table of the profiled calls, the device summary and the method."""
+    events = list(prof.events())
+    table = operator_table(events, clock.trailing)
+    if not table["calls"]:
+        raise RuntimeError("no timed call was profiled")
+    return {
+        **table,
+        "device": device_summary(events, clock.trailing),
+        "method": (
+            "torch.profiler (record_shapes, profile_memory, with_flops"
+            f"{', with_stack' if stack else ''}) over {table['calls']} timed calls after "
+            "unprofiled ones; self times summed per operator inside the calls"
+        ),
+    }
+
+
+def overhead(plain: list[float], profiled_s: list[float]) -> dict[str, Any]:
+    """The median call unprofiled and profiled (seconds), and their ratio."""
+    import statistics
+
+    a, b = statistics.median(plain), statistics.median(profiled_s)
+    return {"unprofiled_s": a, "profiled_s": b, "ratio": b / a if a else None}
 
 
 def export_trace(prof: Any, path: Path) -> int:
