@@ -473,7 +473,9 @@ def _finish(args: argparse.Namespace, run_dir: Path, results: list, console) -> 
 
         (report,) = write_reports([run_dir], args.reports)
         console.print(f"report: {report}")
-    return exit_code(results)
+    from bench.results.store import profiles
+
+    return exit_code([*results, *profiles(run_dir)])  # a failed profiled pass fails too
 
 
 def _launch(args: argparse.Namespace) -> dict | None:

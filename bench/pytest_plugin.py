@@ -367,8 +367,9 @@ class Perf:
             )
             table = profiler.summary(prof, marks, stack)
             trace = out.with_name(out.name + ".trace.json.gz")
-            profiler.export_trace(prof, trace)
+            events = profiler.export_trace(prof, trace)
             table.update(test=key, trace=str(trace),
+                         memory=profiler.call_memory(events, marks.trailing),
                          overhead=profiler.overhead(plain.values, samples.values))  # fmt: skip
             write_json_atomic(out.with_name(out.name + ".json"), table)
             return table

@@ -49,6 +49,24 @@ def test_the_operator_table_counts_the_calls_only_and_adds_up_to_their_wall_time
     assert table["wall_us_per_call"] / 1e6 <= max(samples.values + samples.warmup) * 1.5
 
 
+def test_the_tensor_memory_a_call_adds_is_read_from_the_traces_allocation_events(tmp_path):
+    model = torch.nn.Sequential(
+        torch.nn.Linear(256, 1024), torch.nn.ReLU(), torch.nn.Linear(1024, 8)
+    )
+    x = torch.randn(64, 256)
+    with torch.no_grad():
+        _, prof, clock = profiler.profiled(
+            lambda c: time_calls(lambda: model(x), warmup=0, iterations=3, clock=c), "cpu"
+        )
+    events = profiler.export_trace(prof, tmp_path / "t.trace.json.gz")
+    memory = profiler.call_memory(events, clock.trailing)
+    # the first layer's output and the ReLU's are alive together: 2 x 64 x 1024 floats
+    assert memory["cpu"] == {
+        "median_peak_bytes": 2 * 64 * 1024 * 4,
+        "max_peak_bytes": 2 * 64 * 1024 * 4,
+    }
+
+
 def _event(name, start, end, device="CPU", parent=None, self_us=None):
     return SimpleNamespace(name=name, time_range=SimpleNamespace(start=start, end=end),
                            device_type=f"DeviceType.{device}", cpu_parent=parent,

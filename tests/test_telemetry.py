@@ -225,9 +225,15 @@ def test_peak_rss_of_a_phase_sees_a_known_allocation():
     with mon.phase("alloc"):
         block = np.ones(size, dtype=np.uint8)  # touched: resident
         del block
-    (m,) = mon.metrics
-    assert m.name == "memory_alloc_peak_rss" and m.method == "vmhwm_after_clear_refs"
+    got = {m.name: m for m in mon.metrics}
+    m = got["memory_alloc_peak_rss"]
+    assert m.method == "vmhwm_after_clear_refs"
     assert m.value - before == pytest.approx(size, rel=0.05)
+    # the runtime (what the process held when the monitor began) is its own figure, and
+    # the phase's peak over it is what the phase's work added
+    runtime = got["memory_runtime_rss"].value
+    assert runtime == pytest.approx(before, rel=0.05)
+    assert got["memory_alloc_peak_over_runtime"].value == m.value - runtime
 
 
 def test_fixed_warmup_is_discarded_and_recorded():

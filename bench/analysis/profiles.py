@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.analysis.units import human
 from bench.results import store
 
 TOP_OPERATORS = 6  # per case in the figure; the rest are grouped
@@ -59,9 +60,14 @@ def load_profiles(*runs: str | Path) -> pd.DataFrame:
                 "explained_share": p.get("explained_share"),
                 "overhead_ratio": over.get("ratio"),
                 "gpu_idle_share": (p.get("device") or {}).get("idle_share"),
+                "call_peak_bytes": _peak(p, "cpu"), "call_peak_device_bytes": _peak(p, "cuda"),
                 "trace": str(d / store.PROFILES / p["trace"]) if p.get("trace") else None,
             })  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def _peak(profile: dict[str, Any], device: str) -> float | None:
+    return ((profile.get("memory") or {}).get(device) or {}).get("median_peak_bytes")
 
 
 def _group(r: dict[str, Any]) -> str:
@@ -169,7 +175,7 @@ def sections(run_dir: Path, out_dir: Path) -> list[dict[str, Any]]:
     rows = []
     for p in passes.itertuples():
         if p.status != "ok":
-            rows.append([p.case_id, str(p.status), "—", "—", "—", "—", "—",
+            rows.append([p.case_id, str(p.status), "—", "—", "—", "—", "—", "—",
                          str(p.error or "").splitlines()[0][:120]])  # fmt: skip
             continue
         mine = ops[ops["case_id"] == p.case_id].head(3)
@@ -177,20 +183,26 @@ def sections(run_dir: Path, out_dir: Path) -> list[dict[str, Any]]:
         link = Link("trace", os.path.relpath(p.trace, out_dir)) if p.trace else "—"
         over = "—" if pd.isna(p.overhead_ratio) else f"{p.overhead_ratio:.2f}×"
         explained, outside = _pct(p.explained_share), _ms(p.outside_us_per_call)
+        peak = p.call_peak_device_bytes if pd.notna(p.call_peak_device_bytes) else p.call_peak_bytes
+        memory = "—" if pd.isna(peak) else human(peak, "bytes")
         rows.append([p.case_id, str(int(p.calls)), _ms(p.wall_us_per_call), explained, outside,
-                     over, link, top])  # fmt: skip
+                     over, memory, link, top])  # fmt: skip
     out = [{
         "title": "Where the time went",
         "header": ["case", "calls", "ms/call (profiled)", "operators explain",
-                   "outside operators ms", "profiler overhead", "trace", "top operators (self)"],
+                   "outside operators ms", "profiler overhead", "tensor memory a call adds",
+                   "trace", "top operators (self)"],
         "rows": rows,
         "note": (
             "One extra process per case under torch.profiler, after its timed runs: the "
-            "operators' self times inside each timed call, per call. 'Operators explain' is "
+            "operators' self times inside each timed call (of a generation, each prefill and "
+            "decode step), per call. 'Operators explain' is "
             "the share of the profiled calls' wall time spent inside an operator; the rest "
             "is Python, dispatch and waiting. Profiler overhead: the profiled calls' median "
-            "over the same process's unprofiled median. Traces open in ui.perfetto.dev or "
-            "chrome://tracing."
+            "over the same process's unprofiled median. Tensor memory a call adds: the "
+            "allocator's peak inside a call over its total when the call began (torch's own "
+            "allocations: activations and temporaries; on a GPU, the device's), median over "
+            "the calls. Traces open in ui.perfetto.dev or chrome://tracing."
         ),
     }]  # fmt: skip
     diffs = technique_diffs(ops, passes)

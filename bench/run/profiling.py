@@ -41,12 +41,13 @@ def profile_case(case: Case, result: CaseResult, ctx: CaseContext, settings: dic
     profiled, prof, clock = profiler.profiled(run, ctx.device, settings["stack"])
     table = profiler.summary(prof, clock, settings["stack"])
     trace = Path(settings["dir"]) / f"{store.case_name(case.id)}.trace.json.gz"
-    size = profiler.export_trace(prof, trace)
+    events = profiler.export_trace(prof, trace)
     result.info["profile"] = {
         **table,
+        "memory": profiler.call_memory(events, clock.trailing),
         "overhead": _overhead(plain.samples, profiled.samples, clock.method),
         "trace": trace.name,
-        "trace_bytes": size,
+        "trace_bytes": trace.stat().st_size,
         "settings": {k: settings[k] for k in ("calls", "stack")},
         "techniques": built.steps,
     }

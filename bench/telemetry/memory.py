@@ -3,6 +3,10 @@
 CPU: the process's peak RSS over the phase, read from VmHWM after resetting it through
 ``/proc/self/clear_refs`` ("5" resets the high-water mark, Linux >= 4.0). Where that
 reset is refused, ``ru_maxrss`` is reported instead and labelled as the lifetime peak.
+The whole process's RSS is mostly the runtime (python, torch and its libraries: ~370 MB
+against a few MB of a small model), so the RSS before the model is built is recorded too
+(``memory_runtime_rss``), and each phase's peak over it (``..._peak_over_runtime``): what
+the case itself holds (weights, activations, caches, and what the heap keeps of them).
 CUDA: the caching allocator's peaks (reset at each phase) and NVML's device memory in
 use at the phase's end, over the baseline read before the case began.
 """
@@ -48,7 +52,13 @@ class MemoryMonitor:
         self.device = device
         self.gpu = gpu  # bench.telemetry.nvml.Gpu or None
         self.nvml_baseline = gpu.memory_used() if gpu is not None else None
+        self.runtime_rss = rss_bytes()  # before the model is built: the runtime alone
         self.metrics: list[Metric] = []
+        if self.runtime_rss is not None:
+            method = "vmrss_before_model_build (shared pages included)"
+            self.metrics.append(
+                Metric("memory_runtime_rss", float(self.runtime_rss), "bytes", method)
+            )
 
     @contextmanager
     def phase(self, name: str, sync=lambda: None) -> Iterator[None]:
@@ -65,6 +75,10 @@ class MemoryMonitor:
         if reset and (peak_kb := _status_kb("VmHWM")) is not None:
             peak, method = peak_kb * 1024, "vmhwm_after_clear_refs"
             self.metrics.append(Metric(f"{prefix}_peak_rss", float(peak), "bytes", method))
+            if self.runtime_rss is not None:
+                self.metrics.append(Metric(f"{prefix}_peak_over_runtime",
+                                           float(peak - self.runtime_rss), "bytes",
+                                           f"{method} minus vmrss_before_model_build"))  # fmt: skip
         else:
             lifetime = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
             self.metrics.append(

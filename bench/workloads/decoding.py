@@ -214,6 +214,28 @@ def greedy_generate(model, prompt, new_tokens: int, clock, phase=_no_phase, deco
     return out, marks
 
 
+def cache_tensors(cache, depth: int = 4):
+    """The tensors of a KV cache: the built-in model's layers (``k``, ``v``), or a
+    transformers cache (``layers[i].keys/values``, or ``key_cache``/``value_cache``)."""
+    import torch
+
+    if isinstance(cache, torch.Tensor):
+        yield cache
+    elif depth and isinstance(cache, list | tuple):
+        for item in cache:
+            yield from cache_tensors(item, depth - 1)
+    elif depth:
+        for name in ("k", "v", "keys", "values", "key_cache", "value_cache", "layers"):
+            if (part := getattr(cache, name, None)) is not None:
+                yield from cache_tensors(part, depth - 1)
+
+
+def decoder_cache(decoder):
+    """The KV cache a decoder holds (a static decoder's, an eager one's steps'), or None."""
+    cache = getattr(decoder, "cache", None)
+    return cache if cache is not None else getattr(getattr(decoder, "steps", None), "cache", None)
+
+
 # --- beam search ----------------------------------------------------------------------------
 
 

@@ -220,16 +220,18 @@ def run_generate(model, params: GenerateParams, ctx) -> WorkloadOutput:
     # One more generation, untimed, with memory windows: around prefill and decode where
     # the loop is one token a step, around the whole generation otherwise.
     stepwise = strategy.stepwise
+    absent = {}
+    metrics, samples = _timing(runs, discarded, settled, p, ctx)
+    metrics += _counts(runs, p)
     if stepwise:
         phase = lambda n: ctx.memory.phase(n, ctx.sync)  # noqa: E731
         d = setup.decoder or eager_decoder(model, p, p.batch)
         inference(lambda: greedy_generate(model, prompt, p.new_tokens, clock, phase, d))()
+        metrics += _cache_size(d, absent)
     else:
         with ctx.memory.phase("generate", ctx.sync):
             generate()
-    metrics, samples = _timing(runs, discarded, settled, p, ctx)
-    metrics += _counts(runs, p)
-    absent = {}
+        absent["kv_cache_bytes"] = f"the {p.strategy} strategy keeps its cache inside its loop"
     if not runs[0].first_token_mark:
         absent["ttft"] = "transformers' beam search takes no streamer: only the total is timed"
     if not runs[0].per_step_marks:
@@ -370,6 +372,20 @@ def _quality(model, p, run, setup, prompts, continuations, ctx, info) -> list[Me
     )
     info["quality_outputs"] = outputs
     return metrics
+
+
+def _cache_size(decoder, absent: dict[str, str]) -> list[Metric]:
+    """The KV cache's size after one generation (its tensors' storage, each once)."""
+    from bench.workloads.decoding import cache_tensors, decoder_cache
+    from bench.workloads.train_loop import tensor_bytes
+
+    cache = decoder_cache(decoder)
+    if cache is None:
+        absent["kv_cache_bytes"] = "no KV cache (kv_cache = false)"
+        return []
+    size = tensor_bytes(cache_tensors(cache))
+    method = "kv_cache_tensor_storage after one generation (a preallocated cache counts whole)"
+    return [Metric("kv_cache_bytes", float(size), "bytes", method)]
 
 
 def decode_traffic(model, params: GenerateParams) -> Traffic:
