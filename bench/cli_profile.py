@@ -28,6 +28,9 @@ def add_parser(sub) -> None:
     p.add_argument("--results", type=Path, default=Path("results"), metavar="DIR")
     p.add_argument("--calls", type=int, metavar="N", help="profiled calls (suite: profile_calls)")
     p.add_argument("--stack", action="store_true", help="record Python stacks too")
+    p.add_argument(
+        "--python", action="store_true", help="and a py-spy flame graph of the calls (SVG)"
+    )
     p.add_argument("--top", type=int, default=12, metavar="N", help="operators shown per case")
     p.add_argument("--inline", action="store_true", help="profile in this process (debugging)")
 
@@ -37,7 +40,11 @@ def main(args: argparse.Namespace, suite, argv: list[str]) -> int:
 
     if not any(fnmatch.fnmatchcase(c.id, args.case) for c in suite.cases):
         raise UserError(f"--case {args.case!r} matches no case; see `bench list`", where=suite.path)
-    update = {"profile": True, "profile_stack": args.stack or suite.run.profile_stack}
+    update = {
+        "profile": True,
+        "profile_stack": args.stack or suite.run.profile_stack,
+        "profile_python": args.python or suite.run.profile_python,
+    }
     if args.calls is not None:
         if not 1 <= args.calls <= 1000:
             raise UserError(f"--calls {args.calls}: between 1 and 1000")
@@ -78,6 +85,8 @@ def show(run_dir: Path, console, top: int) -> int:
                       f"{o.calls_per_call:g}", str(o.input_shapes)[:60])  # fmt: skip
         console.print(t)
         console.print(f"trace: {p.trace}", highlight=False)
+        if p.python:
+            console.print(f"Python flame graph: {p.python}", highlight=False)
     for case_id, base_id, d in profiles.technique_diffs(ops, passes):
         console.print(f"\n{case_id} against {base_id} (profiled pass, ms/call):", highlight=False)
         t = Table()

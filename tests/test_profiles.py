@@ -201,3 +201,21 @@ def test_a_time_regression_in_compare_names_the_operators_that_moved(tmp_path):
     assert not any(
         "operators that moved" in n for n in compare(load_side(base), load_side(cand)).notes
     )
+
+
+def test_a_python_flame_graph_is_sampled_or_absent_with_why(tmp_path, monkeypatch):
+    from bench.telemetry import pyspy
+
+    def spin():
+        total = 0
+        for i in range(2_000_000):
+            total += i * i
+        return total
+
+    if pyspy.executable() is not None:
+        got = pyspy.flame_graph(tmp_path / "f.svg", spin)
+        assert got["samples"] > 10 and got["flame_graph"] == "f.svg"
+        assert "spin" in (tmp_path / "f.svg").read_text()  # the function's frames are in it
+    monkeypatch.setattr(pyspy, "executable", lambda: None)
+    with pytest.raises(pyspy.Unavailable, match="py-spy is not installed"):
+        pyspy.flame_graph(tmp_path / "g.svg", spin)

@@ -121,7 +121,7 @@ BAD_SUITES = [
         BASE + "[run]\niteratons = 5\n",
         "s.toml: run.iteratons: unknown key (did you mean 'iterations'?); allowed keys: "
         "count_iterations, counters, country, "
-        "device, dtype, energy, energy_min_s, idle_s, iterations, profile, profile_calls, "
+        "device, dtype, energy, energy_min_s, idle_s, iterations, profile, profile_calls, profile_python, "
         "profile_stack, quality, repeats, sample_hz, seed, threads, timeout_s, warmup",
         id="unknown-key",
     ),

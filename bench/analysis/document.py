@@ -27,8 +27,10 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _md_cell(text: str | Link) -> str:
+def _md_cell(text: str | Link | list) -> str:
     """One Markdown table cell: a '|' or a line break would end the row."""
+    if isinstance(text, list):  # several links in one cell
+        return " · ".join(map(_md_cell, text))
     if isinstance(text, Link):
         return f"[{_md_cell(text.text)}](<{text.href}>)"
     return " ".join(str(text).replace("\\", "\\\\").replace("|", "\\|").splitlines())
@@ -50,8 +52,10 @@ def html_table(
     def cell(tag: str, text: str, j: int, cls: str = "") -> str:
         names = " ".join(n for n in (cls, "num" if j >= numeric_from else "") if n)
         attr = f' class="{e(names)}"' if names else ""
-        if isinstance(text, Link):
-            return f'<{tag}{attr}><a href="{e(text.href)}">{e(text.text)}</a></{tag}>'
+        links = text if isinstance(text, list) else [text] if isinstance(text, Link) else None
+        if links is not None:
+            inner = " · ".join(f'<a href="{e(x.href)}">{e(x.text)}</a>' for x in links)
+            return f"<{tag}{attr}>{inner}</{tag}>"
         return f"<{tag}{attr}>{e(str(text))}</{tag}>"
 
     head = "".join(cell("th", h, j) for j, h in enumerate(header))

@@ -62,8 +62,18 @@ def load_profiles(*runs: str | Path) -> pd.DataFrame:
                 "gpu_idle_share": (p.get("device") or {}).get("idle_share"),
                 "call_peak_bytes": _peak(p, "cpu"), "call_peak_device_bytes": _peak(p, "cuda"),
                 "trace": str(d / store.PROFILES / p["trace"]) if p.get("trace") else None,
+                "python": _flame(d, p.get("python")),
             })  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def _flame(run_dir: Path, python: dict[str, Any] | None) -> str | None:
+    """The flame graph's path, or why there is none ("absent: ..."); None if not asked."""
+    if not python:
+        return None
+    if python.get("flame_graph"):
+        return str(run_dir / store.PROFILES / python["flame_graph"])
+    return f"absent: {python.get('absent')}"
 
 
 def _peak(profile: dict[str, Any], device: str) -> float | None:
@@ -181,6 +191,8 @@ def sections(run_dir: Path, out_dir: Path) -> list[dict[str, Any]]:
         mine = ops[ops["case_id"] == p.case_id].head(3)
         top = ", ".join(f"{o.operator} {_pct(o.self_share)}" for o in mine.itertuples())
         link = Link("trace", os.path.relpath(p.trace, out_dir)) if p.trace else "—"
+        if isinstance(p.python, str) and not p.python.startswith("absent"):
+            link = [link, Link("flame graph", os.path.relpath(p.python, out_dir))]
         over = "—" if pd.isna(p.overhead_ratio) else f"{p.overhead_ratio:.2f}×"
         explained, outside = _pct(p.explained_share), _ms(p.outside_us_per_call)
         peak = p.call_peak_device_bytes if pd.notna(p.call_peak_device_bytes) else p.call_peak_bytes

@@ -25,6 +25,7 @@ def settings(session: RunSession) -> dict[str, Any] | None:
     return {
         "calls": run.profile_calls,
         "stack": run.profile_stack,
+        "python": run.profile_python,
         "dir": str(session.run_dir / store.PROFILES),
     }
 
@@ -56,7 +57,7 @@ def profile_run(session: RunSession, console) -> None:
     if not todo:
         return
     console.print(f"profiling {len(todo)} case(s) under torch.profiler ({chosen['calls']} calls)")
-    session.manifest["profile"] = {k: chosen[k] for k in ("calls", "stack")}
+    session.manifest["profile"] = {k: chosen[k] for k in ("calls", "stack", "python")}
     for case in todo:
         log = store.log_path(session.run_dir, case.id, "profile")
         facts = {**session.facts, "profile": chosen}

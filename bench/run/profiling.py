@@ -10,6 +10,7 @@ is the pass's result, ``<case>.json``.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from bench.spec.suite import Case
 from bench.telemetry import profiler
 
 PASS = "profile"
+FLAME_S = 1.0  # seconds of the workload py-spy samples (200 Hz: ~200 stacks)
 
 
 def profile_case(case: Case, result: CaseResult, ctx: CaseContext, settings: dict[str, Any]):
@@ -48,9 +50,34 @@ def profile_case(case: Case, result: CaseResult, ctx: CaseContext, settings: dic
         "overhead": _overhead(plain.samples, profiled.samples, clock.method),
         "trace": trace.name,
         "trace_bytes": trace.stat().st_size,
-        "settings": {k: settings[k] for k in ("calls", "stack")},
+        "settings": {k: settings[k] for k in ("calls", "stack", "python")},
         "techniques": built.steps,
     }
+    if settings["python"]:
+        result.info["profile"]["python"] = _flame_graph(case, ctx, wl, built.model, params,
+                                                        Path(settings["dir"]))  # fmt: skip
+
+
+def _flame_graph(case, ctx, wl, model, params, out: Path) -> dict[str, Any]:
+    """The workload's calls once more, unprofiled, while py-spy samples the Python stacks;
+    what was not sampled is absent with why."""
+    from bench.telemetry import pyspy
+    from bench.telemetry.timer import clock_for
+
+    ctx.clock = clock_for(ctx.device)
+    path = out / f"{store.case_name(case.id)}.flame.svg"
+
+    def work():  # at least FLAME_S of calls: a few calls give too few samples to read
+        started = time.perf_counter()
+        while True:
+            wl.fn(model, params, ctx)
+            if time.perf_counter() - started >= FLAME_S:
+                return
+
+    try:
+        return pyspy.flame_graph(path, work)
+    except pyspy.Unavailable as e:
+        return {"absent": str(e)}
 
 
 def _overhead(plain: dict, profiled: dict, method: str) -> dict[str, Any]:

@@ -67,6 +67,7 @@ class RunSettings(Params):
     profile: bool = False
     profile_calls: int = Field(5, ge=1, le=1000)
     profile_stack: bool = False  # record Python stacks too (larger traces, more overhead)
+    profile_python: bool = False  # and a py-spy flame graph of the calls (profile extra)
 
     @field_validator("counters")
     @classmethod
@@ -80,7 +81,14 @@ class RunSettings(Params):
 
 # How cases are counted or profiled is the run's business, not the case's: a case counted
 # or not is the same case (same id and hash), so runs with and without counts compare.
-PASS_SETTINGS = {"counters", "count_iterations", "profile", "profile_calls", "profile_stack"}
+PASS_SETTINGS = {
+    "counters",
+    "count_iterations",
+    "profile",
+    "profile_calls",
+    "profile_stack",
+    "profile_python",
+}
 
 
 class MatrixRules(BaseModel):
