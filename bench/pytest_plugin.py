@@ -285,14 +285,9 @@ class Perf:
         def one_repeat() -> dict[str, Any]:
             import statistics
 
-            from bench.telemetry.timer import PerfCounterClock, time_calls, warm_up
+            from bench.telemetry.timer import time_calls
 
-            def call():
-                return fn(*args, **kwargs)
-
-            warm_up(call, WARMUP, PerfCounterClock())
-            cuda = _cuda_initialised()
-            clock = PerfCounterClock(_cuda_sync()) if cuda else PerfCounterClock()
+            call, clock, cuda = _warmed(fn, args, kwargs)
             first = time_calls(call, warmup=0, iterations=MIN_CALLS, clock=clock).values
             n = min(MAX_CALLS, max(MIN_CALLS, math.ceil(MIN_SECONDS / max(min(first), 1e-9))))
             rest = (
@@ -351,14 +346,9 @@ class Perf:
         def one_process() -> dict[str, Any]:
             from bench.results.store import write_json_atomic
             from bench.telemetry import profiler
-            from bench.telemetry.timer import PerfCounterClock, time_calls, warm_up
+            from bench.telemetry.timer import time_calls
 
-            def call():
-                return fn(*args, **kwargs)
-
-            warm_up(call, WARMUP, PerfCounterClock())
-            cuda = _cuda_initialised()
-            clock = PerfCounterClock(_cuda_sync()) if cuda else PerfCounterClock()
+            call, clock, cuda = _warmed(fn, args, kwargs)
             plain = time_calls(call, warmup=0, iterations=calls, clock=clock)
             samples, prof, marks = profiler.profiled(
                 lambda c: time_calls(call, warmup=0, iterations=calls, clock=c),
@@ -473,6 +463,19 @@ class Perf:
 
 
 _NOT_MEASURED = Measurement("none", "", [], "not measured: the counting run of another call")
+
+
+def _warmed(fn, args, kwargs):
+    """``fn(*args, **kwargs)`` as a call, warmed up; the clock that times it (to the end of
+    its GPU work where it initialised CUDA); whether it did."""
+    from bench.telemetry.timer import PerfCounterClock, warm_up
+
+    def call():
+        return fn(*args, **kwargs)
+
+    warm_up(call, WARMUP, PerfCounterClock())
+    cuda = _cuda_initialised()
+    return call, PerfCounterClock(_cuda_sync()) if cuda else PerfCounterClock(), cuda
 
 
 def _cuda_initialised() -> bool:
