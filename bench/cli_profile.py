@@ -70,6 +70,9 @@ def show(run_dir: Path, console, top: int) -> int:
     from bench.analysis import profiles
 
     passes = profiles.load_profiles(run_dir)
+    if passes.empty:
+        console.print(f"nothing was profiled: {run_dir}", highlight=False)
+        return 1
     ops = profiles.load_operators(run_dir)
     for p in passes.itertuples():
         if p.status != "ok":

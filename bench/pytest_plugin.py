@@ -359,7 +359,7 @@ class Perf:
             trace = out.with_name(out.name + ".trace.json.gz")
             events = profiler.export_trace(prof, trace)
             table.update(test=key, trace=str(trace),
-                         memory=profiler.call_memory(events, marks.trailing),
+                         memory=profiler.call_memory(events, marks.calls),
                          overhead=profiler.overhead(plain.values, samples.values))  # fmt: skip
             write_json_atomic(out.with_name(out.name + ".json"), table)
             return table

@@ -30,8 +30,9 @@ def _profiled_mlp(calls=3):
 
 def test_the_operator_table_counts_the_calls_only_and_adds_up_to_their_wall_time():
     events, clock, samples = _profiled_mlp(calls=3)
-    assert clock.trailing == {1, 5}  # each loop's last mark opens a range no call follows
-    table = profiler.operator_table(events, clock.trailing)
+    # the ranges the workload timed; each loop's last mark opens a range no call follows
+    assert clock.calls == {0, 2, 3, 4}
+    table = profiler.operator_table(events, clock.calls)
     assert table["calls"] == 4  # the warm-up call and the 3 timed ones
     ops = {r["operator"]: r for r in table["operators"]}
     assert ops["aten::addmm"]["calls_per_call"] == 2  # two linear layers a call
@@ -59,7 +60,7 @@ def test_the_tensor_memory_a_call_adds_is_read_from_the_traces_allocation_events
             lambda c: time_calls(lambda: model(x), warmup=0, iterations=3, clock=c), "cpu"
         )
     events = profiler.export_trace(prof, tmp_path / "t.trace.json.gz")
-    memory = profiler.call_memory(events, clock.trailing)
+    memory = profiler.call_memory(events, clock.calls)
     # the first layer's output and the ReLU's are alive together: 2 x 64 x 1024 floats
     assert memory["cpu"] == {
         "median_peak_bytes": 2 * 64 * 1024 * 4,
@@ -80,11 +81,13 @@ def test_the_device_summary_measures_idle_time_between_kernels_inside_the_calls(
         _event("gemm", 10, 50, "CUDA"), _event("gemm", 40, 60, "CUDA"),  # overlapping
         _event("softmax", 210, 230, "CUDA"), _event("copy", 150, 180, "CUDA"),  # between calls
     ]  # fmt: skip
-    d = profiler.device_summary(calls + kernels, trailing={2})
+    device_copy = _event("bench/call#0", 0, 100, "CUDA")  # kineto's device-side range
+    d = profiler.device_summary(calls + kernels + [device_copy], calls={0, 1})
     assert d["kernel_us_per_call"] == (50 + 20) / 2
     assert d["idle_share"] == pytest.approx(1 - 70 / 200)
-    assert [k["kernel"] for k in d["top_kernels"]] == ["gemm", "copy", "softmax"]
-    assert profiler.device_summary(calls, trailing={2}) is None  # a CPU profile
+    # inside the calls only: the copy between them is not a call's
+    assert [k["kernel"] for k in d["top_kernels"]] == ["gemm", "softmax"]
+    assert profiler.device_summary(calls, calls={0, 1}) is None  # a CPU profile
 
 
 def test_the_diff_says_what_each_operator_did():

@@ -96,19 +96,21 @@ def diff(base: pd.DataFrame, cand: pd.DataFrame) -> pd.DataFrame:
     (added, removed, slower, faster, same: within 5% or 1 µs), largest change first."""
     b = base.set_index("operator")["self_us_per_call"]
     c = cand.set_index("operator")["self_us_per_call"]
-    out = pd.DataFrame({"base_us": b, "candidate_us": c}).fillna(0.0)
+    out = pd.DataFrame({"base_us": b, "candidate_us": c})
+    added, removed = out["base_us"].isna(), out["candidate_us"].isna()
+    out = out.fillna(0.0)
     out["change_us"] = out["candidate_us"] - out["base_us"]
 
-    def what(row) -> str:
-        if row.base_us == 0:
+    def what(name, row) -> str:
+        if added[name]:
             return "added"
-        if row.candidate_us == 0:
+        if removed[name]:
             return "removed"
         if abs(row.change_us) <= max(0.05 * row.base_us, 1.0):
             return "same"
         return "slower" if row.change_us > 0 else "faster"
 
-    out["what"] = [what(r) for r in out.itertuples()]
+    out["what"] = [what(name, r) for name, r in zip(out.index, out.itertuples(), strict=True)]
     out = out.reindex(out["change_us"].abs().sort_values(ascending=False).index)
     return out.reset_index().rename(columns={"index": "operator"})
 
@@ -141,7 +143,9 @@ def regression_notes(
         if None in sides:
             continue
         (bdir, bprof), (cdir, cprof) = sides
-        d = diff(*(pd.DataFrame(p["info"]["profile"]["operators"]) for p in (bprof, cprof)))
+        d = diff(*(pd.DataFrame(p["info"]["profile"]["operators"],
+                                columns=["operator", "self_us_per_call"])
+                   for p in (bprof, cprof)))  # fmt: skip
         moved = ", ".join(f"{r.operator} {r.change_us / 1e3:+.3f} ms ({r.what})"
                           for r in d[d["what"] != "same"].head(top).itertuples())  # fmt: skip
         paths = [str(d_ / store.PROFILES / p["info"]["profile"]["trace"])
@@ -186,7 +190,7 @@ def sections(run_dir: Path, out_dir: Path) -> list[dict[str, Any]]:
     for p in passes.itertuples():
         if p.status != "ok":
             rows.append([p.case_id, str(p.status), "—", "—", "—", "—", "—", "—",
-                         str(p.error or "").splitlines()[0][:120]])  # fmt: skip
+                         (str(p.error or "") or "—").splitlines()[0][:120]])  # fmt: skip
             continue
         mine = ops[ops["case_id"] == p.case_id].head(3)
         top = ", ".join(f"{o.operator} {_pct(o.self_share)}" for o in mine.itertuples())

@@ -77,7 +77,7 @@ def _print(console, result: dict[str, Any]) -> None:
     from rich.markup import escape
 
     if result["status"] != "ok":
-        error = (result.get("error") or "").splitlines()[0][:160]
+        error = (result.get("error") or "—").splitlines()[0][:160]
         line = escape(f"{result['case_id']} (profile)  {error}")
         console.print(f"[red]{result['status']:>8}[/] {line}", highlight=False)
         return

@@ -20,6 +20,7 @@ from bench.run.context import CaseContext
 from bench.spec import registry
 from bench.spec.suite import Case
 from bench.telemetry import profiler
+from bench.telemetry.timer import PerfCounterClock
 
 PASS = "profile"
 FLAME_S = 1.0  # seconds of the workload py-spy samples (200 Hz: ~200 stacks)
@@ -35,7 +36,10 @@ def profile_case(case: Case, result: CaseResult, ctx: CaseContext, settings: dic
     built = build_and_apply(case, ctx)
     wl = registry.workloads.get(case.workload.name)
     params = wl.params.model_validate(case.workload.params)
-    plain = wl.fn(built.model, params, ctx)  # the case's own warm-up and iterations
+    # the case's own warm-up and iterations, on the clock the profiled calls use (host
+    # time, synchronized on a GPU), so that the two compare
+    ctx.clock = PerfCounterClock(ctx.sync)
+    plain = wl.fn(built.model, params, ctx)
 
     def run(clock):
         ctx.clock, ctx.warmup, ctx.iterations = clock, 0, settings["calls"]
@@ -47,7 +51,7 @@ def profile_case(case: Case, result: CaseResult, ctx: CaseContext, settings: dic
     events = profiler.export_trace(prof, trace)
     result.info["profile"] = {
         **table,
-        "memory": profiler.call_memory(events, clock.trailing),
+        "memory": profiler.call_memory(events, clock.calls),
         "overhead": _overhead(plain.samples, profiled.samples, clock.method),
         "trace": trace.name,
         "trace_bytes": trace.stat().st_size,
@@ -63,9 +67,8 @@ def _flame_graph(case, ctx, wl, model, params, out: Path) -> dict[str, Any]:
     """The workload's calls once more, unprofiled, while py-spy samples the Python stacks;
     what was not sampled is absent with why."""
     from bench.telemetry import pyspy
-    from bench.telemetry.timer import clock_for
 
-    ctx.clock = clock_for(ctx.device)
+    ctx.clock = PerfCounterClock(ctx.sync)
     path = out / f"{store.case_name(case.id)}.flame.svg"
 
     def work():  # at least FLAME_S of calls: a few calls give too few samples to read

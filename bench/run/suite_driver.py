@@ -305,8 +305,9 @@ def run_suite(suite: Suite, opts: RunOptions, console=None) -> RunOutcome:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        if todo:
+        if todo or profiling:
             session.prepare(console)
+        if todo:
             session.count(console, done)
         for _, _, result in _progress(todo, console, session):
             _print_line(console, result, suite.run.repeats)

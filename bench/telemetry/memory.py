@@ -3,7 +3,7 @@
 CPU: the process's peak RSS over the phase, read from VmHWM after resetting it through
 ``/proc/self/clear_refs`` ("5" resets the high-water mark, Linux >= 4.0). Where that
 reset is refused, ``ru_maxrss`` is reported instead and labelled as the lifetime peak.
-The whole process's RSS is mostly the runtime (python, torch and its libraries: ~370 MB
+The whole process's RSS is mostly the runtime (python, torch and its libraries: 200-400 MB
 against a few MB of a small model), so the RSS before the model is built is recorded too
 (``memory_runtime_rss``), and each phase's peak over it (``..._peak_over_runtime``): what
 the case itself holds (weights, activations, caches, and what the heap keeps of them).

@@ -28,8 +28,11 @@ TOP_KERNELS = 10
 
 
 class ProfilingClock:
-    """The case's clock, each timed call inside a ``bench/call#k`` range. A loop's last
-    mark opens a range no call follows (``finish`` closes it at once): ``trailing``."""
+    """The case's clock, each interval between two marks inside a ``bench/call#k`` range.
+    Only the ranges whose time the workload reads (``seconds``) are its timed calls:
+    ``calls``. A loop's last mark opens a range no call follows; marks whose intervals are
+    never read (an untimed pass, the bookkeeping between a training step's marks) are not
+    calls either."""
 
     def __init__(self, inner: Any) -> None:
         from torch.profiler import record_function
@@ -39,29 +42,28 @@ class ProfilingClock:
         self.method = inner.method
         self._open: Any = None
         self._k = 0
-        self.trailing: set[int] = set()
+        self.calls: set[int] = set()
 
     def _close(self) -> None:
         if self._open is not None:
             self._open.__exit__(None, None, None)
             self._open = None
 
-    def mark(self) -> Any:
+    def mark(self) -> tuple[int, Any]:
         t = self.inner.mark()
         self._close()
         self._open = self._range(f"{CALL}{self._k}")
         self._open.__enter__()
         self._k += 1
-        return t
+        return self._k - 1, t
 
     def finish(self) -> None:
-        if self._open is not None:
-            self.trailing.add(self._k - 1)
         self._close()
         self.inner.finish()
 
-    def seconds(self, a: Any, b: Any) -> float:
-        return self.inner.seconds(a, b)
+    def seconds(self, a: tuple[int, Any], b: tuple[int, Any]) -> float:
+        self.calls.update(range(a[0], b[0]))  # the ranges this interval spans
+        return self.inner.seconds(a[1], b[1])
 
 
 @dataclass
@@ -88,20 +90,25 @@ def _is_cpu(e: Any) -> bool:
     return str(getattr(e, "device_type", "CPU")).endswith("CPU")
 
 
-def call_events(events: list[Any], trailing: set[int]) -> list[Any]:
-    """The ``bench/call#k`` ranges of real calls, in order."""
-    calls = [e for e in events if (k := _call_index(e.name)) is not None and k not in trailing]
-    return sorted(calls, key=lambda e: e.time_range.start)
+def _is_call(e: Any, calls: set[int]) -> bool:
+    """A timed call's range as the host recorded it (on a GPU kineto records each range
+    again on the device's timeline: not a second call, and not a kernel)."""
+    return _is_cpu(e) and _call_index(e.name) in calls
 
 
-def operator_table(events: list[Any], trailing: set[int]) -> dict[str, Any]:
+def call_events(events: list[Any], calls: set[int]) -> list[Any]:
+    """The ``bench/call#k`` ranges of the timed calls, in order."""
+    return sorted((e for e in events if _is_call(e, calls)), key=lambda e: e.time_range.start)
+
+
+def operator_table(events: list[Any], calls: set[int]) -> dict[str, Any]:
     """What ran inside the profiled calls, per operator and per call: self and total CPU
     time (µs), calls, the commonest input shapes, FLOPs where torch estimates them, memory
     its own allocations kept (bytes, allocated minus freed), device self time where a GPU
     ran; and the share of the calls' wall time that the operators explain."""
-    calls = call_events(events, trailing)
+    ranges = call_events(events, calls)
     inside: dict[int, bool] = {}
-    call_ids = {id(c) for c in calls}
+    call_ids = {id(c) for c in ranges}
 
     def in_call(e: Any) -> bool:
         chain = []
@@ -120,6 +127,8 @@ def operator_table(events: list[Any], trailing: set[int]) -> dict[str, Any]:
     for e in events:
         if _call_index(e.name) is not None or not _is_cpu(e) or not in_call(e):
             continue
+        if getattr(e, "is_python_function", False):  # with_stack's frames: not operators
+            continue
         op = ops.setdefault(e.name, _Op())
         op.calls += 1
         op.self_us += e.self_cpu_time_total
@@ -129,9 +138,9 @@ def operator_table(events: list[Any], trailing: set[int]) -> dict[str, Any]:
         op.memory_bytes += e.self_cpu_memory_usage or 0
         if e.input_shapes:
             op.shapes[str(e.input_shapes)] += 1
-    n = len(calls)
-    wall_us = sum(c.time_range.end - c.time_range.start for c in calls)
-    outside_us = sum(c.self_cpu_time_total for c in calls)
+    n = len(ranges)
+    wall_us = sum(c.time_range.end - c.time_range.start for c in ranges)
+    outside_us = sum(c.self_cpu_time_total for c in ranges)
     rows = [
         {
             "operator": name,
@@ -155,25 +164,29 @@ def operator_table(events: list[Any], trailing: set[int]) -> dict[str, Any]:
     }
 
 
-def device_summary(events: list[Any], trailing: set[int]) -> dict[str, Any] | None:
+def device_summary(events: list[Any], calls: set[int]) -> dict[str, Any] | None:
     """On a GPU: kernel time per call, the share of the calls' wall time with no kernel
-    running (idle), and the top kernels; None where no device event was recorded."""
-    kernels = [e for e in events if not _is_cpu(e)]
-    calls = call_events(events, trailing)
-    if not kernels or not calls:
+    running (idle), and the top kernels, all inside the calls' windows (the calls are
+    timed to the end of their GPU work); None where no device event was recorded."""
+    kernels = [e for e in events if not _is_cpu(e) and _call_index(e.name) is None
+               and not getattr(e, "is_user_annotation", False)]  # fmt: skip
+    ranges = call_events(events, calls)
+    if not kernels or not ranges:
         return None
-    windows = [(c.time_range.start, c.time_range.end) for c in calls]
+    windows = [(c.time_range.start, c.time_range.end) for c in ranges]
     busy = _overlap(_union([(k.time_range.start, k.time_range.end) for k in kernels]), windows)
     wall = sum(b - a for a, b in windows)
     per: Counter = Counter()
     for k in kernels:
-        per[k.name] += k.time_range.end - k.time_range.start
-    n = len(calls)
+        per[k.name] += _overlap([(k.time_range.start, k.time_range.end)], windows)
+    n = len(ranges)
     return {
         "kernel_us_per_call": busy / n,
         "idle_share": 1 - busy / wall if wall else None,
         "top_kernels": [
-            {"kernel": name, "us_per_call": us / n} for name, us in per.most_common(TOP_KERNELS)
+            {"kernel": name, "us_per_call": us / n}
+            for name, us in per.most_common(TOP_KERNELS)
+            if us > 0
         ],
     }
 
@@ -198,12 +211,13 @@ def profiled(run: Callable[[Any], Any], device: str, stack: bool = False) -> tup
     ``run`` returned, the profile, the clock)."""
     from torch.profiler import ProfilerActivity, profile
 
-    from bench.telemetry.timer import clock_for
+    from bench.telemetry.timer import PerfCounterClock, device_sync
 
     activities = [ProfilerActivity.CPU]
     if device.startswith("cuda"):
         activities.append(ProfilerActivity.CUDA)
-    clock = ProfilingClock(clock_for(device))
+    # Host time, synchronized at each mark: a call's range then spans its GPU work too.
+    clock = ProfilingClock(PerfCounterClock(device_sync(device)))
     with profile(activities=activities, record_shapes=True, profile_memory=True,
                  with_flops=True, with_stack=stack) as prof:  # fmt: skip
         out = run(clock)
@@ -214,12 +228,12 @@ def profiled(run: Callable[[Any], Any], device: str, stack: bool = False) -> tup
 def summary(prof: Any, clock: ProfilingClock, stack: bool) -> dict[str, Any]:
     """The operator table of the profiled calls, the device summary and the method."""
     events = list(prof.events())
-    table = operator_table(events, clock.trailing)
+    table = operator_table(events, clock.calls)
     if not table["calls"]:
         raise RuntimeError("no timed call was profiled")
     return {
         **table,
-        "device": device_summary(events, clock.trailing),
+        "device": device_summary(events, clock.calls),
         "method": (
             "torch.profiler (record_shapes, profile_memory, with_flops"
             f"{', with_stack' if stack else ''}) over {table['calls']} timed calls after "
@@ -255,16 +269,16 @@ def export_trace(prof: Any, path: Path) -> list[dict[str, Any]]:
 DEVICE_TYPES = {0: "cpu", 1: "cuda"}  # a [memory] event's "Device Type" (c10::DeviceType)
 
 
-def call_memory(trace_events: list[dict[str, Any]], trailing: set[int]) -> dict[str, Any]:
+def call_memory(trace_events: list[dict[str, Any]], calls: set[int]) -> dict[str, Any]:
     """The tensor memory each profiled call adds at its peak, per device: the allocator's
     total at its highest inside the call, less its total when the call began, from the
     trace's ``[memory]`` events (torch's allocations only: not the runtime, the weights
     allocated before, or what the heap keeps). Median and largest over the calls, bytes."""
-    calls = sorted(
+    windows = sorted(
         (e["ts"], e["ts"] + e.get("dur", 0))
         for e in trace_events
-        if e.get("ph") == "X" and (k := _call_index(str(e.get("name")))) is not None
-        and k not in trailing
+        if e.get("ph") == "X" and e.get("cat") == "user_annotation"
+        and _call_index(str(e.get("name"))) in calls
     )  # fmt: skip
     memory: dict[str, list[tuple[float, float]]] = {}
     for e in trace_events:
@@ -276,7 +290,7 @@ def call_memory(trace_events: list[dict[str, Any]], trailing: set[int]) -> dict[
     for device, series in memory.items():
         series.sort()
         peaks = []
-        for start, end in calls:
+        for start, end in windows:
             before = [total for ts, total in series if ts < start]
             base = before[-1] if before else 0.0
             inside = [total for ts, total in series if start <= ts <= end]

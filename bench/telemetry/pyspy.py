@@ -69,7 +69,12 @@ def flame_graph(path: Path, work: Callable[[], Any], rate: int = RATE_HZ) -> dic
         work()
     finally:
         proc.send_signal(signal.SIGINT)  # py-spy writes its output on Ctrl-C
-        out = proc.communicate(timeout=120)[0]
+        try:
+            out = proc.communicate(timeout=120)[0]
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise Unavailable("py-spy did not finish writing within 120 s") from None
     found = re.search(r"Samples: (\d+) Errors: (\d+)", out)
     if proc.returncode != 0 or found is None or not tmp.exists():
         raise Unavailable(f"py-spy wrote no flame graph: {' '.join(out.split())[:300]}")
