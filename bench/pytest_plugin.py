@@ -344,25 +344,10 @@ class Perf:
         out = self._session.dir / "profiles" / hashed_name(key.replace("/", "__"), key)
 
         def one_process() -> dict[str, Any]:
-            from bench.results.store import write_json_atomic
-            from bench.telemetry import profiler
-            from bench.telemetry.timer import time_calls
+            from bench.pytest_profiling import profile_call
 
             call, clock, cuda = _warmed(fn, args, kwargs)
-            plain = time_calls(call, warmup=0, iterations=calls, clock=clock)
-            samples, prof, marks = profiler.profiled(
-                lambda c: time_calls(call, warmup=0, iterations=calls, clock=c),
-                "cuda" if cuda else "cpu",
-                stack,
-            )
-            table = profiler.summary(prof, marks, stack)
-            trace = out.with_name(out.name + ".trace.json.gz")
-            events = profiler.export_trace(prof, trace)
-            table.update(test=key, trace=str(trace),
-                         memory=profiler.call_memory(events, marks.calls),
-                         overhead=profiler.overhead(plain.values, samples.values))  # fmt: skip
-            write_json_atomic(out.with_name(out.name + ".json"), table)
-            return table
+            return profile_call(call, clock, cuda, calls, stack, out, key)
 
         table = in_fork(one_process)
         self._session.profiled[key] = table
@@ -523,11 +508,11 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
 
     tr = terminalreporter
     tr.section("perf")
-    for key, t in s.profiled.items():
-        top = ", ".join(f"{o['operator']} {o['self_share']:.0%}" for o in t["operators"][:3])
-        per_call = f"{t['wall_us_per_call'] / 1e3:.3f} ms/call"
-        tr.write_line(f"{key}: profiled, operators explain {t['explained_share']:.0%} of "
-                      f"{per_call} ({top}); {t['trace']}")  # fmt: skip
+    if s.profiled:
+        from bench.pytest_profiling import summary_line
+
+        for key, t in s.profiled.items():
+            tr.write_line(summary_line(key, t))
     for key, m in s.measured.items():
         verdict = f"  {m.verdict}" if m.verdict else ""
         tr.write_line(f"{key}: {m.metric} {human(m.center, m.unit)} (geometric mean of "

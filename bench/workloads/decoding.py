@@ -230,10 +230,21 @@ def cache_tensors(cache, depth: int = 4):
                 yield from cache_tensors(part, depth - 1)
 
 
-def decoder_cache(decoder):
-    """The KV cache a decoder holds (a static decoder's, an eager one's steps'), or None."""
-    cache = getattr(decoder, "cache", None)
-    return cache if cache is not None else getattr(getattr(decoder, "steps", None), "cache", None)
+def cache_size(decoder, absent: dict[str, str]) -> list:
+    """``kv_cache_bytes``: the decoder's KV cache after a generation (its tensors' storage,
+    each once), or why it is absent."""
+    from bench.results.schema import Metric
+    from bench.workloads.train_loop import tensor_bytes
+
+    cache = getattr(decoder, "cache", None)  # a static decoder's, else an eager one's steps'
+    if cache is None:
+        cache = getattr(getattr(decoder, "steps", None), "cache", None)
+    if cache is None:
+        absent["kv_cache_bytes"] = "no KV cache (kv_cache = false)"
+        return []
+    size = tensor_bytes(cache_tensors(cache))
+    method = "kv_cache_tensor_storage after one generation (a preallocated cache counts whole)"
+    return [Metric("kv_cache_bytes", float(size), "bytes", method)]
 
 
 # --- beam search ----------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from bench.spec.registry import Params, register_workload
 from bench.telemetry.series import describe_series
 from bench.telemetry.timer import Samples, warm_up
 from bench.workloads import inference, random_tokens
-from bench.workloads.decoding import StaticDecoder, greedy_generate
+from bench.workloads.decoding import StaticDecoder, cache_size, greedy_generate
 from bench.workloads.strategies import (
     STRATEGIES,
     Generation,
@@ -227,7 +227,7 @@ def run_generate(model, params: GenerateParams, ctx) -> WorkloadOutput:
         phase = lambda n: ctx.memory.phase(n, ctx.sync)  # noqa: E731
         d = setup.decoder or eager_decoder(model, p, p.batch)
         inference(lambda: greedy_generate(model, prompt, p.new_tokens, clock, phase, d))()
-        metrics += _cache_size(d, absent)
+        metrics += cache_size(d, absent)
     else:
         with ctx.memory.phase("generate", ctx.sync):
             generate()
@@ -372,20 +372,6 @@ def _quality(model, p, run, setup, prompts, continuations, ctx, info) -> list[Me
     )
     info["quality_outputs"] = outputs
     return metrics
-
-
-def _cache_size(decoder, absent: dict[str, str]) -> list[Metric]:
-    """The KV cache's size after one generation (its tensors' storage, each once)."""
-    from bench.workloads.decoding import cache_tensors, decoder_cache
-    from bench.workloads.train_loop import tensor_bytes
-
-    cache = decoder_cache(decoder)
-    if cache is None:
-        absent["kv_cache_bytes"] = "no KV cache (kv_cache = false)"
-        return []
-    size = tensor_bytes(cache_tensors(cache))
-    method = "kv_cache_tensor_storage after one generation (a preallocated cache counts whole)"
-    return [Metric("kv_cache_bytes", float(size), "bytes", method)]
 
 
 def decode_traffic(model, params: GenerateParams) -> Traffic:
