@@ -15,7 +15,7 @@ def _warm_codecarbon() -> None:
 
     from bench.telemetry.energy import CodecarbonMeter
 
-    meter = CodecarbonMeter("USA", measure_every_s=1e6)
+    meter = CodecarbonMeter("USA")
     meter.begin()
     meter.end()
     deadline = time.monotonic() + 5

@@ -3,6 +3,9 @@ devices it uses, the machine's memory bandwidth, and the models (trained and cac
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from typing import Any
 
 from bench.results import store
@@ -113,14 +116,17 @@ def copy_bandwidth(
 
 
 def _cuda_available() -> bool:
-    import torch
+    from bench.telemetry.cuda_probe import cuda_available
 
-    return torch.cuda.is_available()
+    return cuda_available()
 
 
-def measure_idle(suite: Suite, cases: list[Case], console, quiet=lambda: None) -> dict[str, Any]:
-    """Idle power of the GPUs the run uses (NVML, no CUDA context) and of RAPL's domains,
-    measured once before the first case; the reason when there is nothing to measure."""
+def measure_idle(
+    suite: Suite, cases: list[Case], console, quiet=lambda: None, gpu_idle=None
+) -> dict[str, Any]:
+    """Idle power of the GPUs the run uses (NVML, with a CUDA context held, as a case holds
+    one) and of RAPL's domains, measured once before the first case; the reason when there
+    is nothing to measure. ``gpu_idle(seconds, hz)`` measures it (default: in a child)."""
     from bench.telemetry.energy import idle_power, rapl_zones
     from bench.telemetry.nvml import Nvml, NvmlUnavailable
 
@@ -129,19 +135,64 @@ def measure_idle(suite: Suite, cases: list[Case], console, quiet=lambda: None) -
         return {"reason": "turned off in the suite (run.idle_s = 0 or run.energy = false)"}
     wants_gpu = any(c.run["device"] == "cuda" for c in cases)
     zones, rapl_why = rapl_zones()
-    try:
-        nvml = Nvml() if wants_gpu else None
-    except NvmlUnavailable as e:
-        nvml, gpu_why = None, str(e)
-    else:
-        gpu_why = None if wants_gpu else "no CUDA case in this run"
-    if nvml is None and not zones:
+    gpu_why = None if wants_gpu else "no CUDA case in this run"
+    if wants_gpu:
+        try:
+            Nvml().close()
+        except NvmlUnavailable as e:
+            wants_gpu, gpu_why = False, str(e)
+        else:
+            if not _cuda_available():
+                wants_gpu, gpu_why = False, "no CUDA device on this machine"
+    if not wants_gpu and not zones:
         return {"reason": f"nothing to measure: GPU: {gpu_why}; CPU: {rapl_why}"}
+    quiet()
+    console.print(f"measuring idle power for {seconds:g} s …")
+    if not wants_gpu:
+        return {"domains": idle_power([], seconds, suite.run.sample_hz)}
+    found = (gpu_idle or _idle_in_child)(seconds, suite.run.sample_hz)
+    return {"domains": found} if "reason" not in found else found
+
+
+def idle_with_context(seconds: float, sampler_hz: float) -> dict[str, Any]:
+    """Idle power as a case sees it: this process holds a CUDA context on every GPU it can
+    use (an H200 idles near 79 W with none and higher with one; "energy over idle" taken
+    against the lower figure reads high by the difference times the window)."""
+    import torch
+
+    from bench.run.case import cuda_uuid
+    from bench.telemetry.energy import idle_power
+    from bench.telemetry.nvml import Nvml
+
+    with Nvml() as nvml:
+        gpus = []
+        for i in range(torch.cuda.device_count()):
+            torch.zeros(1, device=f"cuda:{i}")  # the context, and the allocator's first block
+            gpus.append(nvml.gpu_by_uuid(cuda_uuid(i)))
+        torch.cuda.synchronize()
+        found = idle_power(gpus, seconds, sampler_hz)
+    for name, domain in found.items():
+        if name.startswith("gpu"):
+            domain["method"] += " (CUDA context held)"
+    return found
+
+
+def _idle_in_child(seconds: float, sampler_hz: float) -> dict[str, Any]:
+    """``idle_with_context`` in a fresh interpreter: the context it makes must not exist in
+    this process, whose children are forked."""
+    code = (
+        "import json\n"
+        "from bench.run.preparation import idle_with_context\n"
+        f"print(json.dumps(idle_with_context({seconds!r}, {sampler_hz!r})))\n"
+    )
     try:
-        gpus = [nvml.gpu(i) for i in range(nvml.count())] if nvml else []
-        quiet()
-        console.print(f"measuring idle power for {seconds:g} s …")
-        return {"domains": idle_power(gpus, seconds, suite.run.sample_hz)}
-    finally:
-        if nvml:
-            nvml.close()
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 300,
+            check=True,
+        )
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as e:
+        return {"reason": f"idle power measurement failed: {type(e).__name__}: {e}"}

@@ -21,10 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.results.schema import Metric
+from bench.telemetry.nvml import MIG_ENERGY_ABSENT
 from bench.telemetry.sampler import Sampler, integrate_power
 
 POWERCAP = Path("/sys/class/powercap")
 CROSS_CHECK_LIMIT = 0.10
+GPU_MIN_WINDOW_S = 2.0  # the counter steps every ~0.1 s: +-5% at most over 2 s, unaligned
+TICK_WAIT_S = 0.5  # longest wait for the counter's next step (5 of Hopper's)
+TICK_POLL_S = 0.0005  # how often the counter is read while waiting for its step
 J_PER_KWH = 3.6e6
 
 
@@ -87,9 +91,12 @@ class RaplMeter:
 class CodecarbonMeter:
     method = "codecarbon_model"
 
-    def __init__(self, country: str, measure_every_s: float = 1.0):
+    def __init__(self, country: str, measure_every_s: float = 1e6):
         self.country = country
-        # Around timed calls, one reading at the end: no timer thread waking mid-window.
+        # One reading, at the end: no timer thread waking mid-window, and no race. Where
+        # codecarbon's timer fires as the tracker stops, both readings take the time since
+        # the last one and the window's energy is counted twice (seen with codecarbon 3.3.2:
+        # 20 W of RAM for its 10 W model over a 1 s window, one window in four).
         self.measure_every_s = measure_every_s
         self._tracker: Any = None
 
@@ -137,37 +144,33 @@ def co2_kg(joules: float, country: str) -> float:
 
 
 def idle_power(gpus: list, seconds: float, sampler_hz: float = 10.0) -> dict[str, dict[str, Any]]:
-    """Mean power of each GPU (and of RAPL's CPU/RAM) over ``seconds`` of doing nothing."""
+    """Mean power of each GPU (and of RAPL's CPU/RAM) over ``seconds`` of doing nothing,
+    each GPU's counter read on its steps. The caller decides what "idle" holds: a case
+    holds a CUDA context, which idles higher than a GPU with none (``idle_with_context``)."""
     out: dict[str, dict[str, Any]] = {}
     zones, _ = rapl_zones()
     rapl = RaplMeter(zones) if zones else None
-    starts = [g.energy_mj() for g in gpus]
     samplers = [Sampler(g, sampler_hz).start() for g in gpus]
+    starts = [next_tick(g)[:2] for g in gpus]
     if rapl:
         rapl.begin()
     t0 = time.perf_counter()
     time.sleep(seconds)
     t1 = time.perf_counter()
-    ends = [g.energy_mj() for g in gpus]
-    for g, s, e, smp in zip(gpus, starts, ends, samplers, strict=True):
-        smp.stop()
-        if s is not None and e is not None:
-            out[f"gpu{g.index}"] = {
-                "watts": (e - s) / 1e3 / (t1 - t0),
-                "method": "nvml_energy_counter",
-            }
-        else:
-            joules = integrate_power(smp.power_series(t0, t1), t0, t1)
-            if joules is not None:
-                out[f"gpu{g.index}"] = {
-                    "watts": joules / (t1 - t0),
-                    "method": "nvml_power_integral",
-                }
     if rapl:
         for domain, joules in rapl.end().items():
-            out[domain] = {"watts": joules / (t1 - t0), "method": "rapl"}
-    for v in out.values():
-        v["seconds"] = t1 - t0
+            out[domain] = {"watts": joules / (t1 - t0), "method": "rapl", "seconds": t1 - t0}
+    for g, (e0, s0), smp in zip(gpus, starts, samplers, strict=True):
+        e1, s1, _ = next_tick(g) if e0 is not None else (None, t1, False)
+        smp.stop()
+        if e0 is not None and e1 is not None:
+            watts, method, span = (e1 - e0) / 1e3 / (s1 - s0), "nvml_energy_counter", s1 - s0
+        else:
+            joules = integrate_power(smp.power_series(t0, t1), t0, t1)
+            if joules is None:
+                continue
+            watts, method, span = joules / (t1 - t0), "nvml_power_integral", t1 - t0
+        out[f"gpu{g.index}"] = {"watts": watts, "method": method, "seconds": span}
     return out
 
 
@@ -180,6 +183,25 @@ class EnergyWindow:
     seconds: float = 0.0
     metrics: list[Metric] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+
+
+def next_tick(gpu, wait_s: float = TICK_WAIT_S) -> tuple[int | None, float, bool]:
+    """Wait for NVML's energy counter to step: (its value, when read, whether read on a
+    step). The counter moves in steps (about every 100 ms on Hopper), so a window read at
+    arbitrary times is off by up to a step at each edge; read on a step, it is exact to the
+    polling interval. A counter that does not move within ``wait_s`` is read as it stands;
+    a missing one reads None."""
+    first = gpu.energy_mj()
+    deadline = time.perf_counter() + wait_s
+    while True:
+        value, t = gpu.energy_mj(), time.perf_counter()
+        if first is None or value is None:
+            return None, t, False
+        if value != first:
+            return value, t, True
+        if t > deadline:
+            return value, t, False
+        time.sleep(TICK_POLL_S)
 
 
 def measure_energy(
@@ -201,55 +223,94 @@ def measure_energy(
     ``units`` is the work one call does, e.g. {"tokens": 256, "samples": 8}. Derived
     figures (J/token, tokens/kWh, CO2) use the energy of ``device_domain``: the GPU for a
     CUDA case, CPU + RAM otherwise.
+
+    With a GPU the window opens on a step of its energy counter and closes on the first step
+    after the last call, so the counter and the power integral cover the same interval. The
+    GPU idles from the last call to that step (under one step): that tail's energy, from
+    the power samples (else the run's idle power), is taken out of the calls' share.
     """
     if min_s < 1.0:
         raise ValueError("energy windows shorter than 1 s are not meaningful")
     win = EnergyWindow()
+    if gpu is not None and min_s < GPU_MIN_WINDOW_S:
+        win.info["min_s_raised"] = {
+            "asked": min_s,
+            "used": GPU_MIN_WINDOW_S,
+            "why": "NVML's energy counter steps about every 100 ms: shorter windows scatter "
+            "by more than the 10% cross-check allows",
+        }
+        min_s = GPU_MIN_WINDOW_S
     sync()
     if cpu is not None:
         cpu.begin()
-    g0 = gpu.energy_mj() if gpu is not None else None
-    t0 = time.perf_counter()
+    g0, t0, on_step = next_tick(gpu) if gpu is not None else (None, time.perf_counter(), False)
     while True:
         call()
         win.calls += 1
         sync()
         if time.perf_counter() - t0 >= min_s:
             break
-    t1 = time.perf_counter()
-    g1 = gpu.energy_mj() if gpu is not None else None
-    win.seconds = t1 - t0
+    work_end = time.perf_counter()
+    g1, t1 = None, work_end
+    if g0 is not None:
+        g1, t1, _ = next_tick(gpu) if on_step else (gpu.energy_mj(), work_end, False)
+    cpu_joules = cpu.end() if cpu is not None else {}
+    win.seconds = work_end - t0
     domains: dict[str, tuple[float, str]] = {}
-
     if gpu is not None:
-        name = f"gpu{gpu.index}"
-        counter = (g1 - g0) / 1e3 if g0 is not None and g1 is not None else None
-        integral = None
-        if sampler is not None:
-            sampler.sample()  # a row just after the window's end, to interpolate the edge
-            integral = integrate_power(sampler.power_series(t0, t1), t0, t1)
-        if counter is not None:
-            domains[name] = (counter, "nvml_energy_counter")
-            if integral is not None and counter > 0:
-                disagreement = abs(integral - counter) / counter
-                win.info["gpu_cross_check"] = {
-                    "counter_j": counter,
-                    "power_integral_j": integral,
-                    "disagreement": disagreement,
-                    "flagged": disagreement > CROSS_CHECK_LIMIT,
-                }
-        elif integral is not None:
-            domains[name] = (integral, "nvml_power_integral")
-        else:
-            win.info.setdefault("absent", {})[name] = (
-                "neither NVML's energy counter nor power samples"
-            )
-    if cpu is not None:
-        for domain, joules in cpu.end().items():
-            domains[domain] = (joules, cpu.method)
+        domains.update(_gpu_energy(win, gpu, sampler, idle, (g0, g1), (t0, work_end, t1)))
+    for domain, joules in cpu_joules.items():
+        domains[domain] = (joules, cpu.method)
 
     _energy_metrics(win, domains, units, idle, country, device_domain, totals)
     return win
+
+
+def _gpu_energy(win, gpu, sampler, idle, counts, times) -> dict[str, tuple[float, str]]:
+    """The GPU's joules over the calls of ``win``: the counter's delta over [t0, t1] less
+    the idle tail [work_end, t1], cross-checked against the power integral over [t0, t1];
+    the integral alone where there is no counter."""
+    (g0, g1), (t0, work_end, t1) = counts, times
+    name = f"gpu{gpu.index}"
+    counter = (g1 - g0) / 1e3 if g0 is not None and g1 is not None else None
+    integral = tail = None
+    if sampler is not None:
+        sampler.sample()  # a row just after the window's end, to interpolate the edge
+        series = sampler.power_series(t0, t1)
+        integral = integrate_power(series, t0, t1)
+        if t1 > work_end:
+            tail = integrate_power(series, work_end, t1)
+    idle_w = (idle or {}).get(name, {}).get("watts")
+    if tail is None and t1 > work_end and idle_w is not None:
+        tail = idle_w * (t1 - work_end)
+    win.info["counter_window"] = {  # perf_counter times, as the sampler's rows
+        "on_steps": t1 > work_end,
+        "t0": t0,
+        "work_end": work_end,
+        "t1": t1,
+        "tail_s": t1 - work_end,
+    }
+    if counter is not None:
+        if integral is not None and counter > 0:
+            disagreement = abs(integral - counter) / counter
+            win.info["gpu_cross_check"] = {
+                "counter_j": counter,
+                "power_integral_j": integral,
+                "disagreement": disagreement,
+                "flagged": disagreement > CROSS_CHECK_LIMIT,
+            }
+        if t1 <= work_end:
+            return {name: (counter, "nvml_energy_counter")}
+        if tail is None:
+            return {name: (counter, "nvml_energy_counter (on its steps; idle tail included)")}
+        return {name: (counter - tail, "nvml_energy_counter (on its steps, less the idle tail)")}
+    if integral is not None:
+        if tail is not None:
+            integral -= tail
+        return {name: (integral, "nvml_power_integral")}
+    why = MIG_ENERGY_ABSENT if gpu.mig else "neither NVML's energy counter nor power samples"
+    win.info.setdefault("absent", {})[name] = why
+    return {}
 
 
 def modelled_energy(

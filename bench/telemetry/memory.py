@@ -7,12 +7,17 @@ The whole process's RSS is mostly the runtime (python, torch and its libraries: 
 against a few MB of a small model), so the RSS before the model is built is recorded too
 (``memory_runtime_rss``), and each phase's peak over it (``..._peak_over_runtime``): what
 the case itself holds (weights, activations, caches, and what the heap keeps of them).
-CUDA: the caching allocator's peaks (reset at each phase) and NVML's device memory in
-use at the phase's end, over the baseline read before the case began.
+CUDA: the caching allocator's peaks, each phase its own: the allocator's cache is emptied
+and its peaks reset as the phase begins (else every phase would report the reservation the
+first one left). And NVML's memory charged to this process (not the device's, which
+counts other processes): at the phase's end, when the allocator, which never gives back
+memory on its own, still holds the phase's peak reservation; over what the process held
+before the model was built (its CUDA context and libraries).
 """
 
 from __future__ import annotations
 
+import os
 import resource
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,9 +56,11 @@ class MemoryMonitor:
     def __init__(self, device: str, gpu=None):
         self.device = device
         self.gpu = gpu  # bench.telemetry.nvml.Gpu or None
-        self.nvml_baseline = gpu.memory_used() if gpu is not None else None
+        self.pid = os.getpid()
+        self.nvml_baseline = gpu.process_memory_used(self.pid) if gpu is not None else None
         self.runtime_rss = rss_bytes()  # before the model is built: the runtime alone
         self.metrics: list[Metric] = []
+        self.absent: dict[str, str] = {}
         if self.runtime_rss is not None:
             method = "vmrss_before_model_build (shared pages included)"
             self.metrics.append(
@@ -67,6 +74,7 @@ class MemoryMonitor:
             import torch
 
             sync()
+            torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
         reset = reset_peak_rss()
         yield
@@ -94,14 +102,25 @@ class MemoryMonitor:
                 self.metrics.append(
                     Metric(f"{prefix}_{what}", float(fn()), "bytes", "torch_cuda_allocator")
                 )
-        if self.gpu is not None and self.nvml_baseline is not None:
-            used = self.gpu.memory_used()
-            if used is not None:
-                self.metrics.append(
-                    Metric(
-                        f"{prefix}_gpu_used_over_baseline",
-                        float(used - self.nvml_baseline),
-                        "bytes",
-                        "nvml_memory_v2_at_phase_end",
-                    )
+        if self.gpu is not None:
+            self._process_memory(prefix)
+
+    def _process_memory(self, prefix: str) -> None:
+        used = self.gpu.process_memory_used(self.pid)
+        if used is None:
+            self.absent[f"{prefix}_gpu_process"] = (
+                f"NVML lists no GPU memory for pid {self.pid} (a container's pid namespace "
+                "hides it, or the driver does not report per-process use)"
+            )
+            return
+        method = "nvml_compute_process_used_at_phase_end"
+        self.metrics.append(Metric(f"{prefix}_gpu_process", float(used), "bytes", method))
+        if self.nvml_baseline is not None:
+            self.metrics.append(
+                Metric(
+                    f"{prefix}_gpu_process_over_context",
+                    float(used - self.nvml_baseline),
+                    "bytes",
+                    f"{method} minus the same before the model was built",
                 )
+            )

@@ -44,7 +44,11 @@ class Sampler:
         self.stop()
 
     def sample(self) -> None:
-        row = {"t": time.perf_counter(), **self.gpu.snapshot()}
+        t = time.perf_counter()
+        try:
+            row = {"t": t, **self.gpu.snapshot()}
+        except Exception as e:  # a thread that died here would leave the window unsampled
+            row = {"t": t, "error": f"{type(e).__name__}: {e}"}
         self.rows.append(row)
 
     def _loop(self) -> None:
