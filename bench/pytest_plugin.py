@@ -89,18 +89,17 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _has_cuda() -> bool:
-    # The same question the gpu tests ask: can torch use a CUDA device here? (NVML can
-    # see a GPU that torch cannot use: a CPU build of torch, a driver mismatch.)
-    import torch
+    # Asked without initialising CUDA: perf.time forks its repeats from this process.
+    from bench.telemetry.cuda_probe import cuda_available
 
-    return torch.cuda.is_available()
+    return cuda_available()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     gpu_items = [i for i in items if i.get_closest_marker("gpu")]
     if not gpu_items or _has_cuda():
         return
-    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch sees none)")
     for item in gpu_items:
         item.add_marker(skip)
 

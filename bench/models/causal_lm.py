@@ -4,6 +4,7 @@ pos) -> logits``, ``new_cache(batch, max_len)``, ``kv_bytes_per_token()``, and
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -16,27 +17,35 @@ class Shape:
     block_size: int  # longest sequence the position embedding covers
 
 
-TRANSFORMERS_MAJOR = 5  # `cache=` in forward; on 4.x it vanishes into **kwargs
+def forward_keywords(hf: nn.Module) -> dict[str, str]:
+    """The keywords the model's own ``forward`` names for the KV cache and the positions:
+    {"cache": ..., and "cache_position" / "position_ids" where named}. transformers has
+    renamed them across releases (``past_key_values`` -> ``cache``; ``cache_position``
+    dropped), and a name forward does not declare falls into its ``**kwargs`` without a
+    word: decoding would then run without its cache, fast and wrong. So the names come
+    from the signature, never from a version number."""
+    params = inspect.signature(hf.forward).parameters
+    cache = next((n for n in ("cache", "past_key_values") if n in params), None)
+    if cache is None:
+        raise RuntimeError(
+            f"{type(hf).__name__}.forward (transformers {_version()}) names no KV cache "
+            "argument ('cache' or 'past_key_values'): bench cannot decode with its cache"
+        )
+    found = {"cache": cache}
+    found.update({n: n for n in ("cache_position", "position_ids") if n in params})
+    return found
 
 
-def require_transformers() -> None:
-    """Refuse a transformers this code cannot drive. On 4.x, forward's ``cache=`` keyword
-    falls into ``**kwargs`` and decoding silently runs without its KV cache."""
+def _version() -> str:
     import transformers
 
-    major = int(transformers.__version__.split(".")[0])
-    if major != TRANSFORMERS_MAJOR:
-        raise RuntimeError(
-            f"transformers {transformers.__version__} is not supported: bench drives "
-            f"transformers {TRANSFORMERS_MAJOR}.x (it passes the KV cache as `cache=`); "
-            f"install 'transformers>={TRANSFORMERS_MAJOR},<{TRANSFORMERS_MAJOR + 1}'"
-        )
+    return transformers.__version__
 
 
 class CausalLM(nn.Module):
     def __init__(self, hf: nn.Module):
         super().__init__()
-        require_transformers()
+        self.keywords = forward_keywords(hf)
         self.hf = hf
         c = hf.config
         block = getattr(c, "max_position_embeddings", None) or getattr(c, "n_positions", None)
@@ -75,8 +84,10 @@ class CausalLM(nn.Module):
             positions = pos
         else:
             positions = torch.arange(pos, pos + idx.shape[1], device=idx.device)
-        out = self.hf(input_ids=idx, cache=cache, use_cache=True, cache_position=positions)
-        # Checked at the prefill only: a per-step check would add to every timed step.
-        if isinstance(pos, int) and pos == 0 and cache.get_seq_length() == 0:
-            raise RuntimeError("the KV cache was not filled: decoding would run without it")
-        return out.logits
+        kw = self.keywords
+        args = {kw["cache"]: cache}
+        if "cache_position" in kw:
+            args["cache_position"] = positions
+        if "position_ids" in kw:  # explicit, so no release infers them from the cache
+            args["position_ids"] = positions.unsqueeze(0)
+        return self.hf(input_ids=idx, use_cache=True, **args).logits

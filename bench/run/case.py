@@ -11,7 +11,7 @@ import os
 import time
 import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from bench.run.context import CaseContext
 from bench.spec import registry
 from bench.spec.suite import Case
 from bench.telemetry.bandwidth import bandwidth_key
+from bench.telemetry.cuda_probe import cuda_available
 from bench.telemetry.disturbance import Window
 from bench.telemetry.energy import CodecarbonMeter, cpu_meter, measure_energy, modelled_energy
 from bench.telemetry.machine import default_cpu_threads
@@ -75,7 +76,8 @@ def _run(case: Case, result: CaseResult, facts: dict[str, Any], repeat: int) -> 
     import torch
 
     run = case.run
-    if run["device"] == "cuda" and not torch.cuda.is_available():
+    # Asked without initialising CUDA: this process may fork ranks that use it.
+    if run["device"] == "cuda" and not cuda_available():
         raise UnsupportedHere("device 'cuda' requested but no CUDA device is available")
     placed = None if facts.get("rank") else ranks.placement_of(case, facts)
     if placed is not None:
@@ -176,16 +178,18 @@ def _measure(case, result, ctx, sampler, facts, absent) -> None:
     # and time, so it runs around the workload's own calls instead of a window of its own.
     modelled = isinstance(cpu, CodecarbonMeter) and not ctx.device.startswith("cuda")
     if modelled:
-        cpu.measure_every_s = 1e6  # one reading at the end: no thread waking mid-timing
         cpu.begin()
     t = time.perf_counter()
     window = Window().begin()
+    graphs = _cuda_graph_watch(case)
     try:
-        out = wl.fn(model, wl.params.model_validate(case.workload.params), ctx)
+        with graphs:
+            out = wl.fn(model, wl.params.model_validate(case.workload.params), ctx)
     finally:  # a failing workload must not leave the tracker's timer behind (inline runs)
         workload_s = time.perf_counter() - t
         modelled_joules = cpu.end() if modelled else None
         result.info["disturbance"] = window.end()
+    _record_cuda_graphs(graphs, case, result)
 
     energy_metrics: list[Metric] = []
     if why and out.energy is not None:
@@ -235,6 +239,7 @@ def _measure(case, result, ctx, sampler, facts, absent) -> None:
             absent["energy_over_idle"] = "no idle baseline was measured for this run"
 
     absent.update(out.absent)
+    absent.update(ctx.memory.absent)
     lazy = _lazy_costs(case, out, steps, absent)
     size = model_size_metrics(model, absent)
     bandwidth = facts.get("copy_bandwidth", {}).get(bandwidth_key(run["device"], run["threads"]))
@@ -267,6 +272,44 @@ def _measure(case, result, ctx, sampler, facts, absent) -> None:
             **out.info,
         }
     )
+
+
+def _promises_cuda_graphs(case: Case) -> list[tuple[str, int | None]]:
+    """The parts of the case that promise CUDA graphs on its device: ("workload", None)
+    and ("technique", index), from each registry entry's ``cuda_graphs(params)``."""
+    if not case.run["device"].startswith("cuda"):
+        return []
+    parts = [("workload", None, registry.workloads.get(case.workload.name), case.workload)]
+    parts += [
+        ("technique", i, registry.techniques.get(t.name), t) for i, t in enumerate(case.techniques)
+    ]
+    return [
+        (kind, i)
+        for kind, i, entry, step in parts
+        if (promise := entry.meta.get("cuda_graphs"))
+        and promise(entry.params.model_validate(step.params))
+    ]
+
+
+def _cuda_graph_watch(case: Case):
+    from bench.telemetry.cudagraphs import CudaGraphWatch
+
+    return CudaGraphWatch() if _promises_cuda_graphs(case) else nullcontext()
+
+
+def _record_cuda_graphs(watch, case: Case, result: CaseResult) -> None:
+    """CUDA graphs promised and skipped: the reasons in the case's info, and the label of
+    each part that promised them marked, so no table shows the case as graphed."""
+    from bench.telemetry.cudagraphs import SUFFIX, CudaGraphWatch
+
+    if not isinstance(watch, CudaGraphWatch):
+        return
+    result.info["cuda_graphs"] = watch.to_json()
+    if watch.ran:
+        return
+    for kind, i in _promises_cuda_graphs(case):
+        part = result.case["workload"] if kind == "workload" else result.case["techniques"][i]
+        part["label"] = f"{part['label']} {SUFFIX}"
 
 
 def _lazy_costs(case: Case, out, steps: list[dict[str, Any]], absent: dict[str, str]):

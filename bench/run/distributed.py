@@ -47,10 +47,15 @@ class Placement:
     world_size: int  # ranks on this node x nodes
     threads_per_rank: int = 1  # intra-op threads of each rank
     backend: str = "gloo"  # "nccl" on GPUs
+    device: str = "cpu"  # where the ranks compute; "cuda" ranks are spawned, never forked
     nnodes: int = 1
     node_rank: int = 0
     rdzv_endpoint: str | None = None  # host:port of the rendezvous; None: this host, a free port
     rdzv_id: str | None = None  # the launch's name, the same on every node; None: a fresh one
+
+    @property
+    def uses_cuda(self) -> bool:
+        return self.backend == "nccl" or self.device.startswith("cuda")
 
     def oversubscribed(self, cores: int | None = None) -> str | None:
         """Why the ranks' threads exceed this machine's cores, or None."""
@@ -119,7 +124,9 @@ def launch(fn: Callable[..., Any], args: tuple, placement: Placement) -> dict[in
         rdzv_configs=({"is_host": placement.node_rank == 0} if placement.nnodes > 1 else {}),
         max_restarts=0,  # a failure is the case's outcome, not something to retry
         monitor_interval=0.1,
-        start_method="spawn" if placement.backend == "nccl" else "fork",
+        # A forked child of a process that touched CUDA cannot use it, whatever the backend
+        # (gloo reduces CUDA tensors too): CUDA ranks start as fresh interpreters.
+        start_method="spawn" if placement.uses_cuda else "fork",
     )
     # torch logs every rank's traceback at ERROR; the failure is reported once, below.
     logger = logging.getLogger("torch.distributed.elastic")

@@ -54,9 +54,9 @@ def check_placement(placement: Placement) -> None:
     """What this machine cannot place (skipped with why): more NCCL ranks than GPUs."""
     if placement.backend != "nccl":
         return
-    import torch
+    from bench.telemetry.cuda_probe import cuda_device_count
 
-    have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    have = cuda_device_count()
     per_node = placement.world_size // placement.nnodes
     if per_node > have:
         raise UnsupportedHere(

@@ -50,7 +50,17 @@ def prepare_compile(run_dir: str | None) -> tuple[str | None, str]:
     return os.environ.get("TORCHINDUCTOR_CACHE_DIR"), state
 
 
-@register_technique("compile", params=CompileParams, label=_label, lazy_cost="compile_time")
+# The modes under which inductor captures CUDA graphs (on a GPU); it may skip them.
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+
+
+@register_technique(
+    "compile",
+    params=CompileParams,
+    label=_label,
+    lazy_cost="compile_time",
+    cuda_graphs=lambda p: p.mode in CUDA_GRAPH_MODES and p.backend == "inductor",
+)
 def apply_compile(model, params: CompileParams, ctx):
     """Wrap the model in torch.compile; compilation happens on the first call."""
     import torch

@@ -142,9 +142,9 @@ def _check(p: OptimizerParams, case) -> str | None:
         return f"optimizer applies to the train workload, not {case.workload.name!r}"
     device = case.run["device"]
     if device == "cuda":
-        import torch
+        from bench.telemetry.cuda_probe import cuda_available
 
-        if not torch.cuda.is_available():
+        if not cuda_available():
             return None  # the case itself is skipped with the reason
     return check_device(p, device)
 

@@ -85,6 +85,7 @@ def placement(p: ParallelParams, device: str) -> dict | None:
         "world_size": p.world_size,
         "threads_per_rank": p.threads_per_rank,
         "backend": p.backend_for(device),
+        "device": device,
     }
 
 

@@ -16,6 +16,7 @@ come from the same generation as the tokens.
 
 from __future__ import annotations
 
+import weakref
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,6 +78,24 @@ class Sampler:
 # --- next-token logits, with or without a cache ------------------------------------------
 
 
+_FILLED: weakref.WeakSet = weakref.WeakSet()  # models whose cache a prefill was seen to fill
+
+
+def check_cache_filled(model, cache) -> None:
+    """After a model's first prefill, whatever the runtime: a transformers cache still
+    empty means its forward swallowed the cache argument, and decoding would run without
+    it (fast, and wrong). Once per model: the check reads the length back from the device."""
+    length = getattr(cache, "get_seq_length", None)  # the built-in model's cache has none
+    if length is None or model in _FILLED:
+        return
+    if int(length()) == 0:
+        raise RuntimeError(
+            f"the KV cache was not filled by {type(model).__name__}'s prefill: its forward "
+            "ignored the cache, so decoding would run without it"
+        )
+    _FILLED.add(model)
+
+
 class CachedSteps:
     """Logits of the next token from the model's own KV cache (one per batch row)."""
 
@@ -85,7 +104,9 @@ class CachedSteps:
 
     def prefill(self, prompt):
         self.pos = prompt.shape[1]
-        return self.model(prompt, self.cache, 0)[:, -1]
+        logits = self.model(prompt, self.cache, 0)[:, -1]
+        check_cache_filled(self.model, self.cache)
+        return logits
 
     def step(self, tok):
         logits = self.model(tok, self.cache, self.pos)[:, -1]
@@ -179,7 +200,9 @@ class StaticDecoder:
         if hasattr(self.pick, "reset"):
             self.pick.reset(prompt.device)
         positions = self.positions[: prompt.shape[1]]
-        return (self.pick or argmax)(self.model(prompt, self.cache, positions)[:, -1])
+        logits = self.model(prompt, self.cache, positions)[:, -1]
+        check_cache_filled(self.model, self.cache)
+        return (self.pick or argmax)(logits)
 
     def step(self, tok, pos: int):
         import torch

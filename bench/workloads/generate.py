@@ -163,6 +163,7 @@ def _draft_models(p: GenerateParams):
     headline="throughput_tokens",
     check=_check,
     models=_draft_models,
+    cuda_graphs=lambda p: p.runtime == "compiled",
 )
 def run_generate(model, params: GenerateParams, ctx) -> WorkloadOutput:
     """Decode ``new_tokens`` after a prompt with the strategy of ``params``."""
