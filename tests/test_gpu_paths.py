@@ -272,3 +272,18 @@ def test_a_case_whose_cuda_graphs_were_skipped_says_so_in_its_label(monkeypatch)
     assert unwatched and all("compiled" not in i and "reduce" not in i for i in unwatched)
     info = next(info for _, info in labels.values() if info)
     assert info == {"skipped": 1, "reasons": ["skipping cudagraphs due to cpu device"]}
+
+
+def test_the_console_says_when_cuda_graphs_were_skipped():
+    from rich.console import Console
+
+    from bench.run.suite_driver import _print_line
+
+    console = Console(record=True, width=200)
+    result = {"status": "ok", "repeat": 0, "wall_s": 3.0, "case_id": "m/generate-compiled"}
+    _print_line(console, result, 1)
+    graphs = {"skipped": 2, "reasons": ["skipping cudagraphs due to mutated inputs (2)"]}
+    _print_line(console, {**result, "info": {"cuda_graphs": graphs}}, 1)
+    lines = console.export_text().splitlines()
+    assert len(lines) == 3
+    assert lines[2].strip() == "no CUDA graphs: skipping cudagraphs due to mutated inputs (2)"

@@ -383,6 +383,10 @@ def _print_line(console, result: dict[str, Any], repeats: int) -> None:
     # An error's text is not markup: "[/path/pair.cc:553]" in a gloo error is no closing tag.
     line = f"{result['case_id']}{rep}  {detail}"
     console.print(f"[{colour}]{status:>7}[/] {escape(line)}", highlight=False)
+    graphs = (result.get("info") or {}).get("cuda_graphs") or {}
+    if graphs.get("skipped"):  # promised by the case, silently dropped by inductor
+        why = (graphs.get("reasons") or ["no reason logged"])[0]
+        console.print(f"        [yellow]no CUDA graphs[/]: {escape(why)}", highlight=False)
 
 
 # Statuses that are what the case measured, not a fault of the run: skipped here with a
