@@ -488,3 +488,20 @@ def test_cuda_copy_bandwidth_without_cuda_is_a_reason_and_not_cached(monkeypatch
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path))
     assert bandwidth.machine_bandwidth("cuda") == {"reason": "no CUDA device"}
     assert not (tmp_path / "machine").exists()
+
+
+def test_without_codecarbon_the_co2_figure_is_absent_not_the_case(fake, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_codecarbon(name, *a, **k):
+        if name.startswith("codecarbon"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *a, **k)
+
+    fake()
+    monkeypatch.setattr(builtins, "__import__", no_codecarbon)
+    win = energy(Nvml().gpu(0))
+    assert "energy_gpu0" in metrics(win) and "co2_per_call" not in metrics(win)
+    assert "codecarbon" in win.info["absent"]["co2_per_call"]

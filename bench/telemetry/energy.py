@@ -372,11 +372,11 @@ def _energy_metrics(win, domains, units, idle, country, device_domain, totals=No
         win.metrics.append(Metric("energy_per_step", joules / units["steps"], "J/step", method))
     for name, calls in (totals or {}).items():
         win.metrics.append(Metric(name, joules * calls, "J", f"{method} x {calls:g} calls"))
+    try:
+        co2 = co2_kg(joules, country)
+    except ImportError as e:  # codecarbon (or one of its own imports) is not installed
+        win.info.setdefault("absent", {})["co2_per_call"] = f"needs codecarbon's data: {e}"
+        return
     win.metrics.append(
-        Metric(
-            "co2_per_call",
-            co2_kg(joules, country) * 1e3,
-            "g CO2e/call",
-            f"{method}*codecarbon_{country}",
-        )
+        Metric("co2_per_call", co2 * 1e3, "g CO2e/call", f"{method}*codecarbon_{country}")
     )
