@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench import cli_history, cli_profile
+from bench import cli_history, cli_profile, cli_tune
 from bench.errors import UserError
 
 
@@ -136,6 +136,7 @@ def _parser() -> argparse.ArgumentParser:
 
     cli_history.add_parser(sub)
     cli_profile.add_parser(sub)
+    cli_tune.add_parser(sub)
     cal = sub.add_parser(
         "calibrate",
         help="back-to-back A/A runs of a suite: how far runs drift apart on this machine",
@@ -275,6 +276,8 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         return _calibrate(args)
     if args.command == "history":
         return cli_history.main(args)
+    if args.command == "tune":
+        return cli_tune.main(args)
     if args.command == "profile":
         return cli_profile.main(args, load_suite(args.suite), argv)
     if args.command == "names":

@@ -209,8 +209,8 @@ def write_run_report(run_dir: Path, out_root: Path) -> Path:
         outlier_section(df),
         problems_section(df),
     ]
-    _write_markdown(out / "report.md", title, suite, facts, won, sections, images)
-    _write_html(out / "report.html", title, suite, facts, won, sections, images)
+    write_markdown(out / "report.md", title, suite, facts, won, sections, images)
+    write_html(out / "report.html", title, suite, facts, won, sections, images)
     return out / "report.html"
 
 
@@ -378,7 +378,7 @@ def problems_section(df: pd.DataFrame) -> Table:
     return Table("Failed or skipped", ["case", "run", "status", "reason"], rows)
 
 
-def _write_markdown(path, title, suite, facts, won, sections, images) -> None:
+def write_markdown(path, title, suite, facts, won, sections, images) -> None:
     lines = [f"# {title}", "", suite.get("description") or "", "", "## Environment", ""]
     lines += [f"- **{k}**: {v}" for k, v in facts]
     lines += ["", "## What won", ""]
@@ -397,7 +397,7 @@ def _write_markdown(path, title, suite, facts, won, sections, images) -> None:
     atomic.write_text(path, "\n".join(lines) + "\n")
 
 
-def _write_html(path, title, suite, facts, won, sections, images) -> None:
+def write_html(path, title, suite, facts, won, sections, images) -> None:
     e = html.escape
     env = "".join(f"<dt>{e(k)}</dt><dd>{e(str(v))}</dd>" for k, v in facts)
     won_html = "".join(

@@ -8,6 +8,7 @@ import errno
 import fnmatch
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,9 @@ class RunOptions:
     profile: bool | None = None  # overrides the suite's run.profile
     with_baselines: bool = False  # --filter also takes the chosen cases' baselines
     timed: bool = True  # False: only the passes asked for (``bench profile``)
+    # After each process run: a reason to stop the run here, or None (``bench tune`` stops a
+    # trial whose first run already breaks a constraint no further run can change).
+    stop_when: Callable[[dict[str, Any]], str | None] | None = None
 
 
 @dataclass
@@ -311,6 +315,9 @@ def run_suite(suite: Suite, opts: RunOptions, console=None) -> RunOutcome:
             session.count(console, done)
         for _, _, result in _progress(todo, console, session):
             _print_line(console, result, suite.run.repeats)
+            if opts.stop_when is not None and (why := opts.stop_when(result)):
+                console.print(f"[yellow]stopping early[/]: {why}", highlight=False)
+                break
         session.profile(console)
     except KeyboardInterrupt:
         raise session.stop("interrupted (Ctrl-C)", 130) from None

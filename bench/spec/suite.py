@@ -107,6 +107,7 @@ class SuiteFile(BaseModel):
     techniques: list[dict[str, Any]] = Field(default_factory=lambda: [{"name": BASELINE}])
     matrix: MatrixRules = MatrixRules()
     gates: dict[str, Any] = {}  # metric -> tolerance: bench.spec.gates
+    tune: dict[str, Any] = {}  # what `bench tune` searches: bench.spec.tune
     # machine -> cost of a machine-hour: cost per 1M tokens (bench merge --across-machines)
     pricing: dict[str, Annotated[float, Field(gt=0)]] = {}
 

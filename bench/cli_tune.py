@@ -1,0 +1,103 @@
+"""``bench tune SUITE``: search the suite's ``[tune]`` space with Optuna, re-measure the
+front in one run, and write the front as a report and as a suite ``bench run`` reproduces."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+EPILOG = (
+    "exit status: 0 a front was found; 1 no trial met the constraints or the front failed to "
+    "re-measure; 2 bad input; 130 interrupted (run it again: the study resumes)"
+)
+
+
+def add_parser(sub) -> None:
+    from bench import cli_history
+
+    p = sub.add_parser(
+        "tune",
+        help="search the suite's [tune] space (Optuna), re-measure the front, write it out",
+        description="Each trial is a run of its own (the trial's techniques and the "
+        "baseline, as `bench run` runs them); the study lives in the history database, so "
+        "a killed tune resumes and several processes or machines share one study. The front "
+        "is measured again, all in one run, and judged with intervals.",
+        epilog=EPILOG,
+    )
+    p.add_argument("suite", type=Path)
+    cli_history.add_location(p)  # --results, and --history-url: where the study lives
+    p.add_argument("--budget", metavar="N|30m", help="trials in the study, or minutes here")
+    p.add_argument("--report-only", action="store_true",
+                   help="no new trials: re-measure and report the study's front")  # fmt: skip
+    p.add_argument("--out", type=Path, default=Path("reports"), metavar="DIR",
+                   help="reports root (default reports/)")  # fmt: skip
+    p.add_argument("--inline", action="store_true", help="run cases in this process (debugging)")
+
+
+def main(args: argparse.Namespace) -> int:
+    import tomllib
+
+    from bench import cli_history
+    from bench.analysis.tune_front import judge, write_report
+    from bench.run import tune
+    from bench.run.suite_driver import Interrupted, make_console
+    from bench.spec.suite import load_suite
+    from bench.spec.tune import Budget, parse_tune
+
+    suite = load_suite(args.suite)
+    data = tomllib.loads(suite.text)
+    workload = data["workloads"][0].get("name", "") if data.get("workloads") else ""
+    spec = parse_tune(data.get("tune"), workload, suite.path)
+    budget = Budget.parse(args.budget, key="--budget") if args.budget else spec.budget
+    opts = tune.TuneOptions(
+        results=args.results,
+        storage=cli_history.database_url(args),
+        budget_trials=budget.trials,
+        budget_minutes=budget.minutes,
+        inline=args.inline,
+    )
+    console = make_console()
+    tuner = tune.Tuner(suite, spec, opts, console)
+    console.print(f"study [bold]{tuner.name}[/] in {cli_history.where(args)}")
+    try:
+        if not args.report_only:
+            tuner.run()
+        trials = tune.completed(tuner.study)
+        front = tune.search_front(trials, spec)
+        if not front:
+            console.print("[red]no trial met the constraints[/]: nothing to re-measure")
+            return 1
+        points = tune.remeasure(tuner, front)
+    except Interrupted as e:
+        console.print(f"[yellow]{e.reason}[/]: run the same command again to resume the study")
+        return e.code
+    judged = judge(points, spec.objectives, spec.constraints)
+    on_front = [r["point"] for r in judged if r["front"]]
+    tuned = tune.write_tuned(tuner, on_front) if on_front else None
+    page = write_report(args.out / "tune" / tuner.name, suite, tuner.study, trials, judged,
+                        spec.objectives, spec.constraints, tuned)  # fmt: skip
+    _print_front(console, judged, spec)
+    console.print(f"report: {page}")
+    if tuned is not None:
+        console.print(f"tuned suite: {tuned}  (bench run {tuned})")
+    return 0 if on_front else 1
+
+
+def _print_front(console, judged, spec) -> None:
+    from bench.analysis.tune_front import fell, format_value
+
+    metrics = [o.metric for o in spec.objectives]
+    for r in judged:
+        p = r["point"]
+        mark = (
+            "[green]front[/]"
+            if r["front"]
+            else "[dim]dominated[/]"
+            if r["feasible"]
+            else ("[red]breaks a constraint[/]")
+        )
+        values = ", ".join(f"{m} {format_value(p, m)}" for m in metrics)
+        falls = [f"{fell(p, m):.3g}×" for m in metrics if not math.isnan(fell(p, m))]
+        fall = f"; re-measured/searched {', '.join(falls)}" if falls else ""
+        console.print(f"{mark} trial {p.trial}: {p.label}: {values}{fall}", highlight=False)
