@@ -7,6 +7,8 @@ import argparse
 import math
 from pathlib import Path
 
+from bench.errors import UserError
+
 EPILOG = (
     "exit status: 0 a front was found; 1 no trial met the constraints or the front failed to "
     "re-measure; 2 bad input; 130 interrupted (run it again: the study resumes)"
@@ -33,6 +35,14 @@ def add_parser(sub) -> None:
     p.add_argument("--out", type=Path, default=Path("reports"), metavar="DIR",
                    help="reports root (default reports/)")  # fmt: skip
     p.add_argument("--inline", action="store_true", help="run cases in this process (debugging)")
+    p.add_argument(
+        "--executor",
+        choices=["local", "slurm"],
+        help="add trials from --jobs processes (local) or Slurm jobs instead",
+    )
+    p.add_argument("--jobs", type=int, default=2, metavar="N", help="with --executor: jobs")
+    p.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
+                   help="a submitit parameter for the jobs, e.g. slurm_partition=gpu")  # fmt: skip
 
 
 def main(args: argparse.Namespace) -> int:
@@ -61,7 +71,11 @@ def main(args: argparse.Namespace) -> int:
     tuner = tune.Tuner(suite, spec, opts, console)
     console.print(f"study [bold]{tuner.name}[/] in {cli_history.where(args)}")
     try:
-        if not args.report_only:
+        if args.executor and not args.report_only:
+            if not 1 <= args.jobs <= 1000:
+                raise UserError(f"--jobs {args.jobs}: between 1 and 1000")
+            tune.run_jobs(tuner, args.suite, args.executor, args.jobs, args.slurm)
+        elif not args.report_only:
             tuner.run()
         trials = tune.completed(tuner.study)
         front = tune.search_front(trials, spec)

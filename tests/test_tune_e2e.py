@@ -82,3 +82,17 @@ def test_a_killed_tune_resumes_and_ends_with_a_front_bench_run_takes(tmp_path):
     (tuned,) = results.glob("tune/*/tuned.toml")
     ran = bench("run", str(tuned), "--results", str(tmp_path / "again"))
     assert ran.returncode == 0, ran.stderr
+
+
+@pytest.mark.slow
+def test_jobs_through_an_executor_add_trials_to_one_study(tmp_path):
+    suite = tmp_path / "tune.toml"
+    suite.write_text(SUITE.replace("budget = 3", "budget = 2"))
+    url = f"sqlite:///{tmp_path / 'history.sqlite'}"
+    done = bench("tune", str(suite), "--results", str(tmp_path / "results"), "--history-url",
+                 url, "--out", str(tmp_path / "reports"), "--executor", "local", "--jobs", "2")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "submitted 2 local jobs" in done.stderr
+    got = trials(url)
+    # two jobs stop once the study holds 2 measured trials (the last two may overlap by one)
+    assert 2 <= len(got) <= 3 and len({t["run_id"] for t in got}) == len(got)

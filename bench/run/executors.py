@@ -36,11 +36,10 @@ def shard_job(suite_path: str, shard: str, results: str, opts: dict[str, Any]) -
     return str(outcome.run_dir)
 
 
-def _parameters(kind: str, suite: Suite, largest: int, jobs: int, extra: list[str]):
-    """submitit parameters: a time limit that fits the largest shard's cases at their
-    timeout, then the user's ``--slurm KEY=VALUE`` (e.g. slurm_partition=gpu)."""
-    per_job = largest * suite.run.repeats * suite.run.timeout_s
-    params: dict[str, Any] = {"timeout_min": math.ceil(per_job / 60) + 5}
+def job_parameters(kind: str, per_job_s: float, jobs: int, extra: list[str]) -> dict[str, Any]:
+    """submitit parameters: a time limit of ``per_job_s`` (and 5 minutes' slack), then the
+    user's ``--slurm KEY=VALUE`` (e.g. slurm_partition=gpu)."""
+    params: dict[str, Any] = {"timeout_min": math.ceil(per_job_s / 60) + 5}
     for item in extra:
         key, sep, value = item.partition("=")
         if not sep or not key:
@@ -49,6 +48,13 @@ def _parameters(kind: str, suite: Suite, largest: int, jobs: int, extra: list[st
     if kind == "slurm":
         params.setdefault("slurm_array_parallelism", jobs)
     return params
+
+
+def check_executor(kind: str) -> None:
+    if kind == "slurm" and shutil.which("sbatch") is None:
+        raise UserError(
+            "--executor slurm: no `sbatch` on this machine's PATH (run it on a Slurm login node)"
+        )
 
 
 def run_on_executor(
@@ -60,10 +66,7 @@ def run_on_executor(
     from bench.run.merge import merge_runs
     from bench.run.suite_driver import select_cases
 
-    if kind == "slurm" and shutil.which("sbatch") is None:
-        raise UserError(
-            "--executor slurm: no `sbatch` on this machine's PATH (run it on a Slurm login node)"
-        )
+    check_executor(kind)
     cases = select_cases(suite.cases, opts.filter, None)
     groups = {c.group for c in cases}  # what --shard deals out
     jobs = max(1, min(jobs, len(groups)))
@@ -71,7 +74,8 @@ def run_on_executor(
     executor = submitit.AutoExecutor(folder=root / "submitit", cluster=kind)
     try:
         largest = max(len(select_cases(cases, None, f"{k}/{jobs}")) for k in range(1, jobs + 1))
-        executor.update_parameters(**_parameters(kind, suite, largest, jobs, extra))
+        per_job = largest * suite.run.repeats * suite.run.timeout_s  # the largest shard's
+        executor.update_parameters(**job_parameters(kind, per_job, jobs, extra))
     except (NameError, TypeError, ValueError) as e:  # submitit names what it does not know
         raise UserError(f"--slurm: {str(e).splitlines()[0]}") from None
     shared = {"filter": opts.filter, "timeout": opts.timeout, "argv": opts.argv}
