@@ -30,10 +30,18 @@ def add_parser(sub) -> None:
     p.add_argument("suite", type=Path)
     cli_history.add_location(p)  # --results, and --history-url: where the study lives
     p.add_argument("--budget", metavar="N|30m", help="trials in the study, or minutes here")
-    p.add_argument("--report-only", action="store_true",
-                   help="no new trials: re-measure and report the study's front")  # fmt: skip
-    p.add_argument("--out", type=Path, default=Path("reports"), metavar="DIR",
-                   help="reports root (default reports/)")  # fmt: skip
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="no new trials: re-measure and report the study's front",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("reports"),
+        metavar="DIR",
+        help="reports root (default reports/)",
+    )
     p.add_argument("--inline", action="store_true", help="run cases in this process (debugging)")
     p.add_argument(
         "--executor",
@@ -41,8 +49,13 @@ def add_parser(sub) -> None:
         help="add trials from --jobs processes (local) or Slurm jobs instead",
     )
     p.add_argument("--jobs", type=int, default=2, metavar="N", help="with --executor: jobs")
-    p.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
-                   help="a submitit parameter for the jobs, e.g. slurm_partition=gpu")  # fmt: skip
+    p.add_argument(
+        "--slurm",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a submitit parameter for the jobs, e.g. slurm_partition=gpu",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -89,8 +102,16 @@ def main(args: argparse.Namespace) -> int:
     judged = judge(points, spec.objectives, spec.constraints)
     on_front = [r["point"] for r in judged if r["front"]]
     tuned = tune.write_tuned(tuner, on_front) if on_front else None
-    page = write_report(args.out / "tune" / tuner.name, suite, tuner.study, trials, judged,
-                        spec.objectives, spec.constraints, tuned)  # fmt: skip
+    page = write_report(
+        args.out / "tune" / tuner.name,
+        suite,
+        tuner.study,
+        trials,
+        judged,
+        spec.objectives,
+        spec.constraints,
+        tuned,
+    )
     _print_front(console, judged, spec)
     console.print(f"report: {page}")
     if tuned is not None:

@@ -52,6 +52,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 import uuid
@@ -64,7 +65,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = Path(__file__).resolve()
 GIB = 1 << 30
-DEADLINE_S = 540.0  # leaves a minute of the 10-minute limit for start-up and the table
+DEADLINE_S = 420.0  # the steps take ~300 s; the rest of a 10-minute call is start-up, a rerun
 HARD_STOP_AFTER_S = 30.0  # past the deadline: a step stuck where its alarm cannot reach
 
 
@@ -125,7 +126,7 @@ EXPECT: dict[str, dict[str, Check]] = {
         "torch": Check("torch version"),
         "torch_cuda": Check("torch's CUDA"),
         "transformers": Check("transformers version"),
-        "transformers_5": Check("transformers is 5.x", equals=True, why="bench drives 5.x"),
+        "transformers_5": Check("transformers is 5.x (tested line; forward is read)"),
         "torchao": Check("torchao version"),
         "packages_missing": Check("packages missing", equals=0, why=f"{G}: carry the wheels"),
         "codecarbon_imports": Check("codecarbon imports", equals=True, why="energy, CO2"),
@@ -139,7 +140,6 @@ EXPECT: dict[str, dict[str, Check]] = {
     },
     "idle_no_context": {
         "idle_no_context_w": Check("idle, no CUDA context", "W", 60, 130, why=f"{G}: ~79 W"),
-        "idle_child_clean": Check("idle child never touched CUDA", equals=True),
     },
     "cuda": {
         "cuda_available": Check("torch sees CUDA", equals=True),
@@ -162,12 +162,15 @@ EXPECT: dict[str, dict[str, Check]] = {
     "energy_windows": {
         # GPU.md's scatter was seen reading the counter at arbitrary times; the harness now
         # opens and closes its windows on the counter's steps, 2 s at least on a GPU.
-        "spread_1s": Check("J/call scatter, raw 1 s windows", "+-", 0, 0.10, why=f"{G}: +-10%"),
+        "spread_1s": Check("J/call scatter, raw 1 s windows", "+-", why=f"{G}: up to +-10%"),
         "spread_2s": Check("J/call scatter, bench 2 s windows", "+-", 0, 0.05, why=f"{G}: half"),
         "counter_vs_integral": Check("counter vs 10 Hz integral, worst", "", 0, 0.05, why=G),
         "matmul_power_w": Check("mean power under matmul", "W", 150, 720, why="700 W limit"),
         "energy_per_matmul_j": Check("energy per matmul", "J"),
         "tick_aligned": Check("bench windows on counter steps", equals=True, why="energy.py"),
+        # one long window read at arbitrary times (edges off by <= 2 x 0.1 s of 8 s: 2.5%)
+        # against bench's windows: a counter that lags its steps would bias bench's tail
+        "long_window_bias": Check("bench J/call / 8 s raw window J/call", "", 0.97, 1.03),
     },
     "copy_bandwidth": {
         "copy_tbps": Check("copy bandwidth (read+write)", "TB/s", 3.8, 4.6, why=f"{G}: 4.25"),
@@ -240,6 +243,7 @@ class Scale:
     timer_iterations: int
     energy_matmuls: int  # matmuls per energy-window call (~12 ms a call on the H200)
     windows: int  # energy windows of each length (1 s and 2 s)
+    long_window_s: float  # one long window read plainly: the yardstick for a bias
     idle_s: float  # each idle window: 50 ticks of the 10 Hz counter on the H200
     copy_bytes: int | None  # None: the harness's own size (1 GiB on CUDA)
     model: str  # registry name of the decoding model (bench.models.hf)
@@ -260,6 +264,7 @@ H200 = Scale(
     timer_iterations=50,
     energy_matmuls=8,
     windows=5,
+    long_window_s=8.0,
     idle_s=5.0,
     copy_bytes=None,
     model="llama-1b-shape",  # TinyLlama: hidden 2048, 22 layers, 32/4 heads, vocab 32000
@@ -280,6 +285,7 @@ DRY = Scale(
     timer_iterations=10,
     energy_matmuls=1,
     windows=2,
+    long_window_s=2.0,
     idle_s=1.0,
     copy_bytes=16 << 20,
     model="llama-tiny",  # 2 layers, 128 wide
@@ -343,7 +349,8 @@ class Lab:
     def __init__(self, scale: Scale, out: Path, dry: bool, run_dir: Path | None = None):
         self.scale, self.out, self.dry = scale, out, dry
         # The harness's run folder: its inductor cache and the baselines' reference logits.
-        self.run_dir = run_dir or out / "run"
+        # the inductor cache and reference logits: not under OUT, which is shipped back
+        self.run_dir = run_dir or Path(tempfile.mkdtemp(prefix="first-contact-"))
         self.facts: dict[str, Any] = {}
         self.step_ends_at = math.inf  # perf_counter time the running step must end by
         self._gpu: Any = None
@@ -372,7 +379,7 @@ class Lab:
                 else:
                     import torch
 
-                    from bench.run.case import cuda_uuid
+                    from bench.telemetry.cuda_probe import cuda_uuid
 
                     torch.cuda.init()
                     self._gpu = nvml.gpu_by_uuid(cuda_uuid(torch.cuda.current_device()))
@@ -670,11 +677,6 @@ def step_idle_no_context(lab: Lab) -> list[Figure]:
         lab.fig(
             "idle_no_context_w", first["watts"], f"idle_power ({first['method']}), child", note
         ),
-        lab.fig(
-            "idle_child_clean",
-            not got["cuda_initialized"],
-            "torch.cuda.is_initialized() in the child",
-        ),
     ]
 
 
@@ -731,7 +733,7 @@ def step_cuda(lab: Lab) -> list[Figure]:
         ]
     import torch
 
-    from bench.run.case import cuda_uuid
+    from bench.telemetry.cuda_probe import cuda_uuid
 
     if not torch.cuda.is_available():
         return [lab.fig("cuda_available", False, "torch.cuda.is_available()")]
@@ -751,7 +753,9 @@ def step_cuda(lab: Lab) -> list[Figure]:
     nvml_name = gpu.facts()["name"]
     return [
         *figs,
-        lab.fig("uuid_found", True, "bench.run.case.cuda_uuid -> Nvml.gpu_by_uuid", uid),
+        lab.fig(
+            "uuid_found", True, "bench.telemetry.cuda_probe.cuda_uuid -> Nvml.gpu_by_uuid", uid
+        ),
         lab.info("nvml_index", gpu.index, note=f"CUDA device {index}"),
         lab.fig(
             "names_agree",
@@ -897,6 +901,13 @@ def step_energy_windows(lab: Lab) -> list[Figure]:
     else:
         figs.append(lab.absent("counter_vs_integral", "no gpu_cross_check in a window"))
     figs.append(_on_steps(lab, wins))
+    long = _raw_window(gpu, call, sync, s.long_window_s)
+    if long:
+        bias = statistics.median(per_call) / long
+        how = f"median of bench's windows / one {s.long_window_s:g} s window read plainly"
+        figs.append(lab.fig("long_window_bias", bias, how))
+    else:
+        figs.append(lab.absent("long_window_bias", "the long window read no energy"))
     return figs
 
 
@@ -1300,9 +1311,11 @@ STEPS: list[Step] = [
     Step("copy_bandwidth", step_copy_bandwidth, 30, "the harness's bandwidth probe"),
     Step("decode_eager", step_decode_eager, 120, "1.1B shape, batch 1, eager (case runner)"),
     Step("decode_compiled", step_decode_compiled, 200, "the same, compiled with CUDA graphs"),
+    # NCCL before the compression kernels: a CUDA error there would break this process's
+    # later collectives; the gpu tests run in a child of their own
+    Step("nccl", step_nccl, 90, "NCCL world size 1: launcher and in-process"),
     Step("compression", step_compression, 150, "int4 / float8 / 2:4 on a 4-layer slice"),
     Step("gpu_tests", step_gpu_tests, 240, "pytest -m gpu"),
-    Step("nccl", step_nccl, 90, "NCCL world size 1: launcher and in-process"),
 ]
 
 

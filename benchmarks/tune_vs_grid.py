@@ -92,8 +92,7 @@ options = [{{ name = "quantize", scheme = {json.dumps(SCHEMES)} }}, {{ name = "n
 
 
 def bench(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "bench", *args], check=True,
-                   stdout=subprocess.DEVNULL)  # fmt: skip
+    subprocess.run([sys.executable, "-m", "bench", *args], check=True, stdout=subprocess.DEVNULL)
 
 
 def run_grid(tmp: Path, repeats: int) -> dict:
@@ -125,8 +124,13 @@ def run_grid(tmp: Path, repeats: int) -> dict:
     for k, v in feasible.items():
         r = ratio(v["throughput"], feasible[best]["throughput"])
         near[k] = r.value if k == best or not (r.has_interval and r.high < 1) else None
-    return {"seconds": seconds, "processes": processes, "configs": configs, "best": best,
-            "near_best": {k: v for k, v in near.items() if v is not None}}  # fmt: skip
+    return {
+        "seconds": seconds,
+        "processes": processes,
+        "configs": configs,
+        "best": best,
+        "near_best": {k: v for k, v in near.items() if v is not None},
+    }
 
 
 def run_tune(tmp: Path, seed: int, repeats: int) -> dict:
@@ -139,16 +143,28 @@ def run_tune(tmp: Path, seed: int, repeats: int) -> dict:
     path.write_text(tune_suite(seed, repeats))
     url = f"sqlite:///{tmp / f'tune-{seed}.sqlite'}"
     t0 = time.perf_counter()
-    bench("tune", str(path), "--results", str(tmp / f"tune-{seed}"), "--history-url", url,
-          "--out", str(tmp / "reports"))  # fmt: skip
+    bench(
+        "tune",
+        str(path),
+        "--results",
+        str(tmp / f"tune-{seed}"),
+        "--history-url",
+        url,
+        "--out",
+        str(tmp / "reports"),
+    )
     seconds = time.perf_counter() - t0
     (name,) = [s.study_name for s in optuna.study.get_all_study_summaries(url)]
     study = optuna.load_study(study_name=name, storage=url)
     trials = sorted(completed(study), key=lambda t: t["number"])
     results = tmp / f"tune-{seed}"
     processes = [len(store.run_results(results / t["run_id"])) for t in trials]
-    return {"seconds": seconds, "order": [key(t["chain"]) for t in trials],
-            "processes": processes, "stopped": [t.get("stopped") for t in trials]}  # fmt: skip
+    return {
+        "seconds": seconds,
+        "order": [key(t["chain"]) for t in trials],
+        "processes": processes,
+        "stopped": [t.get("stopped") for t in trials],
+    }
 
 
 def main() -> int:
@@ -165,9 +181,12 @@ def main() -> int:
         # the tune's trials: map both to the chain's key through the suite's own labels
         from bench.spec.suite import parse_suite
 
-        labels = {c.id.rsplit("/", 1)[-1]: key([{"name": t.name, **t.params} for t in
-                                                c.techniques if t.name != "baseline"])
-                  for c in parse_suite(grid_suite(1)).cases}  # fmt: skip
+        labels = {
+            c.id.rsplit("/", 1)[-1]: key(
+                [{"name": t.name, **t.params} for t in c.techniques if t.name != "baseline"]
+            )
+            for c in parse_suite(grid_suite(1)).cases
+        }
         near = {labels[k] for k in grid["near_best"]}
         tunes = []
         for seed in range(args.seeds):
@@ -194,10 +213,12 @@ def main() -> int:
         f"{g['seconds']:.0f} s; best {g['best']}; within noise: {', '.join(g['near_best'])}"
     )
     for seed, t in enumerate(tunes):
-        print(f"tune seed {seed}: first within noise of the best at trial {t['first_hit']} of "
-              f"{len(t['order'])} measured ({t['processes_to_first_hit']} process runs by "
-              f"then); {t['seconds']:.0f} s in all; order: "
-              f"{', '.join(t['order'])}")  # fmt: skip
+        print(
+            f"tune seed {seed}: first within noise of the best at trial {t['first_hit']} of "
+            f"{len(t['order'])} measured ({t['processes_to_first_hit']} process runs by "
+            f"then); {t['seconds']:.0f} s in all; order: "
+            f"{', '.join(t['order'])}"
+        )
     firsts = sorted(t["first_hit"] or math.inf for t in tunes)
     print(f"first hit, by seed: {firsts}")
     return 0

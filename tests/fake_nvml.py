@@ -17,11 +17,17 @@ class FakeNVMLError(Exception):
     pass
 
 
+class FakeLibraryMismatch(Exception):
+    """pynvml's NVMLLibraryMismatchError: a versioned symbol the driver lacks; not an
+    NVMLError."""
+
+
 NVML_ERROR_NOT_SUPPORTED = 3
 
 
 class FakeNVML:
     NVMLError = FakeNVMLError
+    NVMLLibraryMismatchError = FakeLibraryMismatch
     NVML_FI_DEV_POWER_INSTANT = 186
     NVML_CLOCK_SM = 1
     NVML_CLOCK_MEM = 2
@@ -43,6 +49,7 @@ class FakeNVML:
         unsupported: tuple[str, ...] = (),
         instant_power: bool = True,
         mig: bool = False,
+        frozen_after: float | None = None,
     ):
         self.watts = watts  # mean board power
         self.ripple = ripple  # power swings by this fraction of ``watts`` ...
@@ -56,6 +63,7 @@ class FakeNVML:
         self.unsupported = set(unsupported)  # functions the device refuses: NVMLError
         self.instant_power = instant_power  # False: the instant field answers NOT_SUPPORTED
         self.mig = mig  # each GPU is seen through one MIG instance
+        self.frozen_after = frozen_after  # the counter stops moving this long after start
         self.t0 = time.perf_counter()
         self.step_phase = 0.037  # the counter's steps do not fall on the process's start
         self.memory_used = 1 << 30
@@ -134,6 +142,8 @@ class FakeNVML:
         if not self.counter or h.startswith("mig"):
             raise FakeNVMLError("Not Supported")
         t = self._t()
+        if self.frozen_after is not None:
+            t = min(t, self.frozen_after)
         if self.counter_hz:
             t = self.step_phase + math.floor((t - self.step_phase) * self.counter_hz) / (
                 self.counter_hz
@@ -167,6 +177,11 @@ class FakeNVML:
 
     def nvmlDeviceGetComputeRunningProcesses(self, h):
         self._refuse("nvmlDeviceGetComputeRunningProcesses")
+        if "v3" in self.unsupported:  # a driver older than the _v3 symbol pynvml calls
+            raise FakeLibraryMismatch(
+                "Unversioned function called and the pyNVML version "
+                "does not match the NVML lib version."
+            )
         return [SimpleNamespace(pid=p, usedGpuMemory=b) for p, b in self.processes.items()]
 
     def nvmlDeviceGetClockInfo(self, h, kind):

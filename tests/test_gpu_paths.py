@@ -47,6 +47,11 @@ def test_without_nvml_a_spawned_child_asks_cuda(cuda_build):
     assert cuda_probe.cuda_device_count() == 2
 
 
+def test_a_child_forked_after_cuda_was_initialised_has_none(cuda_build):
+    cuda_build.setattr(torch.cuda, "_is_in_bad_fork", lambda: True)
+    assert cuda_probe.cuda_device_count() == 0
+
+
 def test_a_cpu_build_has_no_cuda_and_asks_nothing(monkeypatch):
     monkeypatch.setattr(torch.backends.cuda, "is_built", lambda: False)
     monkeypatch.setattr(torch.cuda, "_device_count_nvml", lambda: 1 / 0)
@@ -98,24 +103,32 @@ def test_gpu_memory_is_this_process_not_the_device(gpu):
     g, fake = gpu
     pid = os.getpid()
     fake.memory_used = 40 << 30  # the device: this process and another one's 38 GiB
-    fake.processes = {pid: 600 << 20, pid + 1: 38 << 30}  # before the model: the context
+    fake.processes = {pid + 1: 38 << 30}  # this process has no CUDA context yet
     mon = MemoryMonitor("cpu", g)
-    with mon.phase("load"):
+
+    def first_sync():  # what makes the context: the first phase's sync
+        fake.processes.setdefault(pid, 600 << 20)
+
+    with mon.phase("load", first_sync):
         fake.processes[pid] = 2 << 30
     got = {m.name: m for m in mon.metrics}
     assert got["memory_load_gpu_process"].value == 2 << 30
-    assert got["memory_load_gpu_process_over_context"].value == (2 << 30) - (600 << 20)
+    assert got["memory_load_gpu_process_over_start"].value == (2 << 30) - (600 << 20)
     assert got["memory_load_gpu_process"].method == "nvml_compute_process_used_at_phase_end"
-    assert not any("used_over_baseline" in n for n in got)  # the device-wide figure is gone
+    assert not any("device" in n for n in got) and mon.absent == {}
 
 
-def test_a_pid_nvml_does_not_list_is_absent_with_why(gpu):
+def test_a_pid_nvml_does_not_list_falls_back_to_the_device_labelled_so(gpu):
     g, fake = gpu
     fake.processes = {1: 1 << 30}  # in a container NVML lists host pids, not ours
+    fake.memory_used = 3 << 30
     mon = MemoryMonitor("cpu", g)
     with mon.phase("load"):
-        pass
-    assert not any(m.name.startswith("memory_load_gpu") for m in mon.metrics)
+        fake.memory_used = 5 << 30
+    got = {m.name: m for m in mon.metrics}
+    assert got["memory_load_gpu_device"].value == 5 << 30
+    assert got["memory_load_gpu_device_over_start"].value == 2 << 30
+    assert "not listed" in got["memory_load_gpu_device"].method
     assert "pid namespace" in mon.absent["memory_load_gpu_process"]
 
 
@@ -234,14 +247,14 @@ def test_a_skipped_cuda_graph_is_counted_with_its_reason():
 
     with CudaGraphWatch() as quiet:
         pass
-    assert quiet.ran and quiet.to_json() == {"skipped": 0, "reasons": []}
+    assert quiet.ran and quiet.to_json() == {"skipped": 0, "partitions": 0, "reasons": []}
     with CudaGraphWatch() as w:
         log_cudagraph_skip_and_bump_counter("skipping cudagraphs due to mutated inputs (1)")
     assert not w.ran and w.skips == 1
     assert w.reasons == ["skipping cudagraphs due to mutated inputs (1)"]
 
 
-def test_a_case_whose_cuda_graphs_were_skipped_says_so_in_its_label(monkeypatch):
+def test_a_case_whose_cuda_graphs_were_skipped_counts_them_beside_its_figures():
     from torch._inductor.cudagraph_utils import log_cudagraph_skip_and_bump_counter
 
     from bench.results.schema import CaseResult
@@ -255,23 +268,26 @@ def test_a_case_whose_cuda_graphs_were_skipped_says_so_in_its_label(monkeypatch)
         '[[techniques]]\nname = "compile"\nmode = "reduce-overhead"\n'
         '[[techniques]]\nname = "compile"\n'
     )
-    labels = {}
+    seen = {}
     for case in suite.cases:
         result = CaseResult(case.to_json(), case.id, case.hash, 0, "ok", "", "", 0.0)
         with case_mod._cuda_graph_watch(case) as w:
             if case.workload.name == "generate" or "reduce" in case.id:
                 log_cudagraph_skip_and_bump_counter("skipping cudagraphs due to cpu device")
-        case_mod._record_cuda_graphs(w, case, result)
-        parts = [result.case["workload"]["label"], *(t["label"] for t in result.case["techniques"])]
-        labels[case.id] = (" + ".join(parts), result.info.get("cuda_graphs"))
-    marked = {i: lab for i, (lab, info) in labels.items() if "[no CUDA graphs]" in lab}
+        metrics = case_mod._cuda_graph_metrics(w, result)
+        assert result.case == case.to_json()  # labels stay the suite's: it meets its baseline
+        seen[case.id] = ({m.name: m.value for m in metrics}, result.info.get("cuda_graphs"))
+    promised = {i for i in seen if "compiled" in i or "reduce-overhead" in i}
     # generate-compiled (any technique) and compile-reduce-overhead (any workload) promised
-    # graphs; a forward with the default compile mode promised none and is not watched
-    assert marked and all(("compiled" in i) or ("reduce-overhead" in i) for i in marked)
-    unwatched = [i for i, (_, info) in labels.items() if info is None]
-    assert unwatched and all("compiled" not in i and "reduce" not in i for i in unwatched)
-    info = next(info for _, info in labels.values() if info)
-    assert info == {"skipped": 1, "reasons": ["skipping cudagraphs due to cpu device"]}
+    # graphs; a forward under the default compile mode promised none and is not watched
+    assert promised and all(seen[i][0] == {"cuda_graph_skips": 1.0} for i in promised)
+    assert all(seen[i] == ({}, None) for i in set(seen) - promised)
+    info = seen[next(iter(promised))][1]
+    assert info == {
+        "skipped": 1,
+        "partitions": 0,
+        "reasons": ["skipping cudagraphs due to cpu device"],
+    }
 
 
 def test_the_console_says_when_cuda_graphs_were_skipped():

@@ -428,8 +428,8 @@ def test_idle_power_is_measured_once_per_run_for_gpu_suites(fake, monkeypatch, t
 def test_idle_is_measured_holding_a_cuda_context(fake, monkeypatch):
     """A case holds a CUDA context, which idles higher than a GPU with none: the idle
     baseline is taken with one held on every GPU (here, torch's CUDA calls are faked)."""
-    from bench.run import case as case_mod
     from bench.run import preparation
+    from bench.telemetry import cuda_probe
 
     f = fake(watts=110.0, gpus=2)
     events = []
@@ -446,7 +446,7 @@ def test_idle_is_measured_holding_a_cuda_context(fake, monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
     monkeypatch.setattr(torch, "zeros", zeros)
-    monkeypatch.setattr(case_mod, "cuda_uuid", lambda i: f.uuid(1 - i)[4:])  # reordered
+    monkeypatch.setattr(cuda_probe, "cuda_uuid", lambda i: f.uuid(1 - i)[4:])  # reordered
     monkeypatch.setattr("bench.telemetry.energy.idle_power", idle)
     found = preparation.idle_with_context(0.1, 10.0)
     assert events == [("context", "cuda:0"), ("context", "cuda:1"), ("idle", [1, 0])]
@@ -505,3 +505,77 @@ def test_without_codecarbon_the_co2_figure_is_absent_not_the_case(fake, monkeypa
     win = energy(Nvml().gpu(0))
     assert "energy_gpu0" in metrics(win) and "co2_per_call" not in metrics(win)
     assert "codecarbon" in win.info["absent"]["co2_per_call"]
+
+
+@pytest.mark.parametrize("frozen_after", [0.0, "opened"])
+def test_a_counter_that_stops_stepping_is_not_believed(fake, frozen_after):
+    """Frozen from the start (never steps), or frozen once the window opened (its closing
+    step never comes): the counter's delta is stale, never negative energy; the power
+    samples' integral stands in, and without them the figure is absent with why."""
+    f = fake(watts=200.0)
+    gpu = Nvml().gpu(0)
+    if frozen_after == "opened":
+        real, seen = gpu.energy_mj, []
+
+        def freezes():  # moves until the window opens on a step, then never again
+            value = real()
+            if seen and value != seen[0] and f.frozen_after is None:
+                f.frozen_after = f._t()
+            seen.append(value)
+            return value
+
+        gpu.energy_mj = freezes
+    else:
+        f.frozen_after = 0.0
+    with Sampler(gpu, hz=20) as sampler:
+        win = energy(gpu, sampler)
+    got = metrics(win)["energy_gpu0"]
+    assert got.method == "nvml_power_integral" and got.value > 0
+    assert "counter" in win.info["counter_stale"]
+    bare = energy(gpu)
+    assert "energy_gpu0" not in metrics(bare) and "energy_per_token" not in metrics(bare)
+    assert "energy counter" in bare.info["absent"]["gpu0"]
+
+
+def test_the_cpu_meter_counts_the_calls_time_only(fake):
+    """The CPU meter runs from before the wait for the counter's step: its joules are
+    scaled to the calls' time, not the waits'."""
+    fake()
+
+    class TenWatts:
+        method = "rapl"
+
+        def begin(self):
+            self.t = time.perf_counter()
+
+        def end(self):
+            return {"cpu": 10.0 * (time.perf_counter() - self.t)}
+
+    win = energy(Nvml().gpu(0), cpu=TenWatts())
+    assert metrics(win)["energy_cpu"].value * win.calls == pytest.approx(
+        10.0 * win.seconds, rel=0.01
+    )
+
+
+def test_without_codecarbon_or_rapl_there_is_no_cpu_meter(monkeypatch, tmp_path):
+    import builtins
+
+    from bench.telemetry import energy as energy_mod
+
+    real_import = builtins.__import__
+
+    def no_codecarbon(name, *a, **k):
+        if name.startswith("codecarbon"):
+            raise ImportError("No module named 'codecarbon'")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(energy_mod, "POWERCAP", tmp_path / "none")
+    monkeypatch.setattr(builtins, "__import__", no_codecarbon)
+    meter, why = energy_mod.cpu_meter("USA")
+    assert meter is None and "codecarbon" in why and "RAPL not exposed" in why
+
+
+def test_a_driver_without_a_versioned_symbol_reads_as_absent(fake):
+    f = fake(unsupported=("v3",))
+    assert Nvml().gpu(0).process_memory_used(1) is None
+    assert "nvmlDeviceGetComputeRunningProcesses" in f.calls

@@ -126,11 +126,19 @@ def fake_measurement(path, results, console, stop_when=None, inline=False):
         speed, size, kl = fake_figures(chain)
         n = suite.run.repeats * (2 if c.is_baseline else 1)
         runs = [1000 * speed * drift * rng.lognormvariate(0, 0.08) for _ in range(n)]
-        cases[c.id] = {"throughput_tokens": runs, "state_dict_bytes": [size] * n,
-                       "kl_to_baseline": [kl] * n}  # fmt: skip
+        cases[c.id] = {
+            "throughput_tokens": runs,
+            "state_dict_bytes": [size] * n,
+            "kl_to_baseline": [kl] * n,
+        }
         if stop_when is not None:
-            why = stop_when({"case_id": c.id, "status": "ok", "metrics": [
-                {"name": "kl_to_baseline", "value": kl}]})  # fmt: skip
+            why = stop_when(
+                {
+                    "case_id": c.id,
+                    "status": "ok",
+                    "metrics": [{"name": "kl_to_baseline", "value": kl}],
+                }
+            )
             if why:
                 cases[c.id] = {k: v[:1] for k, v in cases[c.id].items()}
     base = next(c.id for c in suite.cases if c.is_baseline)
@@ -197,8 +205,11 @@ def test_a_configuration_proposed_again_is_not_measured_again(study, tmp_path):
 def test_a_trial_breaking_a_fixed_constraint_stops_after_its_first_run(study):
     t = tune.Trial(0, [{"name": "prune", "amount": 0.9}], {})
     rule = tune._stop_rule(study().spec, t)
-    ok = {"case_id": "m/w/prune", "status": "ok", "metrics": [{"name": "kl_to_baseline",
-                                                              "value": 0.01}]}  # fmt: skip
+    ok = {
+        "case_id": "m/w/prune",
+        "status": "ok",
+        "metrics": [{"name": "kl_to_baseline", "value": 0.01}],
+    }
     assert rule(ok) is None and rule({**ok, "case_id": "m/w/baseline"}) is None
     bad = {**ok, "metrics": [{"name": "kl_to_baseline", "value": 0.081}]}
     assert rule(bad) == "kl_to_baseline = 0.081 breaks kl_to_baseline <= 0.05" == t.stopped

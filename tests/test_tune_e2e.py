@@ -40,8 +40,14 @@ options = [{ name = "quantize", scheme = ["int8_dynamic", "int8_weight_only"] },
 
 
 def bench(*args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600, **kw)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        **kw,
+    )
 
 
 def trials(url: str) -> list[dict]:
@@ -58,10 +64,23 @@ def test_a_killed_tune_resumes_and_ends_with_a_front_bench_run_takes(tmp_path):
     suite = tmp_path / "tune.toml"
     suite.write_text(SUITE)
     results, url = tmp_path / "results", f"sqlite:///{tmp_path / 'history.sqlite'}"
-    args = ["tune", str(suite), "--results", str(results), "--history-url", url,
-            "--out", str(tmp_path / "reports")]  # fmt: skip
-    first = subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=ROOT,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    args = [
+        "tune",
+        str(suite),
+        "--results",
+        str(results),
+        "--history-url",
+        url,
+        "--out",
+        str(tmp_path / "reports"),
+    ]
+    first = subprocess.Popen(
+        [sys.executable, "-m", "bench", *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 300
     while not trials(url) and time.monotonic() < deadline and first.poll() is None:
         time.sleep(1)
@@ -89,8 +108,20 @@ def test_jobs_through_an_executor_add_trials_to_one_study(tmp_path):
     suite = tmp_path / "tune.toml"
     suite.write_text(SUITE.replace("budget = 3", "budget = 2"))
     url = f"sqlite:///{tmp_path / 'history.sqlite'}"
-    done = bench("tune", str(suite), "--results", str(tmp_path / "results"), "--history-url",
-                 url, "--out", str(tmp_path / "reports"), "--executor", "local", "--jobs", "2")  # fmt: skip
+    done = bench(
+        "tune",
+        str(suite),
+        "--results",
+        str(tmp_path / "results"),
+        "--history-url",
+        url,
+        "--out",
+        str(tmp_path / "reports"),
+        "--executor",
+        "local",
+        "--jobs",
+        "2",
+    )
     assert done.returncode == 0, done.stderr
     assert "submitted 2 local jobs" in done.stderr
     got = trials(url)

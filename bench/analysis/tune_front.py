@@ -109,8 +109,9 @@ def judge(points: list[Point], objectives, constraints) -> list[dict[str, Any]]:
     for p in points:
         row: dict[str, Any] = {"point": p, "feasible": p in ok, "dominated_by": None}
         if p in ok:
-            row["dominated_by"] = next((q.label for q in ok if q is not p and
-                                        dominates(q, p, objectives)), None)  # fmt: skip
+            row["dominated_by"] = next(
+                (q.label for q in ok if q is not p and dominates(q, p, objectives)), None
+            )
         row["front"] = row["feasible"] and row["dominated_by"] is None
         out.append(row)
     return out
@@ -159,8 +160,12 @@ def figure(trials: list[dict[str, Any]], judged: list[dict[str, Any]], objective
         (broke, {"marker": "x", "c": "C3", "label": "breaks a constraint"}),
     ):
         if group:
-            ax.scatter([t["figures"].get(x) for t in group],
-                       [t["figures"].get(y) for t in group], s=16, **style)  # fmt: skip
+            ax.scatter(
+                [t["figures"].get(x) for t in group],
+                [t["figures"].get(y) for t in group],
+                s=16,
+                **style,
+            )
     for row in judged:
         p = row["point"]
         (vx, xl, xh), (vy, yl, yh) = p.value(x), p.value(y)
@@ -173,13 +178,13 @@ def figure(trials: list[dict[str, Any]], judged: list[dict[str, Any]], objective
         ax.annotate(str(p.trial), (vx, vy), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set_xlabel(axis_label(x))
     ax.set_ylabel(axis_label(y))
-    ax.set_title("re-measured: front (filled), dominated (hollow), with 95% intervals",
-                 fontsize=10)  # fmt: skip
+    ax.set_title("re-measured: front (filled), dominated (hollow), with 95% intervals", fontsize=10)
     ax.legend(fontsize=8)
     o = objectives[0]
     for group, style in ((met, {"marker": "o", "c": "C0"}), (broke, {"marker": "x", "c": "C3"})):
-        hist.scatter([t["number"] for t in group], [t["figures"].get(o.metric) for t in group],
-                     s=16, **style)  # fmt: skip
+        hist.scatter(
+            [t["number"] for t in group], [t["figures"].get(o.metric) for t in group], s=16, **style
+        )
     xs, best, run = [], [], None
     for t in sorted(met, key=lambda t: t["number"]):
         v = t["figures"].get(o.metric)

@@ -218,6 +218,7 @@ LABELS = {
     "continuation_bits_per_byte": "continuation bits/byte",
     "draft_acceptance_rate": "draft acceptance",
     "tokens_per_target_forward": "tokens per target pass",
+    "cuda_graph_skips": "CUDA graphs skipped",
 }
 
 

@@ -160,7 +160,7 @@ def idle_with_context(seconds: float, sampler_hz: float) -> dict[str, Any]:
     against the lower figure reads high by the difference times the window)."""
     import torch
 
-    from bench.run.case import cuda_uuid
+    from bench.telemetry import cuda_probe
     from bench.telemetry.energy import idle_power
     from bench.telemetry.nvml import Nvml
 
@@ -168,7 +168,7 @@ def idle_with_context(seconds: float, sampler_hz: float) -> dict[str, Any]:
         gpus = []
         for i in range(torch.cuda.device_count()):
             torch.zeros(1, device=f"cuda:{i}")  # the context, and the allocator's first block
-            gpus.append(nvml.gpu_by_uuid(cuda_uuid(i)))
+            gpus.append(nvml.gpu_by_uuid(cuda_probe.cuda_uuid(i)))
         torch.cuda.synchronize()
         found = idle_power(gpus, seconds, sampler_hz)
     for name, domain in found.items():

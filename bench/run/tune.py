@@ -10,10 +10,10 @@ run already breaks a constraint on such a figure stops there: no later run can c
 The study lives in Optuna's tables in the history database (SQLite under the results
 folder, or ``--history-url``), so a killed ``bench tune`` resumes it, and several processes
 or machines add trials to one study; Optuna's heartbeat fails (and retries once) a trial
-whose process died. When the budget is spent, the trials' Pareto front (and the points
-near it) is measured again, all in one run with more repeats: the front reported is judged
-on that run (``bench.analysis.tune_front``), where every point shares one baseline and one
-drift, and it says how far each point fell from its search figure.
+whose process died. When the budget is spent, the trials' Pareto front is measured
+again, all in one run with more repeats: the front reported is judged on that run
+(``bench.analysis.tune_front``), where every point shares one baseline and one drift, and
+it says how far each point fell from its search figure.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from bench.spec.tune import NONE, Param, TuneSpec
 
 TRIAL_ATTR = "bench"  # the trial's configuration, run and figures, as Optuna user attributes
 MAX_REPEATS_OF_A_CONFIG = 20  # proposals in a row that were all measured already: space spent
-REMEASURE_NEAR = 1.0  # also re-measure points within this many of their own spreads of the front
 
 
 def is_relative(metric: str) -> bool:
@@ -66,12 +65,18 @@ def study_name(suite: Suite) -> str:
 def base_data(suite: Suite) -> dict[str, Any]:
     data = tomllib.loads(suite.text)
     if len(data.get("models", [])) != 1 or len(data.get("workloads", [])) != 1:
-        raise UserError("bench tune searches one model and one workload: list one of each",
-                        where=suite.path, key="models")  # fmt: skip
+        raise UserError(
+            "bench tune searches one model and one workload: list one of each",
+            where=suite.path,
+            key="models",
+        )
     groups = {c.group for c in suite.cases}
     if len(groups) != 1:
-        raise UserError("bench tune needs one model and one workload (no list values in "
-                        "them): the trials share one baseline", where=suite.path)  # fmt: skip
+        raise UserError(
+            "bench tune needs one model and one workload (no list values in "
+            "them): the trials share one baseline",
+            where=suite.path,
+        )
     data.pop("tune", None)
     data.pop("matrix", None)
     return data
@@ -107,10 +112,11 @@ def _value(trial, v: Any) -> Any:
     return trial.suggest_float(v.name, r.low, r.high, step=r.step, log=r.log)
 
 
-def trial_suite(data: dict[str, Any], name: str, chains: list[list[dict]], workload: dict,
-                repeats: int) -> dict[str, Any]:  # fmt: skip
+def trial_suite(
+    data: dict[str, Any], name: str, chains: list[list[dict]], workload: dict, repeats: int
+) -> dict[str, Any]:
     """The suite that measures ``chains`` (each a case) against the baseline, in one run."""
-    out = {k: v for k, v in data.items() if k not in ("techniques", "gates")}
+    out = {k: v for k, v in data.items() if k != "techniques"}
     out["name"] = name
     out["run"] = {**data.get("run", {}), "repeats": repeats}
     out["workloads"] = [{**data["workloads"][0], **workload}]
@@ -264,8 +270,13 @@ class Tuner:
         return None
 
     def _measure(self, t: Trial) -> None:
-        data = trial_suite(self.data, f"{self.suite.name}-trial{t.number}", [t.chain],
-                           t.workload, self.spec.repeats)  # fmt: skip
+        data = trial_suite(
+            self.data,
+            f"{self.suite.name}-trial{t.number}",
+            [t.chain],
+            t.workload,
+            self.spec.repeats,
+        )
         path = write_suite(data, self.folder / f"trial-{t.number:04d}.toml")
         from bench.analysis.tune_front import describe_chain
 
@@ -288,8 +299,15 @@ class Tuner:
     def _tell(self, trial, t: Trial) -> None:
         import optuna
 
-        attr = {"key": t.key, "chain": t.chain, "workload": t.workload, "run_id": t.run_id,
-                "figures": t.figures, "stopped": t.stopped, "error": t.error}  # fmt: skip
+        attr = {
+            "key": t.key,
+            "chain": t.chain,
+            "workload": t.workload,
+            "run_id": t.run_id,
+            "figures": t.figures,
+            "stopped": t.stopped,
+            "error": t.error,
+        }
         excess = [c.excess(t.figures.get(c.metric, math.nan)) for c in self.spec.constraints]
         attr["constraints"] = [x if math.isfinite(x) else 1e9 for x in excess]
         trial.set_user_attr(TRIAL_ATTR, attr)
@@ -369,8 +387,7 @@ def open_study(name: str, spec: TuneSpec, storage_url: str, budget_trials: int |
     else:
         # TPE's random start: a quarter of a small budget, not its default 10 trials
         startup = max(3, min(10, (budget_trials or 40) // 4))
-        sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True,
-                                             n_startup_trials=startup)  # fmt: skip
+        sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=startup)
     directions = ["maximize" if o.maximise else "minimize" for o in spec.objectives]
     return optuna.create_study(
         study_name=name,
@@ -418,8 +435,13 @@ def remeasure(tuner: Tuner, front: list[dict[str, Any]]) -> list[Any]:
         by_workload.setdefault(repr(sorted(t["workload"].items())), []).append(t)
     for k, (_, group) in enumerate(sorted(by_workload.items())):
         chains = [t["chain"] for t in group if t["chain"]]
-        data = trial_suite(tuner.data, f"{tuner.suite.name}-front{k}", chains,
-                           group[0]["workload"], tuner.spec.remeasure)  # fmt: skip
+        data = trial_suite(
+            tuner.data,
+            f"{tuner.suite.name}-front{k}",
+            chains,
+            group[0]["workload"],
+            tuner.spec.remeasure,
+        )
         path = write_suite(data, tuner.folder / f"front-{k}.toml")
         tuner.console.print(f"[bold]re-measuring {len(group)} point(s)[/] of the front")
         measured = run_measurement(
@@ -440,8 +462,9 @@ def remeasure(tuner: Tuner, front: list[dict[str, Any]]) -> list[Any]:
 def write_tuned(tuner: Tuner, points: list[Any]) -> Path:
     """The front's configurations as a suite that ``bench run`` reproduces."""
     workloads = {repr(sorted(p.workload.items())): p.workload for p in points}
-    data = trial_suite(tuner.data, f"{tuner.suite.name}-tuned", [p.chain for p in points],
-                       {}, tuner.spec.remeasure)  # fmt: skip
+    data = trial_suite(
+        tuner.data, f"{tuner.suite.name}-tuned", [p.chain for p in points], {}, tuner.spec.remeasure
+    )
     data["workloads"] = [{**tuner.data["workloads"][0], **w} for w in workloads.values()]
     data["description"] = (
         f"The front bench tune found for {tuner.suite.name} (study {tuner.name}): "
@@ -472,8 +495,10 @@ def run_jobs(tuner: Tuner, suite_path: Path, kind: str, jobs: int, extra: list[s
 
     check_executor(kind)
     if kind == "slurm" and tuner.opts.storage.startswith("sqlite"):
-        tuner.console.print("[yellow]note[/]: Slurm jobs share a SQLite study only on a disk "
-                            "every node sees; --history-url postgresql://… is safer")  # fmt: skip
+        tuner.console.print(
+            "[yellow]note[/]: Slurm jobs share a SQLite study only on a disk "
+            "every node sees; --history-url postgresql://… is safer"
+        )
     o, spec = tuner.opts, tuner.spec
     per_trial = 3 * spec.repeats * tuner.suite.run.timeout_s  # case and baseline, at timeout
     per_job = 60 * o.budget_minutes if o.budget_minutes else per_trial * (o.budget_trials or 1)
@@ -483,8 +508,13 @@ def run_jobs(tuner: Tuner, suite_path: Path, kind: str, jobs: int, extra: list[s
         executor.update_parameters(**job_parameters(kind, per_job, jobs, extra))
     except (NameError, TypeError, ValueError) as e:  # submitit names what it does not know
         raise UserError(f"--slurm: {str(e).splitlines()[0]}") from None
-    args = (str(suite_path.resolve()), str(o.results.resolve()), o.storage, o.budget_trials,
-            o.budget_minutes)  # fmt: skip
+    args = (
+        str(suite_path.resolve()),
+        str(o.results.resolve()),
+        o.storage,
+        o.budget_trials,
+        o.budget_minutes,
+    )
     submitted = executor.map_array(tune_job, *([a] * jobs for a in args))
     tuner.console.print(f"submitted {jobs} {kind} jobs to study {tuner.name}; logs: {root}")
     total = 0

@@ -131,8 +131,11 @@ class TuneSpec:
 
     @property
     def metrics(self) -> list[str]:
-        return list(dict.fromkeys([o.metric for o in self.objectives] +
-                                  [c.metric for c in self.constraints]))  # fmt: skip
+        return list(
+            dict.fromkeys(
+                [o.metric for o in self.objectives] + [c.metric for c in self.constraints]
+            )
+        )
 
 
 def known_metric(name: str) -> bool:
@@ -220,8 +223,11 @@ def parse_tune(table: dict[str, Any] | None, workload: str, where: str) -> TuneS
     for i, text in enumerate(t.objectives):
         m = _OBJECTIVE.match(text)
         if not m:
-            raise UserError(f"{text!r}: use 'max METRIC' or 'min METRIC'", where=where,
-                            key=f"tune.objectives[{i}]")  # fmt: skip
+            raise UserError(
+                f"{text!r}: use 'max METRIC' or 'min METRIC'",
+                where=where,
+                key=f"tune.objectives[{i}]",
+            )
         metric = _metric(m.group(2), where, f"tune.objectives[{i}]")
         objectives.append(Objective(metric, m.group(1) == "max"))
     if len({o.metric for o in objectives}) < len(objectives):
@@ -230,8 +236,9 @@ def parse_tune(table: dict[str, Any] | None, workload: str, where: str) -> TuneS
     for i, text in enumerate(t.constraints):
         m = _CONSTRAINT.match(text)
         if not m:
-            raise UserError(f"{text!r}: use 'METRIC <= NUMBER'", where=where,
-                            key=f"tune.constraints[{i}]")  # fmt: skip
+            raise UserError(
+                f"{text!r}: use 'METRIC <= NUMBER'", where=where, key=f"tune.constraints[{i}]"
+            )
         metric = _metric(m.group(1), where, f"tune.constraints[{i}]")
         constraints.append(Constraint(metric, m.group(2), float(m.group(3))))
 
@@ -244,8 +251,9 @@ def parse_tune(table: dict[str, Any] | None, workload: str, where: str) -> TuneS
             key = f"tune.stages[{i}].options[{j}]"
             name = option.get("name")
             if not isinstance(name, str):
-                raise UserError("an option needs a technique 'name' (or 'none')", where=where,
-                                key=f"{key}.name")  # fmt: skip
+                raise UserError(
+                    "an option needs a technique 'name' (or 'none')", where=where, key=f"{key}.name"
+                )
             params = {
                 k: _param(v, f"stage{i}.{name}{j}.{k}", f"{key}.{k}", where)
                 for k, v in option.items()
@@ -261,8 +269,11 @@ def parse_tune(table: dict[str, Any] | None, workload: str, where: str) -> TuneS
         len(s) > 1 or any(isinstance(v, Param) for v in s[0].values()) for s in stages
     )
     if not searched:
-        raise UserError("nothing to search: no stage with a choice and no searched "
-                        "workload parameter", where=where, key="tune")  # fmt: skip
+        raise UserError(
+            "nothing to search: no stage with a choice and no searched workload parameter",
+            where=where,
+            key="tune",
+        )
     return TuneSpec(
         tuple(objectives),
         tuple(constraints),

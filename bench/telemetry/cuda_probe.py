@@ -24,6 +24,8 @@ def cuda_device_count() -> int:
 
     if not torch.backends.cuda.is_built():
         return 0
+    if torch.cuda._is_in_bad_fork():  # forked after the parent initialised CUDA: unusable
+        return 0
     if torch.cuda.is_initialized():  # already past the point of no return: ask CUDA
         return torch.cuda.device_count()
     return _count_without_init()
@@ -55,3 +57,11 @@ def _count_in_child() -> int:
 
 def cuda_available() -> bool:
     return cuda_device_count() > 0
+
+
+def cuda_uuid(device: int) -> str:
+    """The UUID of CUDA device ``device`` (as this process numbers it), without the "GPU-"
+    or "MIG-" prefix NVML puts before it: what joins a CUDA device to its NVML handle."""
+    import torch
+
+    return str(torch.cuda.get_device_properties(device).uuid)

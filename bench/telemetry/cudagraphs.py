@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 
-SUFFIX = "[no CUDA graphs]"  # added to the label of what promised them, when they were skipped
-
 
 class _Reasons(logging.Handler):
     def __init__(self, into: list[str]):
@@ -27,7 +25,7 @@ class CudaGraphWatch:
     capture) and ``w.reasons`` (its messages, in order)."""
 
     def __init__(self) -> None:
-        self.skips = 0
+        self.skips = self.partitions = 0
         self.reasons: list[str] = []
 
     def __enter__(self) -> CudaGraphWatch:
@@ -36,6 +34,7 @@ class CudaGraphWatch:
 
         self._counters = counters["inductor"]
         self._start = self._counters["cudagraph_skips"]
+        self._partitions = self._counters["cudagraph_partitions"]
         self._log = cudagraph_utils.cudagraphs_log
         self._handler = _Reasons(self.reasons)
         self._log.addHandler(self._handler)
@@ -44,10 +43,15 @@ class CudaGraphWatch:
     def __exit__(self, *exc: object) -> None:
         self._log.removeHandler(self._handler)
         self.skips = self._counters["cudagraph_skips"] - self._start
+        # graph partitioning splits off what cannot be graphed without calling it a skip
+        self.partitions = self._counters["cudagraph_partitions"] - self._partitions
 
     @property
     def ran(self) -> bool:
+        """No skip was logged: graphs were not refused (whether they were recorded, a
+        compile that fell back to eager would not say)."""
         return self.skips == 0
 
     def to_json(self) -> dict:
-        return {"skipped": self.skips, "reasons": list(dict.fromkeys(self.reasons))}
+        reasons = list(dict.fromkeys(self.reasons))
+        return {"skipped": self.skips, "partitions": self.partitions, "reasons": reasons}

@@ -122,9 +122,16 @@ class CodecarbonMeter:
         return {"cpu": data.cpu_energy * J_PER_KWH, "ram": data.ram_energy * J_PER_KWH}
 
 
-def cpu_meter(country: str) -> tuple[RaplMeter | CodecarbonMeter, str | None]:
+def cpu_meter(country: str) -> tuple[RaplMeter | CodecarbonMeter | None, str | None]:
+    """RAPL's meter where readable, else codecarbon's model, else None; and why not RAPL."""
     zones, why = rapl_zones()
-    return (RaplMeter(zones), None) if zones else (CodecarbonMeter(country), why)
+    if zones:
+        return RaplMeter(zones), None
+    try:
+        import codecarbon  # noqa: F401
+    except ImportError as e:  # a GPU machine may lack it: its GPU energy is still measured
+        return None, f"{why}, and codecarbon, which would model CPU and RAM, does not import: {e}"
+    return CodecarbonMeter(country), why
 
 
 def co2_kg(joules: float, country: str) -> float:
@@ -151,7 +158,7 @@ def idle_power(gpus: list, seconds: float, sampler_hz: float = 10.0) -> dict[str
     zones, _ = rapl_zones()
     rapl = RaplMeter(zones) if zones else None
     samplers = [Sampler(g, sampler_hz).start() for g in gpus]
-    starts = [next_tick(g)[:2] for g in gpus]
+    starts = [next_tick(g) for g in gpus]
     if rapl:
         rapl.begin()
     t0 = time.perf_counter()
@@ -160,10 +167,11 @@ def idle_power(gpus: list, seconds: float, sampler_hz: float = 10.0) -> dict[str
     if rapl:
         for domain, joules in rapl.end().items():
             out[domain] = {"watts": joules / (t1 - t0), "method": "rapl", "seconds": t1 - t0}
-    for g, (e0, s0), smp in zip(gpus, starts, samplers, strict=True):
-        e1, s1, _ = next_tick(g) if e0 is not None else (None, t1, False)
+    for g, (e0, s0, opened), smp in zip(gpus, starts, samplers, strict=True):
+        e1, s1, closed = next_tick(g) if e0 is not None else (None, t1, False)
         smp.stop()
-        if e0 is not None and e1 is not None:
+        # a counter that did not step at both ends is stale: the samples' integral instead
+        if e0 is not None and e1 is not None and opened and closed and e1 > e0:
             watts, method, span = (e1 - e0) / 1e3 / (s1 - s0), "nvml_energy_counter", s1 - s0
         else:
             joules = integrate_power(smp.power_series(t0, t1), t0, t1)
@@ -241,9 +249,10 @@ def measure_energy(
         }
         min_s = GPU_MIN_WINDOW_S
     sync()
+    cpu_t0 = time.perf_counter()
     if cpu is not None:
         cpu.begin()
-    g0, t0, on_step = next_tick(gpu) if gpu is not None else (None, time.perf_counter(), False)
+    g0, t0, opened = next_tick(gpu) if gpu is not None else (None, time.perf_counter(), False)
     while True:
         call()
         win.calls += 1
@@ -251,28 +260,41 @@ def measure_energy(
         if time.perf_counter() - t0 >= min_s:
             break
     work_end = time.perf_counter()
-    g1, t1 = None, work_end
-    if g0 is not None:
-        g1, t1, _ = next_tick(gpu) if on_step else (gpu.energy_mj(), work_end, False)
+    # The CPU meter runs from before the wait for the counter's step to the last call: its
+    # joules are scaled to the calls' time (the wait polls the counter, a light load).
     cpu_joules = cpu.end() if cpu is not None else {}
+    cpu_scale = (work_end - t0) / (work_end - cpu_t0)
+    g1, t1, closed = None, work_end, False
+    if g0 is not None:
+        g1, t1, closed = next_tick(gpu) if opened else (gpu.energy_mj(), work_end, False)
     win.seconds = work_end - t0
     domains: dict[str, tuple[float, str]] = {}
     if gpu is not None:
-        domains.update(_gpu_energy(win, gpu, sampler, idle, (g0, g1), (t0, work_end, t1)))
+        edges = (g0, g1, opened, closed)
+        domains.update(_gpu_energy(win, gpu, sampler, idle, edges, (t0, work_end, t1)))
     for domain, joules in cpu_joules.items():
-        domains[domain] = (joules, cpu.method)
+        domains[domain] = (joules * cpu_scale, cpu.method)
 
     _energy_metrics(win, domains, units, idle, country, device_domain, totals)
     return win
 
 
-def _gpu_energy(win, gpu, sampler, idle, counts, times) -> dict[str, tuple[float, str]]:
+def _gpu_energy(win, gpu, sampler, idle, edges, times) -> dict[str, tuple[float, str]]:
     """The GPU's joules over the calls of ``win``: the counter's delta over [t0, t1] less
     the idle tail [work_end, t1], cross-checked against the power integral over [t0, t1];
-    the integral alone where there is no counter."""
-    (g0, g1), (t0, work_end, t1) = counts, times
+    the integral alone where there is no counter, or where the counter stopped stepping
+    (it moved before the window and not after it, or not at all: a stale reading)."""
+    (g0, g1, opened, closed), (t0, work_end, t1) = edges, times
     name = f"gpu{gpu.index}"
     counter = (g1 - g0) / 1e3 if g0 is not None and g1 is not None else None
+    stale = None
+    if opened and not closed:
+        stale = "NVML's energy counter stopped stepping during the window"
+    elif counter is not None and counter <= 0:
+        stale = f"NVML's energy counter did not advance over {t1 - t0:.2f} s"
+    if stale:
+        counter, t1 = None, work_end
+        win.info["counter_stale"] = stale
     integral = tail = None
     if sampler is not None:
         sampler.sample()  # a row just after the window's end, to interpolate the edge
@@ -284,14 +306,14 @@ def _gpu_energy(win, gpu, sampler, idle, counts, times) -> dict[str, tuple[float
     if tail is None and t1 > work_end and idle_w is not None:
         tail = idle_w * (t1 - work_end)
     win.info["counter_window"] = {  # perf_counter times, as the sampler's rows
-        "on_steps": t1 > work_end,
+        "on_steps": opened and closed,
         "t0": t0,
         "work_end": work_end,
         "t1": t1,
         "tail_s": t1 - work_end,
     }
     if counter is not None:
-        if integral is not None and counter > 0:
+        if integral is not None:
             disagreement = abs(integral - counter) / counter
             win.info["gpu_cross_check"] = {
                 "counter_j": counter,
@@ -305,10 +327,10 @@ def _gpu_energy(win, gpu, sampler, idle, counts, times) -> dict[str, tuple[float
             return {name: (counter, "nvml_energy_counter (on its steps; idle tail included)")}
         return {name: (counter - tail, "nvml_energy_counter (on its steps, less the idle tail)")}
     if integral is not None:
-        if tail is not None:
-            integral -= tail
         return {name: (integral, "nvml_power_integral")}
-    why = MIG_ENERGY_ABSENT if gpu.mig else "neither NVML's energy counter nor power samples"
+    why = (
+        MIG_ENERGY_ABSENT if gpu.mig else stale or "neither NVML's energy counter nor power samples"
+    )
     win.info.setdefault("absent", {})[name] = why
     return {}
 
@@ -357,6 +379,12 @@ def _energy_metrics(win, domains, units, idle, country, device_domain, totals=No
     if not selected:
         return
     joules = sum(domains[d][0] for d in selected) / win.calls
+    if joules <= 0:  # a counter that went backwards, a tail larger than the work
+        win.info.setdefault("absent", {})["energy_per_unit"] = (
+            f"the {'+'.join(selected)} energy of a call came out at {joules:.3g} J: no "
+            "figure per token, sample or step is derived from it"
+        )
+        return
     method = "+".join(sorted({domains[d][1] for d in selected}))
     win.info["derived_from"] = selected
     if units.get("tokens"):

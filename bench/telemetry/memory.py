@@ -11,8 +11,10 @@ CUDA: the caching allocator's peaks, each phase its own: the allocator's cache i
 and its peaks reset as the phase begins (else every phase would report the reservation the
 first one left). And NVML's memory charged to this process (not the device's, which
 counts other processes): at the phase's end, when the allocator, which never gives back
-memory on its own, still holds the phase's peak reservation; over what the process held
-before the model was built (its CUDA context and libraries).
+memory on its own, still holds the phase's peak reservation; and over what the process
+held as the first phase began (its CUDA context, made by that phase's first sync, and its
+libraries). Where NVML does not list this pid (a container's pid namespace hides it),
+the device's figures instead, labelled so.
 """
 
 from __future__ import annotations
@@ -57,7 +59,10 @@ class MemoryMonitor:
         self.device = device
         self.gpu = gpu  # bench.telemetry.nvml.Gpu or None
         self.pid = os.getpid()
-        self.nvml_baseline = gpu.process_memory_used(self.pid) if gpu is not None else None
+        # What NVML charges before the first phase's work: this process's CUDA context
+        # (made by the first phase's sync) and libraries; the device's, where NVML does not
+        # list this pid. Read as the first phase begins: no context exists before.
+        self.nvml_baseline: dict[str, int | None] | None = None
         self.runtime_rss = rss_bytes()  # before the model is built: the runtime alone
         self.metrics: list[Metric] = []
         self.absent: dict[str, str] = {}
@@ -76,6 +81,9 @@ class MemoryMonitor:
             sync()
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
+        if self.gpu is not None and self.nvml_baseline is None:
+            sync()  # the context exists once the device has been synchronised
+            self.nvml_baseline = self._nvml_used()
         reset = reset_peak_rss()
         yield
         sync()
@@ -105,22 +113,33 @@ class MemoryMonitor:
         if self.gpu is not None:
             self._process_memory(prefix)
 
+    def _nvml_used(self) -> dict[str, int | None]:
+        return {"process": self.gpu.process_memory_used(self.pid), "device": self.gpu.memory_used()}
+
     def _process_memory(self, prefix: str) -> None:
-        used = self.gpu.process_memory_used(self.pid)
-        if used is None:
+        """NVML's memory of this process at the phase's end, and over the first phase's
+        start; where NVML does not list this pid (a container's pid namespace hides it),
+        the device's, labelled so: other processes' memory is in it."""
+        used, base = self._nvml_used(), self.nvml_baseline or {}
+        if used["process"] is not None:
+            kind, method = "process", "nvml_compute_process_used_at_phase_end"
+        elif used["device"] is not None:
+            kind, method = "device", f"nvml_device_used_at_phase_end (pid {self.pid} not listed)"
             self.absent[f"{prefix}_gpu_process"] = (
                 f"NVML lists no GPU memory for pid {self.pid} (a container's pid namespace "
-                "hides it, or the driver does not report per-process use)"
+                "hides it, or the driver does not report it): the device's figures instead"
             )
+        else:
+            self.absent[f"{prefix}_gpu_process"] = "NVML reads no memory in use on this GPU"
             return
-        method = "nvml_compute_process_used_at_phase_end"
-        self.metrics.append(Metric(f"{prefix}_gpu_process", float(used), "bytes", method))
-        if self.nvml_baseline is not None:
+        value = float(used[kind])
+        self.metrics.append(Metric(f"{prefix}_gpu_{kind}", value, "bytes", method))
+        if base.get(kind) is not None:
             self.metrics.append(
                 Metric(
-                    f"{prefix}_gpu_process_over_context",
-                    float(used - self.nvml_baseline),
+                    f"{prefix}_gpu_{kind}_over_start",
+                    value - base[kind],
                     "bytes",
-                    f"{method} minus the same before the model was built",
+                    f"{method} minus the same as the first phase began (CUDA context made)",
                 )
             )

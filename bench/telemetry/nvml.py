@@ -29,10 +29,13 @@ def _nvml() -> Any:
     return pynvml
 
 
-# What pynvml raises besides NVMLError: an older pynvml lacks a name (AttributeError), or
-# takes fewer arguments (TypeError: nvmlDeviceGetMemoryInfo before the version argument).
-_MISSING = (AttributeError, TypeError)
-NOT_SUPPORTED = 3  # NVML_ERROR_NOT_SUPPORTED, as a field value's nvmlReturn
+def _refusals(nvml: Any) -> tuple[type[BaseException], ...]:
+    """What a read may raise for "not here": NVMLError; pynvml's NVMLLibraryMismatchError
+    (a function's versioned symbol missing from the driver: not an NVMLError); and a
+    TypeError from a pynvml whose function takes fewer arguments (nvmlDeviceGetMemoryInfo
+    before its version argument)."""
+    mismatch = getattr(nvml, "NVMLLibraryMismatchError", None)
+    return (nvml.NVMLError, TypeError, *([mismatch] if isinstance(mismatch, type) else []))
 
 
 @dataclass
@@ -58,7 +61,7 @@ class Gpu:
             return None
         try:
             return fn(self.handle, *args)
-        except (self.nvml.NVMLError, *_MISSING):
+        except _refusals(self.nvml):
             return None
 
     def energy_mj(self) -> int | None:
@@ -189,8 +192,8 @@ class Nvml:
                 errors.append(f"{name}: {e}")
                 continue
             mig = _is_mig(n, handle)
-            parent = n.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(handle) if mig else handle
             try:
+                parent = n.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(handle) if mig else handle
                 index = int(n.nvmlDeviceGetIndex(parent))
             except n.NVMLError as e:
                 raise NvmlUnavailable(f"NVML gives no index for {name}: {e}") from e
