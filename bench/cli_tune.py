@@ -63,7 +63,7 @@ def main(args: argparse.Namespace) -> int:
 
     from bench import cli_history
     from bench.analysis.tune_front import judge, write_report
-    from bench.run import tune
+    from bench.run import tune, tune_jobs, tune_remeasure
     from bench.run.suite_driver import Interrupted, make_console
     from bench.spec.suite import load_suite
     from bench.spec.tune import Budget, parse_tune
@@ -87,21 +87,21 @@ def main(args: argparse.Namespace) -> int:
         if args.executor and not args.report_only:
             if not 1 <= args.jobs <= 1000:
                 raise UserError(f"--jobs {args.jobs}: between 1 and 1000")
-            tune.run_jobs(tuner, args.suite, args.executor, args.jobs, args.slurm)
+            tune_jobs.run_jobs(tuner, args.suite, args.executor, args.jobs, args.slurm)
         elif not args.report_only:
             tuner.run()
         trials = tune.completed(tuner.study)
-        front = tune.search_front(trials, spec)
+        front = tune_remeasure.search_front(trials, spec)
         if not front:
             console.print("[red]no trial met the constraints[/]: nothing to re-measure")
             return 1
-        points = tune.remeasure(tuner, front)
+        points = tune_remeasure.remeasure(tuner, front)
     except Interrupted as e:
         console.print(f"[yellow]{e.reason}[/]: run the same command again to resume the study")
         return e.code
     judged = judge(points, spec.objectives, spec.constraints)
     on_front = [r["point"] for r in judged if r["front"]]
-    tuned = tune.write_tuned(tuner, on_front) if on_front else None
+    tuned = tune_remeasure.write_tuned(tuner, on_front) if on_front else None
     page = write_report(
         args.out / "tune" / tuner.name,
         suite,

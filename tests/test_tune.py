@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.run import tune
+from bench.run import tune, tune_remeasure
 from bench.spec.suite import load_suite
 from bench.spec.tune import parse_tune
 
@@ -250,16 +250,16 @@ def test_the_front_is_remeasured_in_one_run_and_judged_with_intervals(study):
     t = study(trials=12)
     t.run()
     trials = measured(t)
-    front = tune.search_front(trials, t.spec)
+    front = tune_remeasure.search_front(trials, t.spec)
     assert front and all(max(x["constraints"]) <= 0 for x in front)
-    points = tune.remeasure(t, front)
+    points = tune_remeasure.remeasure(t, front)
     assert len({p.run_id for p in points}) == 1  # one run: one baseline, one drift
     judged = judge(points, t.spec.objectives, t.spec.constraints)
     kept = [r["point"] for r in judged if r["front"]]
     assert kept
     for r in judged:  # a point left out is dominated by a kept one, by the intervals
         assert r["front"] or r["dominated_by"] in {p.label for p in kept}
-    tuned = tune.write_tuned(t, kept)
+    tuned = tune_remeasure.write_tuned(t, kept)
     suite = load_suite(tuned)
     assert len(suite.cases) == len([p for p in kept if p.chain]) + 1  # and the baseline
     assert suite.run.repeats == t.spec.remeasure

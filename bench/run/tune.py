@@ -11,7 +11,7 @@ The study lives in Optuna's tables in the history database (SQLite under the res
 folder, or ``--history-url``), so a killed ``bench tune`` resumes it, and several processes
 or machines add trials to one study; Optuna's heartbeat fails (and retries once) a trial
 whose process died. When the budget is spent, the trials' Pareto front is measured
-again, all in one run with more repeats: the front reported is judged on that run
+again, all in one run with more repeats (``tune_remeasure``): the front reported is judged on that run
 (``bench.analysis.tune_front``), where every point shares one baseline and one drift, and
 it says how far each point fell from its search figure.
 """
@@ -398,9 +398,6 @@ def open_study(name: str, spec: TuneSpec, storage_url: str, budget_trials: int |
     )
 
 
-MAX_FRONT = 8  # points re-measured at most: each costs `remeasure` process runs
-
-
 def completed(study) -> list[dict[str, Any]]:
     """The study's measured trials (not a proposal repeated) as records."""
     import optuna
@@ -411,117 +408,3 @@ def completed(study) -> list[dict[str, Any]]:
         if attr and "repeat_of" not in attr:
             out.append({**attr, "number": t.number})
     return out
-
-
-def search_front(trials: list[dict[str, Any]], spec: TuneSpec) -> list[dict[str, Any]]:
-    """The trials on the search's Pareto front among those meeting the constraints."""
-    from bench.analysis.tune_front import pareto
-
-    ok = [t for t in trials if not t.get("error") and max(t["constraints"] or [0]) <= 0]
-    front = [ok[i] for i in pareto([t["figures"] for t in ok], spec.objectives)]
-    first = spec.objectives[0]
-    front.sort(key=lambda t: t["figures"][first.metric], reverse=first.maximise)
-    return front[:MAX_FRONT]
-
-
-def remeasure(tuner: Tuner, front: list[dict[str, Any]]) -> list[Any]:
-    """Each front point measured again, every point of one workload in one run with the
-    suite's ``remeasure`` repeats; the points with their runs."""
-    from bench.analysis.tune_front import Point, describe_chain
-
-    points = []
-    by_workload: dict[str, list[dict[str, Any]]] = {}
-    for t in front:
-        by_workload.setdefault(repr(sorted(t["workload"].items())), []).append(t)
-    for k, (_, group) in enumerate(sorted(by_workload.items())):
-        chains = [t["chain"] for t in group if t["chain"]]
-        data = trial_suite(
-            tuner.data,
-            f"{tuner.suite.name}-front{k}",
-            chains,
-            group[0]["workload"],
-            tuner.spec.remeasure,
-        )
-        path = write_suite(data, tuner.folder / f"front-{k}.toml")
-        tuner.console.print(f"[bold]re-measuring {len(group)} point(s)[/] of the front")
-        measured = run_measurement(
-            path, tuner.opts.results, tuner.console, inline=tuner.opts.inline
-        )
-        ids = iter(measured.order[1:])
-        base_runs = measured.cases.get(measured.baseline, {})
-        for t in group:
-            cid = next(ids) if t["chain"] else measured.baseline
-            label = describe_chain(t["chain"]) + (f" {t['workload']}" if t["workload"] else "")
-            point = Point(label, t["number"], t["chain"], t["workload"], t["figures"])
-            point.runs, point.base = measured.cases.get(cid, {}), base_runs
-            point.run_id, point.error = measured.run_id, measured.errors.get(cid)
-            points.append(point)
-    return points
-
-
-def write_tuned(tuner: Tuner, points: list[Any]) -> Path:
-    """The front's configurations as a suite that ``bench run`` reproduces."""
-    workloads = {repr(sorted(p.workload.items())): p.workload for p in points}
-    data = trial_suite(
-        tuner.data, f"{tuner.suite.name}-tuned", [p.chain for p in points], {}, tuner.spec.remeasure
-    )
-    data["workloads"] = [{**tuner.data["workloads"][0], **w} for w in workloads.values()]
-    data["description"] = (
-        f"The front bench tune found for {tuner.suite.name} (study {tuner.name}): "
-        + "; ".join(p.label for p in points)
-    )
-    return write_suite(data, tuner.folder / "tuned.toml")
-
-
-def tune_job(suite_path: str, results: str, storage: str, trials, minutes) -> int:
-    """One job of ``bench tune --executor``: this node's trials of the shared study (no
-    front: the submitting process re-measures it once every job has ended)."""
-    from bench.run.suite_driver import make_console
-    from bench.spec.tune import parse_tune
-
-    suite = load_suite(Path(suite_path))
-    data = tomllib.loads(suite.text)
-    spec = parse_tune(data.get("tune"), data["workloads"][0]["name"], suite.path)
-    opts = TuneOptions(Path(results), storage, trials, minutes)
-    return Tuner(suite, spec, opts, make_console()).run()
-
-
-def run_jobs(tuner: Tuner, suite_path: Path, kind: str, jobs: int, extra: list[str]) -> int:
-    """``jobs`` processes of this machine (``local``) or Slurm jobs (``slurm``), each adding
-    trials to the one study until its budget is spent; the trials they measured."""
-    import submitit
-
-    from bench.run.executors import check_executor, job_parameters
-
-    check_executor(kind)
-    if kind == "slurm" and tuner.opts.storage.startswith("sqlite"):
-        tuner.console.print(
-            "[yellow]note[/]: Slurm jobs share a SQLite study only on a disk "
-            "every node sees; --history-url postgresql://… is safer"
-        )
-    o, spec = tuner.opts, tuner.spec
-    per_trial = 3 * spec.repeats * tuner.suite.run.timeout_s  # case and baseline, at timeout
-    per_job = 60 * o.budget_minutes if o.budget_minutes else per_trial * (o.budget_trials or 1)
-    root = tuner.folder / "submitit"
-    executor = submitit.AutoExecutor(folder=root, cluster=kind)
-    try:
-        executor.update_parameters(**job_parameters(kind, per_job, jobs, extra))
-    except (NameError, TypeError, ValueError) as e:  # submitit names what it does not know
-        raise UserError(f"--slurm: {str(e).splitlines()[0]}") from None
-    args = (
-        str(suite_path.resolve()),
-        str(o.results.resolve()),
-        o.storage,
-        o.budget_trials,
-        o.budget_minutes,
-    )
-    submitted = executor.map_array(tune_job, *([a] * jobs for a in args))
-    tuner.console.print(f"submitted {jobs} {kind} jobs to study {tuner.name}; logs: {root}")
-    total = 0
-    for job in submitted:
-        try:
-            total += job.result()
-        except Exception as e:  # submitit re-raises the job's error (or its death) here
-            lines = str(e).strip().splitlines()
-            tuner.console.print(f"job {job.job_id} failed: {lines[-1] if lines else e!r}")
-    return total
