@@ -11,9 +11,9 @@ The study lives in Optuna's tables in the history database (SQLite under the res
 folder, or ``--history-url``), so a killed ``bench tune`` resumes it, and several processes
 or machines add trials to one study; Optuna's heartbeat fails (and retries once) a trial
 whose process died. When the budget is spent, the trials' Pareto front is measured
-again, all in one run with more repeats (``tune_remeasure``): the front reported is judged on that run
-(``bench.analysis.tune_front``), where every point shares one baseline and one drift, and
-it says how far each point fell from its search figure.
+again, all in one run with more repeats (``tune_remeasure``): the front reported is judged
+on that run (``bench.analysis.tune_front``), where every point shares one baseline and one
+drift, and it says how far each point fell from its search figure.
 """
 
 from __future__ import annotations
