@@ -641,7 +641,7 @@ def idle_child(seconds: float, dry: bool) -> None:
     that never creates a CUDA context. A fresh process (spawned, never forked from one that
     may hold a context): a forked child would inherit the parent's CUDA state."""
     from bench.telemetry import nvml
-    from bench.telemetry.energy import idle_power
+    from bench.telemetry.idle import idle_power
 
     if dry:
         nvml.use_module(DryNvml())
@@ -686,7 +686,7 @@ def step_idle_with_context(lab: Lab) -> list[Figure]:
     per second of window when the baseline is taken without one."""
     gpu = lab.gpu  # finds the GPU by its CUDA UUID
     if lab.dry:  # no context on a CPU: the stand-in's GPU, through the same idle_power
-        from bench.telemetry.energy import idle_power
+        from bench.telemetry.idle import idle_power
 
         idle, how = idle_power([gpu], lab.scale.idle_s), "idle_power (stand-in NVML)"
     else:

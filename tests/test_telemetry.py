@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from bench.telemetry import nvml as nvml_mod
-from bench.telemetry.energy import RaplMeter, idle_power, measure_energy, rapl_zones
+from bench.telemetry.energy import RaplMeter, measure_energy, rapl_zones
+from bench.telemetry.idle import idle_power
 from bench.telemetry.machine import gpu_info
 from bench.telemetry.memory import MemoryMonitor, rss_bytes
 from bench.telemetry.nvml import Nvml, NvmlUnavailable
@@ -447,7 +448,7 @@ def test_idle_is_measured_holding_a_cuda_context(fake, monkeypatch):
     monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
     monkeypatch.setattr(torch, "zeros", zeros)
     monkeypatch.setattr(cuda_probe, "cuda_uuid", lambda i: f.uuid(1 - i)[4:])  # reordered
-    monkeypatch.setattr("bench.telemetry.energy.idle_power", idle)
+    monkeypatch.setattr("bench.telemetry.idle.idle_power", idle)
     found = preparation.idle_with_context(0.1, 10.0)
     assert events == [("context", "cuda:0"), ("context", "cuda:1"), ("idle", [1, 0])]
     assert found["gpu0"]["method"] == "nvml_energy_counter (CUDA context held)"

@@ -127,7 +127,8 @@ def measure_idle(
     """Idle power of the GPUs the run uses (NVML, with a CUDA context held, as a case holds
     one) and of RAPL's domains, measured once before the first case; the reason when there
     is nothing to measure. ``gpu_idle(seconds, hz)`` measures it (default: in a child)."""
-    from bench.telemetry.energy import idle_power, rapl_zones
+    from bench.telemetry.energy import rapl_zones
+    from bench.telemetry.idle import idle_power
     from bench.telemetry.nvml import Nvml, NvmlUnavailable
 
     seconds = suite.run.idle_s
@@ -161,7 +162,7 @@ def idle_with_context(seconds: float, sampler_hz: float) -> dict[str, Any]:
     import torch
 
     from bench.telemetry import cuda_probe
-    from bench.telemetry.energy import idle_power
+    from bench.telemetry.idle import idle_power
     from bench.telemetry.nvml import Nvml
 
     with Nvml() as nvml:

@@ -39,7 +39,8 @@ from bench.spec.registry import Params, register_workload
 from bench.telemetry.series import describe_series
 from bench.telemetry.timer import Samples, warm_up
 from bench.workloads import inference, random_tokens
-from bench.workloads.decoding import StaticDecoder, cache_size, greedy_generate
+from bench.workloads.decoding import StaticDecoder, greedy_generate
+from bench.workloads.kv_cache import cache_size
 from bench.workloads.strategies import (
     STRATEGIES,
     Generation,
