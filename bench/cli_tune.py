@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 from pathlib import Path
 
 from bench.errors import UserError
@@ -82,6 +83,8 @@ def main(args: argparse.Namespace) -> int:
     )
     console = make_console()
     tuner = tune.Tuner(suite, spec, opts, console)
+    # SIGTERM between runs as Ctrl-C (inside a run, bench run's own handler answers it)
+    previous = signal.signal(signal.SIGTERM, _stop)
     console.print(f"study [bold]{tuner.name}[/] in {cli_history.where(args)}")
     try:
         if args.executor and not args.report_only:
@@ -96,9 +99,14 @@ def main(args: argparse.Namespace) -> int:
             console.print("[red]no trial met the constraints[/]: nothing to re-measure")
             return 1
         points = tune_remeasure.remeasure(tuner, front)
-    except Interrupted as e:
-        console.print(f"[yellow]{e.reason}[/]: run the same command again to resume the study")
-        return e.code
+    except (Interrupted, KeyboardInterrupt) as e:
+        # between runs (asking Optuna, writing a trial's suite) a stop is a KeyboardInterrupt:
+        # the trial in hand is failed and queued again either way (Tuner.run)
+        reason, code = (e.reason, e.code) if isinstance(e, Interrupted) else ("stopped", 130)
+        console.print(f"[yellow]{reason}[/]: run the same command again to resume the study")
+        return code
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     judged = judge(points, spec.objectives, spec.constraints)
     on_front = [r["point"] for r in judged if r["front"]]
     tuned = tune_remeasure.write_tuned(tuner, on_front) if on_front else None
@@ -117,6 +125,10 @@ def main(args: argparse.Namespace) -> int:
     if tuned is not None:
         console.print(f"tuned suite: {tuned}  (bench run {tuned})")
     return 0 if on_front else 1
+
+
+def _stop(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _print_front(console, judged, spec) -> None:

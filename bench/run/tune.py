@@ -224,40 +224,57 @@ class Tuner:
             # failed here, and queued again once by the storage's retry callback.
             optuna.storages.fail_stale_trials(self.study)
             trial = self.study.ask()
-            chain, workload = suggest(trial, self.spec)
-            t = Trial(trial.number, chain, workload)
-            seen = self._seen(t.key)
-            if seen is not None:  # the sampler proposed a measured configuration again
-                repeats_in_a_row += 1
-                trial.set_user_attr(TRIAL_ATTR, {**seen, "repeat_of": seen["number"]})
-                for c, x in zip(self.spec.constraints, seen["constraints"], strict=True):
-                    trial.set_constraint(f"{c.metric} {c.op} {c.bound:g}", x)
-                self.study.tell(trial, seen["values"])
-                if repeats_in_a_row >= MAX_REPEATS_OF_A_CONFIG:
-                    self.console.print("every proposal was measured already: the space is spent")
-                    break
-                continue
-            repeats_in_a_row = 0
             try:
-                with heartbeat(trial, self.study):
-                    self._measure(t)
+                fresh = self._trial(trial)
             except BaseException:
-                # Stopped mid-trial (Ctrl-C, SIGTERM, a full disk): the configuration is
-                # queued again, so the resumed study measures it first.
-                self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                self.study.enqueue_trial(trial.params)
+                # Stopped with a trial in hand (Ctrl-C, SIGTERM, a full disk): it is failed
+                # and its configuration queued again, so the resumed study measures it first.
+                self._requeue(trial)
                 raise
-            measured += 1
-            self._tell(trial, t)
+            if fresh:
+                measured, repeats_in_a_row = measured + 1, 0
+                continue
+            repeats_in_a_row += 1
+            if repeats_in_a_row >= MAX_REPEATS_OF_A_CONFIG:
+                self.console.print("every proposal was measured already: the space is spent")
+                break
         return measured
+
+    def _trial(self, trial) -> bool:
+        """Measure and tell the asked trial (True), or tell it the figures of the same
+        configuration measured before (False)."""
+        chain, workload = suggest(trial, self.spec)
+        t = Trial(trial.number, chain, workload)
+        seen = self._seen(t.key)
+        if seen is not None:  # the sampler proposed a measured configuration again
+            trial.set_user_attr(TRIAL_ATTR, {**seen, "repeat_of": seen["number"]})
+            for c, x in zip(self.spec.constraints, seen["constraints"], strict=True):
+                trial.set_constraint(f"{c.metric} {c.op} {c.bound:g}", x)
+            self.study.tell(trial, seen["values"])
+            return False
+        with heartbeat(trial, self.study):
+            self._measure(t)
+        self._tell(trial, t)
+        return True
+
+    def _requeue(self, trial) -> None:
+        import optuna
+
+        try:
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        except Exception:  # already told: nothing was left running
+            return
+        self.study.enqueue_trial(trial.params)
 
     def _spent(self, started: float) -> bool:
         if self.opts.budget_minutes is not None:
             return time.monotonic() - started >= 60 * self.opts.budget_minutes
         import optuna
 
-        live = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
-        done = self.study.get_trials(deepcopy=False, states=live)
+        # Measured trials only: a RUNNING one may belong to a process that died (it stays
+        # RUNNING until its heartbeat goes stale), and must not spend a resumed budget.
+        # Processes sharing the study may overshoot by a trial each.
+        done = self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
         measured = [t for t in done if "repeat_of" not in t.user_attrs.get(TRIAL_ATTR, {})]
         return len(measured) >= (self.opts.budget_trials or 0)
 
