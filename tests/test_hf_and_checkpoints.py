@@ -273,3 +273,181 @@ def test_a_checkpoint_with_a_tokenizer_scores_held_out_text_in_bits_per_byte(gpt
     assert m["kl_to_baseline"].value == pytest.approx(0.0, abs=1e-6)  # itself, same text
     _tokenizer(600).save(str(folder / "tokenizer.json"))
     assert "has 600 tokens; the model embeds 512" in _refused(folder)
+
+
+# --- non-finite weights (issue 29) --------------------------------------------------------
+
+
+def _poisoned(tensor: torch.Tensor, at: dict[tuple[int, int], float]) -> torch.Tensor:
+    t = tensor.clone()
+    for index, value in at.items():
+        t[index] = value
+    return t
+
+
+@pytest.fixture(autouse=True)
+def scan_cache(tmp_path, monkeypatch):
+    """Checkpoint scans' verdicts cached in a folder of each test's own, not the user's."""
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+
+
+UP = "transformer.h.0.mlp.c_fc.weight"
+
+
+@pytest.mark.parametrize(
+    ("values", "holds"),
+    [
+        ({(3, 5): float("nan")}, "holds 1 NaN value"),
+        ({(0, 0): float("inf"), (7, 1): float("-inf")}, "holds 2 infinite values"),
+    ],
+)
+def test_a_checkpoint_with_non_finite_weights_is_refused_naming_the_tensor(
+    gpt2_ckpt, tmp_path, capsys, values, holds
+):
+    from safetensors.torch import load_file
+
+    from bench.cli import main
+
+    (file,) = gpt2_ckpt.glob("*.safetensors")
+    up = load_file(str(file))[UP]
+    bad = _copy_with(gpt2_ckpt, tmp_path / "bad", add={UP: _poisoned(up, values)})
+    suite = tmp_path / "s.toml"
+    suite.write_text(bad_suite(f'name = "hf-local"\npath = "{bad}"'))
+    assert main(["validate", str(suite)]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"bench: error: {suite}: models[0].path: {bad / file.name}: tensor '{UP}' {holds}\n"
+    )
+    assert main(["validate", str(suite)]) == 2  # again: the cached verdict, same line
+    assert capsys.readouterr().err == err
+
+
+def test_a_builtin_model_checkpoint_file_with_a_nan_is_refused(tmp_path):
+    from safetensors.torch import save_model
+
+    model = build("tinygpt-s", n_layer=1, n_embd=32, n_head=2, block_size=64)
+    with torch.no_grad():
+        model.lm_head.weight[2, 3] = float("nan")
+    save_model(model, str(tmp_path / "mine.safetensors"))
+    with pytest.raises(UserError) as info:
+        parse_suite(
+            bad_suite(f'name = "tinygpt-s"\ncheckpoint = "{tmp_path / "mine.safetensors"}"'),
+            where="s.toml",
+        )
+    assert str(info.value).endswith("holds 1 NaN value") and "\n" not in str(info.value)
+    assert "mine.safetensors: tensor '" in str(info.value)
+
+
+def test_a_scan_verdict_is_cached_per_file_path_size_and_mtime(tmp_path, monkeypatch):
+    import os
+
+    from safetensors.torch import save_file
+
+    from bench.models import finite
+
+    monkeypatch.setattr(finite, "_DISK_CACHE_MIN_BYTES", 0)  # cache on disk even a tiny file
+    monkeypatch.setattr(finite, "_scanned", {})
+    file = tmp_path / "w.safetensors"
+    save_file({"w": torch.tensor([1.0, float("nan")])}, str(file))
+    assert finite.nonfinite_problem(file) == "tensor 'w' holds 1 NaN value"
+    scan = finite._scan
+    monkeypatch.setattr(finite, "_scanned", {})  # a new process: the verdict comes from disk
+    monkeypatch.setattr(finite, "_scan", lambda f: pytest.fail("scanned again"))
+    assert finite.nonfinite_problem(file) == "tensor 'w' holds 1 NaN value"
+    monkeypatch.setattr(finite, "_scan", scan)
+    save_file({"w": torch.tensor([1.0, 2.0])}, str(file))  # same size, new contents
+    os.utime(file, ns=(1, 1))  # and a modification time no scan has seen
+    assert finite.nonfinite_problem(file) is None
+
+
+def test_a_checkpoint_too_large_to_scan_fails_its_case_on_non_finite_outputs(
+    gpt2_ckpt, tmp_path, monkeypatch
+):
+    from safetensors.torch import load_file
+
+    from bench.models import finite
+
+    (file,) = gpt2_ckpt.glob("*.safetensors")
+    up = load_file(str(file))[UP]
+    bad = _copy_with(gpt2_ckpt, tmp_path / "bad", add={UP: _poisoned(up, {(3, 5): float("nan")})})
+    monkeypatch.setattr(finite, "SCAN_LIMIT_BYTES", 0)  # every checkpoint is "too large"
+    text = f"""
+name = "t"
+[run]
+iterations = 2
+energy = false
+quality = false
+[[models]]
+name = "hf-local"
+path = "{bad}"
+[[workloads]]
+name = "forward"
+seq_len = 8
+"""
+    case = parse_suite(text).cases[0]  # validation skipped the scan
+    r = execute(case)
+    assert r.status == "failed" and r.metrics == []
+    assert r.error.startswith("NonFiniteOutputs: model outputs are not finite: ")
+    assert "check the checkpoint's weights" in r.error and "over the 0 GiB" in r.error
+    ok = execute(parse_suite(text.replace(str(bad), str(gpt2_ckpt))).cases[0])
+    assert ok.status == "ok", ok.traceback  # finite weights pass the same probe
+    assert ok.info["model"]["weights_scan"].startswith("skipped: ")
+
+
+# --- a quiet console (issue 29) -----------------------------------------------------------
+
+NOISE = ("torchao", "_pytree", "Failed to load", "Enum subclass")
+
+
+def test_validating_a_local_checkpoint_keeps_library_chatter_off_the_console(gpt2_ckpt, tmp_path):
+    """A fresh interpreter: the first import of transformers' modeling code (which imports
+    torchao) happens while the checkpoint is checked against its architecture."""
+    import subprocess
+    import sys
+
+    suite = tmp_path / "s.toml"
+    suite.write_text(bad_suite(f'name = "hf-local"\npath = "{gpt2_ckpt}"'))
+    code = (
+        "import sys; from bench.cli import main; from bench.models import quiet; "
+        f"rc = main(['validate', {str(suite)!r}]); "
+        "open(sys.argv[1], 'w').write('\\n'.join(quiet.kept)); sys.exit(rc)"
+    )
+    kept = tmp_path / "kept.txt"
+    env = {**__import__("os").environ, "BENCH_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, "-c", code, str(kept)], capture_output=True,
+                          text=True, env=env)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"{suite}: ok, 1 cases x 1 repeats\n"
+    # (transformers' own notes on the checkpoint's config stay: they are about the user's files)
+    assert not any(word in proc.stderr for word in NOISE), proc.stderr
+    # Here torchao's optional kernels do not load and torch deprecates its Enum registrations:
+    # what would have been printed was kept for the log.
+    assert any(word in kept.read_text() for word in NOISE)
+
+
+def test_kept_chatter_goes_to_the_run_log_and_to_validate_verbose(
+    tmp_path, capfd, monkeypatch, write_suite
+):
+    import logging
+    import warnings
+
+    from bench import cli
+    from bench.models import quiet
+
+    monkeypatch.setattr(quiet, "kept", [])
+    torchao = logging.getLogger("torchao")
+    before = (torchao.propagate, list(torchao.handlers))
+    with quiet.quiet():
+        logging.getLogger("torchao.kernel").warning("Failed to load _C_test.so")
+        logging.getLogger("torch.utils._pytree").warning("Enum subclass is deprecated")
+        warnings.warn("a library's deprecation", FutureWarning, stacklevel=1)
+    assert (torchao.propagate, list(torchao.handlers)) == before  # restored
+    out, err = capfd.readouterr()
+    assert not any(word in out + err for word in (*NOISE, "deprecation"))
+    cli._keep_log(tmp_path / "run")
+    log = (tmp_path / "run" / "logs" / "bench.log").read_text()
+    assert "WARNING torchao.kernel: Failed to load _C_test.so" in log
+    assert "torch.utils._pytree: Enum subclass" in log and "FutureWarning" in log
+    suite = write_suite('name = "t"\n[[workloads]]\nname = "forward"\n' + TINY_MODEL)
+    assert cli.main(["validate", "-v", str(suite)]) == 0
+    assert "Failed to load _C_test.so" in capfd.readouterr().err

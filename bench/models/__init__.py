@@ -53,6 +53,9 @@ def check_safetensors_file(path: Path) -> None:
         raise ValueError(
             f"{path} is not a readable safetensors file ({e}); bench never unpickles"
         ) from None
+    from bench.models.finite import check_weights_finite
+
+    check_weights_finite([path])  # a NaN weight: refused here, naming the tensor
 
 
 def tinygpt_config(size: str, overrides: TinyGPTOverrides):
@@ -91,7 +94,11 @@ def _weights(name: str, size: str, params: TinyGPTOverrides, progress=None, devi
     if params.checkpoint:
         from safetensors.torch import load_model
 
+        from bench.models.finite import too_large_to_scan
+
         load_model(model, params.checkpoint)  # strict: a shape mismatch is an error
+        # Too large for validation's scan of the weights: the case checks the outputs instead.
+        model.unscanned_weights = too_large_to_scan([Path(params.checkpoint)])
         return model, {"checkpoint": params.checkpoint}
     if params.weights == "random":
         return model, None

@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
+from bench.models.finite import check_weights_finite, too_large_to_scan
+from bench.models.quiet import quiet
 from bench.spec.registry import Params, register_model
 
 # Nothing is ever fetched from a model hub: configs are built here, weights come from disk.
@@ -91,7 +93,8 @@ class ConfigOverrides(Params):
 
 
 def _check_keys(family: str, keys) -> None:
-    known = set(_config_class(family)().to_dict())
+    with quiet():  # validation imports transformers: its imports' chatter goes to the log
+        known = set(_config_class(family)().to_dict())
     for key in keys:
         if key not in known:
             close = difflib.get_close_matches(key, sorted(known), n=1)
@@ -172,14 +175,16 @@ def check_checkpoint_dir(path: Path) -> None:
         raise ValueError(f"{path} has {what}; bench never unpickles: convert to safetensors")
     from safetensors import safe_open
 
+    files = sorted(path.glob("*.safetensors"))
     shapes: dict[str, tuple[int, ...]] = {}
-    for file in path.glob("*.safetensors"):
+    for file in files:
         try:
             with safe_open(str(file), framework="pt") as f:
                 shapes.update({k: tuple(f.get_slice(k).get_shape()) for k in f.keys()})  # noqa: SIM118
         except Exception as e:  # corrupt or not safetensors at all
             raise ValueError(f"{file} is not a readable safetensors file ({e})") from None
     check_checkpoint_fits(path, shapes)
+    check_weights_finite(files)  # a NaN weight: refused here, naming the tensor
 
 
 CAUSAL_LM_SUFFIXES = ("ForCausalLM", "LMHeadModel")
@@ -196,7 +201,9 @@ def _expected_shapes(path: Path):
         config = AutoConfig.from_pretrained(str(path), local_files_only=True)
     except Exception as e:  # unknown model_type, malformed JSON
         raise ValueError(f"{path}/config.json cannot be read by transformers ({e})") from None
-    archs = list(getattr(config, "architectures", None) or [])
+    archs = getattr(config, "architectures", None) or []
+    if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
+        raise ValueError(f"{path}/config.json: architectures: expected a list of class names")
     if archs and not any(a.endswith(CAUSAL_LM_SUFFIXES) for a in archs):
         raise ValueError(
             f"{path} holds a {', '.join(archs)}, not a causal language model; bench's "
@@ -209,6 +216,11 @@ def _expected_shapes(path: Path):
             model = AutoModelForCausalLM.from_config(config)
     except ValueError as e:
         raise ValueError(f"{path}: {config.model_type} is not a causal LM ({e})") from None
+    except Exception as e:  # a config.json's values reach code that trusts them
+        raise ValueError(
+            f"{path}/config.json: transformers cannot build a {config.model_type} from it "
+            f"({type(e).__name__}: {e})"
+        ) from None
     groups: dict[int, list[str]] = {}
     shape_of: dict[int, tuple[int, ...]] = {}
     for name, p in model.named_parameters(remove_duplicate=False):
@@ -221,7 +233,8 @@ def check_checkpoint_fits(path: Path, shapes: dict[str, tuple[int, ...]]) -> Non
     """Refuse weights that do not cover their architecture (a missing tensor would be
     randomly initialised and pose as the checkpoint) or do not match its shapes, and a
     tokenizer whose ids the model has no embeddings for."""
-    config, expected = _expected_shapes(path)
+    with quiet():  # the first import of transformers' modeling code: torchao's chatter
+        config, expected = _expected_shapes(path)
     if (path / "tokenizer.json").is_file():
         from tokenizers import Tokenizer
 
@@ -278,9 +291,13 @@ def build_local(params: LocalCheckpoint, ctx: Any):
     tokenizer = Path(params.path) / "tokenizer.json"
     # Held-out quality then scores the held-out text through the checkpoint's tokenizer.
     model.tokenizer_file = str(tokenizer) if tokenizer.is_file() else None
+    # Too large for validation's scan of the weights: the case checks the outputs instead.
+    skipped = too_large_to_scan(Path(params.path).glob("*.safetensors"))
+    model.unscanned_weights = skipped
     model.bench_info = {
         "checkpoint": params.path,
         "tokenizer": model.tokenizer_file,
         "unused_tensors": unused_tensors(Path(params.path), hf),
+        "weights_scan": f"skipped: {skipped}" if skipped else "no NaN or infinite values",
     }
     return model

@@ -149,6 +149,11 @@ def build_and_apply(case: Case, ctx: CaseContext) -> Built:
     model = build()
     ctx.sync()
     build_s = time.perf_counter() - t
+    unscanned = getattr(model, "unscanned_weights", None)
+    if unscanned:  # weights too large for validation's NaN scan: their outputs must be finite
+        from bench.models.finite import check_outputs_finite
+
+        check_outputs_finite(model, ctx.device, unscanned)
     info = getattr(model, "bench_info", {})
     steps: list[dict[str, Any]] = []
     for step in case.techniques:
