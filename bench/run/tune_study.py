@@ -7,6 +7,7 @@ import os
 import time
 import warnings
 
+from bench.results.history import lost_a_race
 from bench.spec.tune import TuneSpec
 
 
@@ -43,8 +44,7 @@ def open_study(name: str, spec: TuneSpec, storage_url: str, budget_trials: int |
             )
             break
         except Exception as e:  # two processes creating the tables at once: one wins
-            racing = ("already exists", "UNIQUE constraint failed", "database is locked")
-            if not any(r in str(e) for r in racing) or attempt == 2:
+            if not lost_a_race(e) or attempt == 2:
                 raise
             time.sleep(0.5 + attempt)
     existing = {s.study_name for s in optuna.study.get_all_study_summaries(storage)}
