@@ -8,7 +8,9 @@ bug in bench, never in the user's input.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
+import warnings
 from pathlib import Path
 
 from bench import cli_history, cli_profile, cli_tune
@@ -26,6 +28,13 @@ def _parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("validate", help="check a suite and report the first problem")
     v.add_argument("suite", type=Path)
+    v.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also show what libraries logged while the suite was checked (kept off the "
+        "console; `bench run` writes it to the run's logs/bench.log)",
+    )
 
     ls = sub.add_parser("list", help="list the cases a suite expands to")
     ls.add_argument("suite", type=Path)
@@ -247,11 +256,31 @@ def _counters(text: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
-    try:
-        return _dispatch(args, argv)
-    except UserError as e:
-        print(f"bench: error: {e}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():  # restored on return: a caller's settings are its own
+        warnings.showwarning = _one_line_warning
+        warnings.filterwarnings("always", category=UserWarning, module=r"bench(\.|$)")
+        try:
+            return _dispatch(args, argv)
+        except UserError as e:
+            print(f"bench: error: {e}", file=sys.stderr)
+            return 2
+        except OSError as e:
+            if e.errno not in PATH_ERRORS:
+                raise
+            # A path the user gave that cannot be used: said like any other user error.
+            print(f"bench: error: {e.filename}: {e.strerror}", file=sys.stderr)
+            return 2
+
+
+# Errors of a path itself (not of the disk or the machine): the user's to fix.
+PATH_ERRORS = {errno.ENOENT, errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR, errno.EACCES,
+               errno.ELOOP, errno.EPERM}  # fmt: skip
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A skipped file or a doubtful figure, said in one line like an error (no source line):
+    the warning is the user's to act on, not the code's."""
+    print(f"bench: warning: {message}", file=sys.stderr)
 
 
 def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
@@ -286,7 +315,14 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         for kind, names in known_names().items():
             print(f"{kind}s: {', '.join(names)}")
         return 0
-    suite = load_suite(args.suite)
+    try:
+        suite = load_suite(args.suite)
+    finally:
+        if getattr(args, "verbose", False):  # validate --verbose: what was kept off the console
+            from bench.models.quiet import kept
+
+            for line in kept:
+                print(line, file=sys.stderr)
     if args.command == "validate":
         print(f"{args.suite}: ok, {len(suite.cases)} cases x {suite.run.repeats} repeats")
         return 0
@@ -453,6 +489,7 @@ def _run(args: argparse.Namespace, suite, argv: list[str]) -> int:
     try:
         outcome = run_suite(suite, opts, console)
     except Interrupted as e:
+        _keep_log(e.run_dir)
         console.print(
             f"{e.reason}: finished cases are in {e.run_dir}; continue with "
             f"`bench run {args.suite} --resume {e.run_id}`",
@@ -467,6 +504,7 @@ def _finish(args: argparse.Namespace, run_dir: Path, results: list, console) -> 
     from bench.results.store import results_frame
     from bench.run.suite_driver import exit_code
 
+    _keep_log(run_dir)
     print_table(console_rows(results_frame(results)), console)
     console.print(f"results: {run_dir}")
     if args.history:
@@ -479,6 +517,15 @@ def _finish(args: argparse.Namespace, run_dir: Path, results: list, console) -> 
     from bench.results.store import profiles
 
     return exit_code([*results, *profiles(run_dir)])  # a failed profiled pass fails too
+
+
+def _keep_log(run_dir: Path) -> None:
+    """What libraries logged in this process while the suite was checked (torchao's kernels
+    that did not load, torch's deprecation notes), in the run's logs/bench.log."""
+    from bench.models.quiet import write_kept
+    from bench.results.store import LOGS
+
+    write_kept(Path(run_dir) / LOGS / "bench.log")
 
 
 def _launch(args: argparse.Namespace) -> dict | None:

@@ -192,17 +192,18 @@ class _PerfSession:
         """The baseline's tests, or why there is none to compare with."""
         if self._baseline is None and self._skip_all is None:
             path = self.path(self.compare)
-            try:
-                from bench.results.store import read_json
+            from bench.results.files import BadFile, read_perf_baseline
 
-                data = read_json(path)
-                tests = data["tests"]
-            except FileNotFoundError:
-                self._skip_all = f"no perf baseline {self.compare!r} at {path}"
-            except (OSError, ValueError, KeyError, TypeError) as e:
-                self._skip_all = f"perf baseline {path} is unreadable ({e})"
+            try:
+                data = read_perf_baseline(path)
+            except BadFile as e:
+                self._skip_all = (
+                    f"no perf baseline {self.compare!r} at {path}"
+                    if not path.exists()
+                    else f"perf baseline {e}"
+                )
             else:
-                here, there = _facts(), data.get("environment", {})
+                tests, here, there = data["tests"], _facts(), data["environment"]
                 diff = [f"{k}: {there.get(k)} vs {v}" for k, v in here.items() if there.get(k) != v]
                 if diff:
                     self._skip_all = (
@@ -220,15 +221,16 @@ class _PerfSession:
             return None
         import time
 
-        from bench.results.store import read_json, write_json_atomic
+        from bench.results.files import BadFile, read_perf_baseline
+        from bench.results.store import write_json_atomic
 
         path = self.path(self.save)
         tests: dict[str, Any] = {}
         try:
-            old = read_json(path)
-            if old.get("environment") == _facts():
-                tests = old.get("tests", {})  # keep tests this session did not run
-        except (OSError, ValueError):
+            old = read_perf_baseline(path)
+            if old["environment"] == _facts():
+                tests = old["tests"]  # keep tests this session did not run
+        except BadFile:  # none yet, or one that cannot be believed: this session starts it
             pass
         code, when = _code(), time.strftime("%Y-%m-%dT%H:%M:%S%z")
         for key, m in self.measured.items():

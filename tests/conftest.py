@@ -32,6 +32,13 @@ def write_manifest(run: Path, name: str, text: str) -> None:
     store.write_json_atomic(run / store.MANIFEST, manifest)
 
 
+# The model and workload a hand-made case result names (every result bench writes has them).
+PARTS = {
+    "model": {"name": "m", "label": "m", "params": {}},
+    "workload": {"name": "forward", "label": "w", "params": {}},
+    "techniques": [{"name": "baseline", "label": "baseline", "params": {}}],
+}
+
 TINY_MODEL = """
 [[models]]
 name = "tinygpt-s"

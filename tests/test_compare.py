@@ -14,6 +14,7 @@ import scipy.stats  # noqa: F401
 import torch  # noqa: F401
 
 from bench.cli import main
+from tests.conftest import PARTS
 
 SUITE_TEXT = 'name = "s"\n[[models]]\nname = "tinygpt-s"\n[[workloads]]\nname = "forward"\n'
 ENV = {"cpu_model": "Test CPU", "torch": "2.13.0+cpu", "gpu": {"available": False}}
@@ -31,7 +32,7 @@ def fake_run(root, run_id, cases, suite="s", env=ENV, suite_text=SUITE_TEXT, thr
         for r in range(n):
             result = {
                 "case_id": case_id, "repeat": r, "status": "ok", "run_id": run_id,
-                "case": {"run": {"threads": threads}},
+                "case": {"run": {"threads": threads}, **PARTS},
                 "metrics": [{"name": m, "value": v[r], "unit": "s" if "median" in m else "count",
                              "method": "perf_counter"} for m, v in metrics.items()],
             }  # fmt: skip
@@ -169,7 +170,7 @@ def test_bad_inputs_end_with_one_line_and_exit_2(tmp_path, capsys):
     next((cand / "cases").glob("*.json")).write_text("{trunc")
     assert main(["compare", str(base), str(cand)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "unreadable result file" in err
+    assert err.count("\n") == 1 and "m__w__baseline.r0.json: truncated or not JSON" in err
     bad_gates = fake_run(tmp_path, "g", {"m/w/baseline": {"latency_median": lat(0.01)}},
                          suite_text=SUITE_TEXT + "[gates]\nlatency_median = 0\n")  # fmt: skip
     assert main(["compare", str(base), str(bad_gates)]) == 2

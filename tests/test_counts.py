@@ -20,6 +20,7 @@ from bench.results.metric_info import RESOLUTION, Tolerance
 from bench.spec.suite import parse_suite
 from bench.telemetry import callgrind
 from bench.telemetry.timer import time_calls
+from tests.conftest import PARTS
 from tests.test_compare import fake_run
 
 EVENTS = "Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw"
@@ -135,7 +136,7 @@ def count_run(root, run_id, value, timed=0.01):
     """A run folder with a timed result and a count result of one case."""
     d = fake_run(root, run_id, {"m/w/baseline": {"latency_median": [timed] * 3}})
     count = {"case_id": "m/w/baseline", "repeat": 0, "status": "ok", "run_id": run_id,
-             "case": {"run": {"threads": 2}}, "info": {"pass": "count"},
+             "case": {"run": {"threads": 2}, **PARTS}, "info": {"pass": "count"},
              "metrics": [{"name": "instructions", "value": value, "unit": "instructions",
                           "method": "callgrind_Ir"}]}  # fmt: skip
     (d / "cases" / "m__w__baseline.count.json").write_text(json.dumps(count))

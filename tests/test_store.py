@@ -97,7 +97,7 @@ def test_truncated_file_is_reported_and_skipped(tmp_path):
     store.write_json_atomic(store.case_path(run, good.case_id, 0), good.to_json())
     broken = store.case_path(run, "other", 0)
     broken.write_text('{"case_id": "other", "metr')
-    with pytest.warns(UserWarning, match="unreadable result file"):
+    with pytest.warns(UserWarning, match="truncated or not JSON"):
         df = load_results(run)
     assert list(df.case_id.unique()) == [good.case_id]
 

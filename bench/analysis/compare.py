@@ -104,7 +104,11 @@ def environment_differences(base: Side, cand: Side) -> list[str]:
     for name in sorted(set(base.facts) & set(cand.facts)):
         b, c = base.facts[name], cand.facts[name]
         if b != c or len(b) > 1:
-            out.append(f"{name}: {' / '.join(sorted(b))} vs {' / '.join(sorted(c))}")
+            # The file behind a value one side alone has: a stray edit, or another machine.
+            odd = [cand.fact_sources.get((name, v)) for v in sorted(c - b)]
+            odd += [base.fact_sources.get((name, v)) for v in sorted(b - c)]
+            source = next((f" (as {s} says)" for s in odd if s), "")
+            out.append(f"{name}: {' / '.join(sorted(b))} vs {' / '.join(sorted(c))}{source}")
     return out
 
 
@@ -320,6 +324,7 @@ NOT_OK = {"REGRESSION", "IMPROVED", "INCONCLUSIVE"}
 def print_comparison(c: Comparison, console, show_all: bool = False) -> None:
     """The verdict table; OK rows only with ``show_all`` (they are counted below it, and
     every row is in the --out files)."""
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"{len(c.base.runs)} base run(s) → {len(c.cand.runs)} candidate run(s)")
@@ -327,11 +332,13 @@ def print_comparison(c: Comparison, console, show_all: bool = False) -> None:
         table.add_column(col, overflow="fold")
     for row in table_rows(c, None if show_all else NOT_OK):
         verdict = row[2].split(" ", 1)[0]
-        table.add_row(*row[:2], f"[{COLOURS[verdict]}]{row[2]}[/]", *row[3:])
+        # Names come from files: "[/]" in a case label is text, not markup.
+        cells = [escape(str(cell)) for cell in row]
+        table.add_row(*cells[:2], f"[{COLOURS[verdict]}]{cells[2]}[/]", *cells[3:])
     if table.row_count:
         console.print(table)
     for line in summary_lines(c):
-        console.print(line, highlight=False)
+        console.print(escape(line), highlight=False)
 
 
 def summary_lines(c: Comparison) -> list[str]:
@@ -377,11 +384,9 @@ FOREST_CAPTION = (
 
 def to_html(c: Comparison, forest_png: bytes | None) -> str:
     import base64
-    import html
 
-    from bench.analysis.document import STYLE, html_table
-
-    e = html.escape
+    from bench.analysis.document import esc as e
+    from bench.analysis.document import html_table, page
 
     def table(verdicts: set[str]) -> str:
         rows = table_rows(c, verdicts)
@@ -411,10 +416,7 @@ def to_html(c: Comparison, forest_png: bytes | None) -> str:
         f"<details><summary>{counts['OK']} OK (whole interval inside the tolerance)</summary>"
         f"{table({'OK'})}</details>"
     )
-    return (
-        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>Comparison</title>'
-        f"<style>{STYLE}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n"
-    )
+    return page("Comparison", "\n".join(parts))
 
 
 def write_outputs(c: Comparison, out: Path) -> list[Path]:

@@ -2,15 +2,15 @@
 
 ``bench report RESULTS... [--out DIR]`` writes reports/<suite>/<run_id>/report.md and
 report.html (plots as PNG beside them, and embedded in the HTML), plus reports/index.html.
-Every string that came from a user (suite names, descriptions, case ids, errors) is
-escaped in HTML.
+Every string that came from a user, a plugin or a file (suite names, descriptions, case
+ids, errors, units, the environment) reaches the HTML through ``document.esc``.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import tomllib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,11 +28,12 @@ from bench.analysis import (
     tables,
     training_plots,
 )
-from bench.analysis.document import STYLE, html_table, md_table
+from bench.analysis.document import esc, html_table, link, md_table, page
 from bench.analysis.units import human
 from bench.errors import UserError
 from bench.filenames import path_component
 from bench.results import store
+from bench.results.files import BadFile
 from bench.results.metric_info import HIGHER_IS_BETTER, MODELLED_NOTE, is_modelled, label
 
 AXES = [  # (metric, label) of what a reader asks "who won?" about
@@ -178,12 +179,12 @@ class Table:
 
 
 def write_run_report(run_dir: Path, out_root: Path) -> Path:
-    manifest = store.read_json(run_dir / store.MANIFEST)
-    df = store.load_results(run_dir)
-    results = store.run_results(run_dir)
+    manifest = store.read_manifest(run_dir)
+    results = store.read_cases(run_dir)
+    df = store.results_frame(results)
     suite = dict(manifest["suite"])
     try:
-        suite["description"] = tomllib.loads(suite.get("text", "")).get("description", "")
+        suite["description"] = str(tomllib.loads(suite["text"]).get("description", ""))
     except tomllib.TOMLDecodeError:
         suite["description"] = ""
     # The manifest is a file anyone may have edited: its names never choose a path.
@@ -245,7 +246,8 @@ def environment_facts(manifest: dict[str, Any]) -> list[tuple[str, str]]:
         (
             "Run",
             f"{manifest.get('run_id')}, started {manifest.get('started')}, "
-            f"{manifest.get('status')}",
+            f"{manifest.get('status')}"
+            + (f" ({manifest['status_reason']})" if manifest.get("status_reason") else ""),
         ),
         ("Code", code),
         (
@@ -398,8 +400,8 @@ def write_markdown(path, title, suite, facts, won, sections, images) -> None:
 
 
 def write_html(path, title, suite, facts, won, sections, images) -> None:
-    e = html.escape
-    env = "".join(f"<dt>{e(k)}</dt><dd>{e(str(v))}</dd>" for k, v in facts)
+    e = esc
+    env = "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in facts)
     won_html = "".join(
         f"<p><b>{e(group)}</b></p><ul>" + "".join(f"<li>{e(p)}</li>" for p in parts) + "</ul>"
         for group, parts in won
@@ -419,31 +421,27 @@ def write_html(path, title, suite, facts, won, sections, images) -> None:
         for p, caption in images.values()
     )
     parts.append(f"<h2>Figures</h2>{figures}")
-    doc = (
-        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>'
-        f"<style>{STYLE}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n"
-    )
-    atomic.write_text(path, doc)
+    atomic.write_text(path, page(title, "\n".join(parts)))
 
 
 def write_index(out_root: Path) -> Path:
     rows = []
     for report in sorted(out_root.glob("*/*/report.html")):
         rows.append((report.parent.parent.name, report.parent.name, report.relative_to(out_root)))
-    items = "".join(
-        f'<li><a href="{html.escape(str(rel))}">{html.escape(s)} / {html.escape(r)}</a></li>'
-        for s, r, rel in rows
-    )
+    items = "".join(f"<li>{link(f'{s} / {r}', rel.as_posix())}</li>" for s, r, rel in rows)
     path = out_root / "index.html"
-    head = (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>reports</title>"
-        f"<style>{STYLE}</style></head>"
-    )
-    atomic.write_text(path, f"{head}<body><h1>Reports</h1><ul>{items}</ul></body></html>\n")
+    atomic.write_text(path, page("reports", f"<h1>Reports</h1><ul>{items}</ul>"))
     return path
 
 
 def write_reports(paths: list[Path], out_root: Path = Path("reports")) -> list[Path]:
-    written = [write_run_report(d, out_root) for d in run_dirs(paths)]
+    written = []
+    for d in run_dirs(paths):
+        try:
+            written.append(write_run_report(d, out_root))
+        except BadFile as e:  # the other runs' reports are still worth writing
+            warnings.warn(f"{e}; no report for this run", stacklevel=2)
+    if not written:
+        raise UserError("no run here could be read (each is named above)")
     write_index(out_root)
     return written

@@ -10,8 +10,6 @@ naming the file.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 
 from bench.errors import UserError
 from bench.results import store
+from bench.results.history import environment_key
 from bench.results.metric_info import Tolerance, is_modelled
 from bench.spec.gates import gates_of_suite_text
 
@@ -49,9 +48,14 @@ class Side:
     # recorded it: "run case rN: what disturbed it"
     disturbed: list[str] = field(default_factory=list)
     recorded: int = 0
+    fact_sources: dict[tuple[str, str], str] = field(default_factory=dict)  # first file saying it
 
-    def add_fact(self, name: str, value: Any) -> None:
-        self.facts.setdefault(name, set()).add("unknown" if value is None else str(value))
+    def add_fact(self, name: str, value: Any, source: str = "") -> None:
+        """``source``: the file the fact was read from, named when the sides differ."""
+        text = "unknown" if value is None else str(value)
+        self.facts.setdefault(name, set()).add(text)
+        if source:
+            self.fact_sources.setdefault((name, text), source)
 
     def add_value(
         self, run: str, case_id: str, metric: str, value: float, unit: str | None
@@ -97,59 +101,44 @@ def _sources(path: Path) -> list[tuple[str, Path]]:
     return runs + saves
 
 
-def read_result(path: Path) -> dict[str, Any]:
-    try:
-        data = store.read_json(path)
-    except FileNotFoundError:
-        raise UserError("missing result file", where=str(path)) from None
-    except (OSError, ValueError) as e:
-        raise UserError(f"unreadable result file ({e})", where=str(path)) from None
-    if not isinstance(data, dict):
-        raise UserError("malformed result file: expected a JSON object", where=str(path))
-    return data
-
-
 def _read_run(run_dir: Path, side: Side) -> None:
-    manifest = read_result(run_dir / store.MANIFEST)
-    try:
-        run_id = manifest["run_id"]
-        suite = manifest["suite"]
-        env = manifest.get("environment", {})
-    except (KeyError, TypeError):
-        raise UserError("malformed manifest: no run_id or suite", where=str(run_dir)) from None
+    from bench.results import files
+    from bench.results.files import believed
+
+    manifest = believed(lambda p: store.read_manifest(p.parent), run_dir / store.MANIFEST)
+    run_id, suite = manifest["run_id"], manifest["suite"]
+    env = manifest["environment"] or {}
     side.runs.append(run_id)
     side.run_dirs.append(run_dir)
     side.suites.add(suite["name"])
-    gates = gates_of_suite_text(suite.get("text", ""), f"{run_dir} (its suite)")
+    gates = gates_of_suite_text(suite["text"], f"{run_dir} (its suite)")
     if side.gates is None:
         side.gates = gates
     elif gates != side.gates:
         side.gates_differ.append(run_id)
     side.env_keys.add(environment_key(environment_facts(env)))
-    side.add_fact("CPU model", env.get("cpu_model"))
+    where = str(run_dir / store.MANIFEST)
+    side.add_fact("CPU model", env.get("cpu_model"), where)
     gpus = (env.get("gpu") or {}).get("devices") or []
     side.add_fact("GPU", ", ".join(str(g.get("name")) for g in gpus) or "none")
-    side.add_fact("torch", minor_version(env.get("torch")))
-    files = sorted((run_dir / store.CASES).glob("*.json"))
-    if not files:
+    side.add_fact("torch", minor_version(env.get("torch")), where)
+    paths = sorted((run_dir / store.CASES).glob("*.json"))
+    if not paths:
         raise UserError("no case results in this run", where=str(run_dir / store.CASES))
-    for f in files:
-        r = read_result(f)
-        try:
-            case_id, status, run = r["case_id"], r["status"], r["case"]["run"]
-        except (KeyError, TypeError):
-            raise UserError("malformed case result: no case_id/status/case", where=str(f)) from None
+    for f in paths:
+        r = believed(files.read_case, f)
+        case_id, status, run = r["case_id"], r["status"], r["case"]["run"]
         side.add_fact("threads", run.get("threads"))
         if status != "ok":
             continue
         _note_disturbance(r, run_id, side)
-        for m in r.get("metrics") or []:
-            if m.get("value") is None:
+        for m in r["metrics"]:
+            if m["value"] is None:
                 continue
-            if is_modelled(m.get("method")):
+            if is_modelled(m["method"]):
                 side.modelled.add(m["name"])
-            side.add_value(run_id, case_id, m["name"], float(m["value"]), m.get("unit"))
-            repeat = r.get("repeat")
+            side.add_value(run_id, case_id, m["name"], float(m["value"]), m["unit"])
+            repeat = r["repeat"]
             if isinstance(repeat, int):
                 side.by_repeat.setdefault((case_id, m["name"]), {})[repeat] = float(m["value"])
 
@@ -178,22 +167,18 @@ def disturbance_note(name: str, side: Side) -> str | None:
 
 
 def _read_pytest_benchmark(path: Path, side: Side) -> None:
-    data = read_result(path)
-    if not isinstance(data.get("benchmarks"), list):
-        raise UserError("not a pytest-benchmark save: no 'benchmarks' list", where=str(path))
+    from bench.results.files import believed, read_pytest_benchmark
+
+    data = believed(read_pytest_benchmark, path)
     side.runs.append(str(path.resolve()))
     side.suites.add(PYTEST_BENCHMARK)
-    info = data.get("machine_info") or {}
-    side.add_fact("CPU model", (info.get("cpu") or {}).get("brand_raw"))
-    side.add_fact("Python", info.get("python_version"))
+    info = data["machine_info"]
+    cpu = info.get("cpu")
+    side.add_fact("CPU model", cpu.get("brand_raw") if isinstance(cpu, dict) else None, str(path))
+    side.add_fact("Python", info.get("python_version"), str(path))
     for b in data["benchmarks"]:
-        try:
-            name, median = b["fullname"], float(b["stats"]["median"])
-        except (KeyError, TypeError, ValueError):
-            raise UserError(
-                "malformed benchmark entry: no fullname/stats.median", where=str(path)
-            ) from None
-        side.add_value(str(path.resolve()), name, "latency_median", median, "s")
+        median = b["stats"]["median"]
+        side.add_value(str(path.resolve()), b["fullname"], "latency_median", median, "s")
 
 
 def environment_facts(env: dict[str, Any]) -> dict[str, Any]:
@@ -211,10 +196,6 @@ def environment_facts(env: dict[str, Any]) -> dict[str, Any]:
         "cuda": env.get("cuda"),
         "python": minor_version(env.get("python")),
     }
-
-
-def environment_key(facts: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def minor_version(version: str | None) -> str | None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import atomic
-from bench.filenames import hashed_name, path_component
+from bench.filenames import MAX_READABLE, hashed_name, path_component
 from bench.spec.suite import is_baseline
 
 MANIFEST = "manifest.json"
@@ -71,8 +71,11 @@ def case_name(case_id: str) -> str:
     """A case id's parts joined by '__' (readable), one-to-one: an id that the plain form
     cannot carry back (unsafe characters, a '__' of its own) gets a hash of itself."""
     parts = case_id.split("/")
-    if all(path_component(p) == p and "__" not in p for p in parts):
-        return "__".join(parts)
+    readable = "__".join(parts)
+    if len(readable) <= MAX_READABLE and all(
+        path_component(p) == p and "__" not in p for p in parts
+    ):
+        return readable
     return hashed_name("__".join(parts), case_id)
 
 
@@ -121,28 +124,52 @@ def profiles(run_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    with open(path, "rb") as f:
-        return json.loads(f.read())
+def read_json(path: Path) -> Any:
+    """Strict JSON from a file bench wrote (``files.BadFile`` when it is not)."""
+    from bench.results.files import read_json as strict
+
+    return strict(path)
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any]:
+    """A run's manifest, checked (``files.BadFile``), as a reader should believe it: a
+    ``running`` run whose process is gone reads ``interrupted`` (``liveness.effective``)."""
+    from bench.results.files import read_manifest as checked
+    from bench.results.liveness import effective
+
+    return effective(checked(Path(run_dir) / MANIFEST))
+
+
+def read_cases(run_dir: Path) -> list[dict[str, Any]]:
+    """Every case result of one run folder that can be believed, in file-name order; each
+    one that cannot is skipped with a warning naming it and what is wrong."""
+    from bench.results.files import BadFile, read_case
+
+    out = []
+    for path in sorted((Path(run_dir) / CASES).glob("*.json")):
+        try:
+            out.append(read_case(path))
+        except BadFile as e:
+            warnings.warn(f"{e}; skipped", stacklevel=2)
+    return out
 
 
 def run_results(run_dir: Path) -> list[dict[str, Any]]:
-    """Every case result of one run folder, in file-name order."""
-    return [read_json(p) for p in sorted((run_dir / CASES).glob("*.json"))]
+    """Every case result of one run folder, in file-name order (``read_cases``)."""
+    return read_cases(run_dir)
 
 
 def finished_ok(run_dir: Path) -> set[tuple[str, int | str]]:
     """(case_id, repeat) pairs that already have an ``ok`` result in this run (repeat
-    ``COUNT`` for the case's counts)."""
-    done = set()
-    for path in sorted((run_dir / CASES).glob("*.json")):
-        try:
-            r = read_json(path)
-        except (OSError, ValueError):
-            continue
-        if r.get("status") == "ok":
-            done.add((r["case_id"], COUNT if is_count(r) else int(r["repeat"])))
-    return done
+    ``COUNT`` for the case's counts); a file that cannot be believed is run again."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = read_cases(run_dir)
+    return {
+        (r["case_id"], COUNT if is_count(r) else r["repeat"])
+        for r in results
+        if r["status"] == "ok"
+    }
 
 
 # --- loading into pandas -------------------------------------------------------------
@@ -169,15 +196,14 @@ def load_results(*paths: str | Path) -> Any:
     still gets one row, with its status and error and an empty metric, so it is never
     silently dropped. Unreadable or truncated files are reported with a warning and skipped.
     """
+    from bench.results.files import BadFile, read_case
+
     records = []
     for path in _result_files(paths or ("results",)):
         try:
-            r = read_json(path)
-            r["case"]["model"]
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            warnings.warn(
-                f"{path}: unreadable result file ({type(e).__name__}: {e}); skipped", stacklevel=2
-            )
+            r = read_case(path)
+        except BadFile as e:
+            warnings.warn(f"{e}; skipped", stacklevel=2)
             continue
         records.append(r)
     return results_frame(records)

@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.errors import UserError
-from bench.results import store
+from bench.results import files, store
+from bench.results.files import believed
 from bench.run.merge import machine, merged_manifest, read_manifests
 
 SEPARATOR = "@"
@@ -28,7 +29,7 @@ def labelled(items: list[str]) -> list[tuple[str, Path, dict]]:
         out.append((name, Path(path)))
     manifests = read_manifests([p for _, p in out])
     out = [
-        (n or m["environment"].get("host", "?"), p, m)
+        (n or (m["environment"] or {}).get("host") or "?", p, m)
         for (n, p), m in zip(out, manifests, strict=True)
     ]
     names = [n for n, _, _ in out]
@@ -53,7 +54,8 @@ def merge_machines(items: list[str], results: Path) -> Path:
     (run_dir / store.CASES).mkdir(exist_ok=True)
     for name, folder, _ in machines:
         for f in sorted((folder / store.CASES).glob("*.json")):
-            r = store.read_json(f)
+            believed(files.read_case, f)
+            r = store.read_json(f)  # as written, not as read: keys stay as they were
             model = r["case"]["model"]
             model["label"] = f"{model['label']}{SEPARATOR}{name}"
             r["case_id"] = f"{model['label']}/{r['case_id'].split('/', 1)[1]}"

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import UserError
-from bench.results import store
+from bench.results import files, store
+from bench.results.files import believed
 from bench.run.case import now_iso
 
 
@@ -15,10 +16,9 @@ def read_manifests(run_dirs: list[Path]) -> list[dict]:
     """The runs' manifests; they must come from one suite file."""
     manifests = []
     for d in run_dirs:
-        try:
-            manifests.append(store.read_json(d / store.MANIFEST))
-        except (OSError, ValueError):
-            raise UserError(f"{d}: no readable run ({store.MANIFEST})") from None
+        if not (d / store.MANIFEST).is_file():
+            raise UserError(f"{d}: no run here (no {store.MANIFEST})")
+        manifests.append(believed(lambda p: store.read_manifest(p.parent), d / store.MANIFEST))
     hashes = {m["suite"]["sha256"] for m in manifests}
     if len(hashes) != 1:
         raise UserError("bench merge: the runs come from different suite files (hashes differ)")
@@ -33,7 +33,7 @@ def merged_manifest(run_id: str, manifests: list[dict], status: str) -> dict[str
         "run_id": run_id,
         "suite": first["suite"],
         "environment": first["environment"],
-        "started": min(m.get("started", "") for m in manifests),
+        "started": min(m["started"] or "" for m in manifests),
         "ended": now_iso(),
         "status": status,
     }
@@ -82,6 +82,9 @@ def merge_runs(run_dirs: list[Path], results: Path, allow_mixed: bool = False) -
         )
     first = manifests[0]
     suite = parse_suite(first["suite"]["text"], where=first["suite"].get("path") or "<suite>")
+    for d in run_dirs:  # every case believable before anything is written
+        for f in sorted((d / store.CASES).glob("*.json")):
+            believed(files.read_case, f)
     run_id, run_dir = store.create_run_dir(results, suite.name)
     seen: dict[str, Path] = {}
     covered: set[str] = set()
@@ -103,7 +106,7 @@ def merge_runs(run_dirs: list[Path], results: Path, allow_mixed: bool = False) -
                 target = run_dir / sub / name
                 shutil.copy2(f, target)
     for f in (run_dir / store.CASES).glob("*.json"):  # the merged run is their run now
-        data = store.read_json(f)
+        data = store.read_json(f)  # as written (checked above), not as read
         data["run_id"] = run_id
         store.write_json_atomic(f, data)
     done = all(m.get("status") in ("complete", "partial") for m in manifests)

@@ -15,7 +15,7 @@ from typing import Any
 
 from bench.errors import UserError
 from bench.filenames import path_component
-from bench.results import store
+from bench.results import liveness, store
 from bench.run.case import now_iso
 from bench.run.case_process import make_launcher
 from bench.run.preparation import preload_modules, prepare_run
@@ -145,11 +145,20 @@ def _open_run(suite: Suite, opts: RunOptions) -> tuple[str, Path, dict[str, Any]
     if opts.resume:
         run_dir = opts.results / path_component(opts.resume)
         try:
-            manifest = store.read_json(run_dir / store.MANIFEST)
+            manifest = store.read_manifest(run_dir)
         except (OSError, ValueError):
             raise UserError(
                 f"--resume {opts.resume}: no readable run at {run_dir / store.MANIFEST}"
             ) from None
+        if not isinstance(manifest, dict):
+            raise UserError(f"--resume {opts.resume}: malformed manifest (not a JSON object)",
+                            where=str(run_dir / store.MANIFEST))  # fmt: skip
+        process = liveness.last_process(manifest)
+        if manifest.get("status") == "running" and liveness.live_here(process):
+            raise UserError(
+                f"--resume {opts.resume}: that run is still running here (pid "
+                f"{process['pid']}); wait for it, or stop it first"
+            )
         if manifest.get("suite", {}).get("sha256") != suite.sha256:
             raise UserError(
                 f"--resume {opts.resume}: the suite file changed since that run started "
@@ -234,9 +243,11 @@ class RunSession:
             "mode": "inline" if opts.inline else "process",
             "planned": planned,
             "status": "running",
+            "process": liveness.owner(),  # so that a reader can tell a dead run
         }
         self.manifest["attempts"].append(self.attempt)
         self.manifest["status"] = "running"
+        liveness.reserve(self.run_dir)  # room for the last word on a full disk
         store.write_json_atomic(self.run_dir / store.MANIFEST, self.manifest)
         self.executed = 0
         self.facts: dict[str, Any] = {}
@@ -279,7 +290,8 @@ class RunSession:
             status="interrupted", reason=reason, ended=now_iso(), executed=self.executed
         )
         self.manifest["status"] = "interrupted"
-        with contextlib.suppress(OSError):  # a full disk may refuse this too
+        liveness.release(self.run_dir)
+        with contextlib.suppress(OSError):  # the reserve was too small, or is not ours
             store.write_json_atomic(self.run_dir / store.MANIFEST, self.manifest)
         return Interrupted(self.run_id, self.run_dir, reason, code)
 
@@ -288,6 +300,7 @@ class RunSession:
         self.attempt.update(status=status, ended=now_iso(), executed=self.executed)
         self.manifest["status"] = status
         self.manifest["ended"] = now_iso()
+        liveness.release(self.run_dir)
         store.write_json_atomic(self.run_dir / store.MANIFEST, self.manifest)
 
     def close(self) -> None:

@@ -56,7 +56,7 @@ def _tolerance(value: Any, where: str, key: str) -> Tolerance | None:
         ((kind, number),) = value.items()
     if kind not in ("relative", "absolute") or isinstance(number, bool):
         number = None
-    if not isinstance(number, int | float) or not math.isfinite(number) or number <= 0:
+    if not isinstance(number, int | float) or not _positive_finite(number):
         raise UserError(
             f"tolerance {value!r}: expected a positive fraction (0.05 = 5%), "
             '{ absolute = X } with X > 0, "exact" or "off"',
@@ -64,6 +64,13 @@ def _tolerance(value: Any, where: str, key: str) -> Tolerance | None:
             key=key,
         )
     return Tolerance(kind, float(number))
+
+
+def _positive_finite(number: float) -> bool:
+    try:
+        return math.isfinite(number) and number > 0
+    except OverflowError:  # an integer no float holds
+        return False
 
 
 def gates(overrides: dict[str, Tolerance | None] | None = None) -> dict[str, Tolerance]:
