@@ -1,11 +1,53 @@
 """Tables of already formatted text as Markdown and as escaped HTML: the one way reports
-and comparisons lay out a table."""
+and comparisons lay out a table; and the one way any page the harness writes escapes text,
+links and its title (``esc``, ``href``, ``link``, ``page``).
+
+Every string in a page that did not come from the harness's own source (suite names and
+descriptions, case, model and technique labels and parameters, run ids, error messages,
+metric names and units from plugins, notes, commits, paths) reaches the HTML through
+``esc`` (text and quoted attribute values) or ``href`` (link targets); pages never
+interpolate such a string raw.
+"""
 
 from __future__ import annotations
 
 import html
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+WEB_SCHEMES = ("http", "https")  # the only link targets kept as they are
+
+
+def esc(value: object) -> str:
+    """``value`` as HTML text, safe both between tags and inside a quoted attribute
+    (``&``, ``<``, ``>``, ``"`` and ``'`` escaped)."""
+    return html.escape(str(value), quote=True)
+
+
+def href(target: str) -> str:
+    """A link target, ready for a quoted ``href``/``src``: a web address (http, https) as
+    it is; anything else is a path relative to the page, its unsafe characters (``:``
+    among them) percent-encoded, so no string from a file becomes a ``javascript:`` link
+    and a '#' or '?' in a file name stays part of the name."""
+    target = str(target)
+    parts = urllib.parse.urlsplit(target)
+    if parts.scheme in WEB_SCHEMES and parts.netloc:
+        return esc(target)
+    return esc(urllib.parse.quote(target, safe="/"))
+
+
+def link(text: object, target: str) -> str:
+    return f'<a href="{href(target)}">{esc(text)}</a>'
+
+
+def page(title: str, body: str) -> str:
+    """A whole self-contained page: the title escaped, the shared style, ``body`` as given
+    (markup the caller built with ``esc``, ``href`` and ``html_table``)."""
+    return (
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}'
+        f"</title><style>{STYLE}</style></head><body>\n{body}\n</body></html>\n"
+    )
 
 
 @dataclass(frozen=True)
@@ -47,16 +89,15 @@ def html_table(
     ``numeric_from`` on are right-aligned."""
     if not rows:
         return "<p><em>none</em></p>"
-    e = html.escape
 
     def cell(tag: str, text: str, j: int, cls: str = "") -> str:
         names = " ".join(n for n in (cls, "num" if j >= numeric_from else "") if n)
-        attr = f' class="{e(names)}"' if names else ""
+        attr = f' class="{esc(names)}"' if names else ""
         links = text if isinstance(text, list) else [text] if isinstance(text, Link) else None
         if links is not None:
-            inner = " · ".join(f'<a href="{e(x.href)}">{e(x.text)}</a>' for x in links)
+            inner = " · ".join(link(x.text, x.href) for x in links)
             return f"<{tag}{attr}>{inner}</{tag}>"
-        return f"<{tag}{attr}>{e(str(text))}</{tag}>"
+        return f"<{tag}{attr}>{esc(text)}</{tag}>"
 
     head = "".join(cell("th", h, j) for j, h in enumerate(header))
     body = "".join(

@@ -4,7 +4,6 @@ points marked, environment changes shaded) as ``index.html`` with a page per ser
 
 from __future__ import annotations
 
-import html
 import io
 import re
 from collections.abc import Sequence
@@ -13,7 +12,7 @@ from typing import Any
 
 from bench import atomic
 from bench.analysis import changepoints as cp
-from bench.analysis.document import STYLE, html_table
+from bench.analysis.document import esc, href, html_table, link, page
 from bench.analysis.units import human, scale
 from bench.results.metric_info import label
 
@@ -68,9 +67,12 @@ def print_summary(
     alarms: Sequence[cp.ChangePoint],
     console,
 ) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
-    console.print(f"history [bold]{name}[/]: {_summary(series, points, alarms)}", highlight=False)
+    # Names come from the database: "[/]" in a case or history name is text, not markup.
+    summary = escape(f"{_summary(series, points, alarms)}")
+    console.print(f"history [bold]{escape(name)}[/]: {summary}", highlight=False)
     if not rows(points, alarms):
         return
     table = Table(title="Change points (alarms first, then newest first)")
@@ -79,7 +81,7 @@ def print_summary(
     style = {"REGRESSION": "red", "IMPROVED": "green", "INCONCLUSIVE": "yellow"}
     every = rows(points, alarms)
     for r in every[: len(alarms) + RECENT]:
-        table.add_row(*r, style="bold red" if r[0] else style.get(r[-1]))
+        table.add_row(*map(escape, map(str, r)), style="bold red" if r[0] else style.get(r[-1]))
     console.print(table)
     if len(every) > len(alarms) + RECENT:
         console.print(
@@ -146,7 +148,7 @@ def write_pages(
     """``out/index.html`` (alarms, change points, the series with their trend figures)
     and one page per case x metric; returns the index."""
     out.mkdir(parents=True, exist_ok=True)
-    e = html.escape
+    e = esc
     groups: dict[tuple[str, str], list[cp.Series]] = {}
     for s in series:
         groups.setdefault((s.case_id, s.metric), []).append(s)
@@ -161,8 +163,8 @@ def write_pages(
         page = _page(
             f"{case_id}: {label(metric)}",
             [
-                f'<p><a href="index.html">← history {e(name)}</a></p>',
-                f'<figure><img src="{slug}.png" alt="trend of {e(metric)}"></figure>',
+                f"<p>{link(f'← history {name}', 'index.html')}</p>",
+                f'<figure><img src="{href(slug + ".png")}" alt="trend of {e(metric)}"></figure>',
                 _caption(),
                 "<h2>Change points</h2>",
                 _table(mine, alarms),
@@ -198,7 +200,8 @@ def write_pages(
         "<h2>Open alarms and change points</h2>",
         _table(points, alarms),
         *(
-            f'<figure><a href="{slug}.html"><img src="{slug}.png" alt="trend"></a></figure>'
+            f'<figure><a href="{href(slug + ".html")}"><img src="{href(slug + ".png")}" '
+            'alt="trend"></a></figure>'
             for slug in dict.fromkeys(alarmed)
         ),
         _caption() if alarmed else "",
@@ -253,7 +256,7 @@ def _table(points: Sequence[cp.ChangePoint], alarms: Sequence[cp.ChangePoint]) -
 
 def _grid(links: dict[tuple[str, str], tuple[str, bool]]) -> str:
     """Cases down, metrics across; a cell links to the trend page (red: an open alarm)."""
-    e = html.escape
+    e = esc
     cases = list(dict.fromkeys(c for c, _ in links))
     metrics = list(dict.fromkeys(m for _, m in links))
     head = "".join(f"<th>{e(h)}</th>" for h in ["case", *map(label, metrics)])
@@ -266,18 +269,12 @@ def _grid(links: dict[tuple[str, str], tuple[str, bool]]) -> str:
                 continue
             slug, alarm = links[(c, m)]
             cells.append(
-                f'<td class="{"bad" if alarm else ""}"><a href="{slug}.html">'
-                f"{'ALARM' if alarm else 'trend'}</a></td>"
+                f'<td class="{"bad" if alarm else ""}">'
+                f"{link('ALARM' if alarm else 'trend', slug + '.html')}</td>"
             )
         body += f"<tr><td>{e(c)}</td>{''.join(cells)}</tr>"
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead>{body}</table></div>'
 
 
 def _page(title: str, parts: Sequence[str]) -> str:
-    e = html.escape
-    return (
-        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{e(title)}'
-        f"</title><style>{STYLE}</style></head><body>\n<h1>{e(title)}</h1>\n"
-        + "\n".join(parts)
-        + "\n</body></html>\n"
-    )
+    return page(title, f"<h1>{esc(title)}</h1>\n" + "\n".join(parts))
