@@ -91,6 +91,14 @@ def start_cost(session: nox.Session) -> None:
 
 
 @nox.session
+def fuzz(session: nox.Session) -> None:
+    """Benchmark: 1,000 broken files of each kind bench reads, through the command that
+    reads each (about 7 minutes); the counts go to benchmarks/data/fuzz.json."""
+    install(session, "dev")
+    session.run("python", "benchmarks/fuzz.py", *session.posargs)
+
+
+@nox.session
 def isolation(session: nox.Session) -> None:
     """Benchmark: fixed cost of an isolated case, and its fidelity to an in-process loop."""
     install(session)

@@ -255,6 +255,9 @@ def _counters(text: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if any("\0" in a for a in argv):  # no path can hold one (a shell cannot pass it either)
+        print("bench: error: an argument holds a NUL byte", file=sys.stderr)
+        return 2
     args = _parser().parse_args(argv)
     with warnings.catch_warnings():  # restored on return: a caller's settings are its own
         warnings.showwarning = _one_line_warning

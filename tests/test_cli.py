@@ -28,6 +28,14 @@ def test_user_errors_exit_2_with_one_line(write_suite, capsys):
     )
 
 
+def test_a_path_no_file_system_takes_is_one_line_and_exit_2(capsys):
+    """Found by benchmarks/fuzz.py: both raised from the standard library."""
+    assert main(["compare", "x" * 300, "y"]) == 2
+    assert capsys.readouterr().err.endswith(": File name too long\n")
+    assert main(["validate", "a\0b.toml"]) == 2
+    assert capsys.readouterr().err == "bench: error: an argument holds a NUL byte\n"
+
+
 def test_bad_filter_and_shard_are_user_errors(write_suite, capsys):
     path = write_suite('name = "t"\n' + TINY_MODEL + '[[workloads]]\nname = "forward"\n')
     assert main(["list", str(path), "--filter", "*generate*"]) == 2

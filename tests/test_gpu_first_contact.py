@@ -20,6 +20,7 @@ def figures_of(records):
     return {f["key"]: f for r in records for f in r["figures"]}
 
 
+@pytest.mark.slow  # the whole script end to end (about 17 s): the slow session's
 def test_the_dry_run_runs_every_step_and_prints_one_table_with_the_ranges(tmp_path, capsys):
     assert fc.main(["--dry-run", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out

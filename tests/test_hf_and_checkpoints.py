@@ -226,6 +226,22 @@ def test_a_config_that_does_not_match_the_weights_is_refused(gpt2_ckpt, tmp_path
     assert "the config does not match the weights' shapes" in _refused(bigger)
 
 
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({"n_layer": 10**7}, "num_hidden_layers = 10000000 is larger than the weights allow"),
+        ({"n_embd": 0}, "hidden_size = 0: expected a positive integer"),
+        ({"architectures": True}, "architectures: expected a list of class names"),
+        ({"architectures": [["GPT2LMHeadModel"]]}, "architectures: expected a list of class"),
+    ],
+)
+def test_a_config_of_impossible_sizes_is_refused_before_building(gpt2_ckpt, tmp_path, config,
+                                                                  expected):  # fmt: skip
+    """Found by benchmarks/fuzz.py: ten million layers took minutes and gigabytes to build
+    on the meta device; the others raised from inside transformers."""
+    assert expected in _refused(_copy_with(gpt2_ckpt, tmp_path / "c", config=config))
+
+
 def test_an_encoder_only_checkpoint_is_refused(tmp_path):
     from transformers import BertConfig, BertModel
 

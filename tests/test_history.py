@@ -538,3 +538,20 @@ def test_an_accepted_regression_stops_alarming_until_a_new_one(tmp_path, capsys)
         (run / "manifest.json").write_text(json.dumps(m))
     assert main(["history", "rebuild", "--results", str(results)]) == 0
     assert main(["history", "nightly", *where]) == 1
+
+
+def test_a_degenerate_interval_that_rounds_past_its_value_is_believed():
+    """Runs that agree exactly: the geometric mean and its interval's bounds are computed
+    apart and differ in the last bits (seen on a real run's peak memory)."""
+    from types import SimpleNamespace
+
+    from bench.results.history import _row_problem, environment_key
+
+    row = SimpleNamespace(
+        run_id="r", case_id="c", metric="memory_peak_rss", unit="bytes", method="m",
+        env_key=environment_key({}), started="2026-12-04T00:00:00+00:00",
+        value=169754624.00000015, low=169754624.00000018, high=169754624.00000018, n=3,
+        run_values="[169754624, 169754624, 169754624]", env="{}", gates="{}",
+    )  # fmt: skip
+    assert _row_problem(row) is None
+    assert "does not hold" in _row_problem(SimpleNamespace(**{**vars(row), "value": 1.7e8}))

@@ -54,7 +54,8 @@ def run_dir(tmp_path):
             result = CaseResult(case.to_json(), case.id, case.hash, r, "ok", f"2026-01-01T00:00:{i}{r}",
                                 "", 1.0, metrics=metrics, run_id="run1")  # fmt: skip
             store.write_json_atomic(store.case_path(run, case.id, r), result.to_json())
-    bad = CaseResult(suite.cases[2].to_json(), "tinygpt-s/generate-b1-p32-n32/broken", "h", 0, "failed",
+    broken = "tinygpt-s/generate-b1-p32-n32/broken"
+    bad = CaseResult({**suite.cases[2].to_json(), "id": broken}, broken, "h", 0, "failed",
                      "2026-01-01T00:01:00", "", 1.0, error="<b>boom</b>", run_id="run1")  # fmt: skip
     store.write_json_atomic(store.case_path(run, bad.case_id, 0), bad.to_json())
     return run

@@ -287,8 +287,8 @@ def quiet_fact(results: list[dict[str, Any]]) -> tuple[str, str]:
         f"disturbed: other processes used ≥ {OTHERS_CORES_LIMIT:g} cores or ≥ "
         f"{100 * STEAL_LIMIT:g}% of CPU time was stolen during the measured calls"
     )
-    worst = max(d.get("others_cores", 0.0) for _, d in seen)
-    steal = max(d.get("steal_fraction", 0.0) for _, d in seen)
+    worst = max(d.get("others_cores") or 0.0 for _, d in seen)
+    steal = max(d.get("steal_fraction") or 0.0 for _, d in seen)
     if not bad:
         return ("Quiet", f"yes: no process run of {len(seen)} disturbed (others used at most "
                 f"{worst:.2f} cores, at most {100 * steal:.1f}% stolen; {limits})")  # fmt: skip

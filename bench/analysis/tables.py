@@ -79,6 +79,7 @@ def baseline_of(df: pd.DataFrame) -> dict[tuple[str, str], str]:
     run, model and workload."""
     cases = df.drop_duplicates(["run_id", "case_id"])
     base = cases[cases.is_baseline].set_index(["run_id", "model", "workload"]).case_id
+    base = base[~base.index.duplicated()]  # one baseline a group (an edited file may add one)
     out = {}
     for row in cases.itertuples():
         key = (row.run_id, row.model, row.workload)

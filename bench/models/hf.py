@@ -190,7 +190,31 @@ def check_checkpoint_dir(path: Path) -> None:
 CAUSAL_LM_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 
 
-def _expected_shapes(path: Path):
+# Sizes a config names that no weight can be smaller than: a config larger than its
+# weights in any of them does not describe them, and building it would take as long (and,
+# through the initialisers transformers runs, as much memory) as the model it claims.
+SIZE_KEYS = ("num_hidden_layers", "hidden_size", "intermediate_size", "vocab_size",
+             "num_attention_heads", "num_key_value_heads", "head_dim")  # fmt: skip
+
+
+def _sizes_fit(path: Path, config: Any, shapes: dict[str, tuple[int, ...]]) -> None:
+    largest = max((d for shape in shapes.values() for d in shape), default=0)
+    for key in SIZE_KEYS:
+        value = getattr(config, key, None)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"{path}/config.json: {key} = {value!r}: expected a positive integer")
+        bound = len(shapes) if key == "num_hidden_layers" else largest
+        if value > bound:
+            raise ValueError(
+                f"{path}/config.json: {key} = {value} is larger than the weights allow "
+                f"({len(shapes)} tensors, largest dimension {largest}): the config does not "
+                "describe these weights"
+            )
+
+
+def _expected_shapes(path: Path, shapes: dict[str, tuple[int, ...]]):
     """The config, and each parameter the architecture needs as a group of names that
     share one tensor (tied weights) with its shape, from a model built on the meta device
     (no memory, no random init)."""
@@ -211,6 +235,7 @@ def _expected_shapes(path: Path):
         )
     if getattr(config, "is_encoder_decoder", False):
         raise ValueError(f"{path} is an encoder-decoder model; bench drives decoder-only LMs")
+    _sizes_fit(path, config, shapes)
     try:
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(config)
@@ -234,7 +259,7 @@ def check_checkpoint_fits(path: Path, shapes: dict[str, tuple[int, ...]]) -> Non
     randomly initialised and pose as the checkpoint) or do not match its shapes, and a
     tokenizer whose ids the model has no embeddings for."""
     with quiet():  # the first import of transformers' modeling code: torchao's chatter
-        config, expected = _expected_shapes(path)
+        config, expected = _expected_shapes(path, shapes)
     if (path / "tokenizer.json").is_file():
         from tokenizers import Tokenizer
 

@@ -15,8 +15,9 @@ STEAL_LIMIT = 0.05
 def describe(d: dict[str, Any]) -> str:
     """'others used 0.98 cores, 0.1% stolen, 41 involuntary switches'."""
     parts = []
-    if "others_cores" in d:
+    if d.get("others_cores") is not None:
         parts.append(f"others used {d['others_cores']:.2f} cores")
+    if d.get("steal_fraction") is not None:
         parts.append(f"{100 * d['steal_fraction']:.1f}% stolen")
-    parts.append(f"{d.get('involuntary_switches', 0)} involuntary switches")
+    parts.append(f"{d.get('involuntary_switches') or 0} involuntary switches")
     return ", ".join(parts)

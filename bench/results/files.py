@@ -61,6 +61,7 @@ class Part(_Loose):
 
 
 class CaseSpec(_Loose):
+    id: str | None = None
     suite: str | None = None
     model: Part
     workload: Part
@@ -94,6 +95,12 @@ class CaseFile(_Loose):
     error: str | None = None
     started: str | None = None
     wall_s: Number | None = None
+
+    @model_validator(mode="after")
+    def _one_case(self) -> CaseFile:
+        if self.case.id is not None and self.case.id != self.case_id:
+            raise ValueError(f"case_id {self.case_id!r} is not its case's id {self.case.id!r}")
+        return self
 
 
 class SuiteRef(_Loose):
@@ -185,14 +192,15 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON (bench writes null for a missing figure)")
 
 
-def read_json(path: str | Path) -> Any:
-    """Strict JSON from ``path``; ``BadFile`` if it cannot be read or parsed."""
+def read_json(path: str | Path, strict: bool = True) -> Any:
+    """JSON from ``path`` (``strict``: no NaN or Infinity, which bench never writes; another
+    tool's file may hold them where nobody reads); ``BadFile`` if it cannot be parsed."""
     try:
         data = Path(path).read_bytes()
     except OSError as e:
         raise BadFile(path, f"cannot be read ({e.strerror or e})") from None
     try:
-        return json.loads(data, parse_constant=_reject_constant)
+        return json.loads(data, parse_constant=_reject_constant if strict else None)
     except UnicodeDecodeError:
         raise BadFile(path, "not UTF-8 text") from None
     except RecursionError:
@@ -235,7 +243,11 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
 
 
 def read_pytest_benchmark(path: str | Path) -> dict[str, Any]:
-    return checked(PytestBenchmarkSave, read_json(path), path, "pytest-benchmark save")
+    # pytest-benchmark's saves come from Python's json, which writes a non-finite statistic
+    # as NaN or Infinity; the median, the one figure read, is still checked finite.
+    return checked(
+        PytestBenchmarkSave, read_json(path, strict=False), path, "pytest-benchmark save"
+    )
 
 
 def read_perf_baseline(path: str | Path) -> dict[str, Any]:

@@ -393,7 +393,8 @@ def _row_problem(row) -> str | None:
         if not missing and not _finite(bound):
             return f"{key} {bound!r} is not a finite number"
     low, high = row.low, row.high
-    if _finite(low) and _finite(high) and not low <= row.value <= high:
+    slack = 1e-9 * abs(row.value)  # a geometric mean and its bounds round apart when runs agree
+    if _finite(low) and _finite(high) and not low - slack <= row.value <= high + slack:
         return f"the interval [{low}, {high}] does not hold the value {row.value}"
     try:
         values, env, gates = (json.loads(getattr(row, k)) for k in ("run_values", "env", "gates"))

@@ -112,7 +112,7 @@ def higher_is_better(metric: str) -> bool:
 
 
 def is_modelled(method: str | None) -> bool:
-    return bool(method) and any(m in method for m in MODELLED_METHODS)
+    return isinstance(method, str) and any(m in method for m in MODELLED_METHODS)
 
 
 # --- gates: how much change a comparison tolerates before it names a verdict ----------

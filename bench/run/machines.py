@@ -59,6 +59,7 @@ def merge_machines(items: list[str], results: Path) -> Path:
             model = r["case"]["model"]
             model["label"] = f"{model['label']}{SEPARATOR}{name}"
             r["case_id"] = f"{model['label']}/{r['case_id'].split('/', 1)[1]}"
+            r["case"]["id"] = r["case_id"]  # one id: readers check the two agree
             r["run_id"] = run_id
             r.setdefault("info", {})["machine"] = name
             store.write_json_atomic(store.case_path(run_dir, r["case_id"], r["repeat"]), r)
