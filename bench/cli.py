@@ -268,22 +268,31 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench: error: {e}", file=sys.stderr)
             return 2
         except OSError as e:
-            if e.errno not in PATH_ERRORS:
+            where = f"{e.filename}: " if e.filename else ""
+            if e.errno in FULL_DISK:  # outside a run's own handler (which says the same)
+                print(f"bench: error: {where}cannot write: {e.strerror}", file=sys.stderr)
+                return 74
+            if e.errno not in PATH_ERRORS or not e.filename:
                 raise
             # A path the user gave that cannot be used: said like any other user error.
-            print(f"bench: error: {e.filename}: {e.strerror}", file=sys.stderr)
+            print(f"bench: error: {where}{e.strerror}", file=sys.stderr)
             return 2
 
 
+FULL_DISK = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 # Errors of a path itself (not of the disk or the machine): the user's to fix.
 PATH_ERRORS = {errno.ENOENT, errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR, errno.EACCES,
                errno.ELOOP, errno.EPERM}  # fmt: skip
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """A skipped file or a doubtful figure, said in one line like an error (no source line):
-    the warning is the user's to act on, not the code's."""
-    print(f"bench: warning: {message}", file=sys.stderr)
+    """bench's own warnings (a skipped file, a doubtful figure) in one line like an error:
+    the user's to act on, not the code's; a library's keep their origin."""
+    if Path(filename).resolve().is_relative_to(Path(__file__).resolve().parent):
+        print(f"bench: warning: {message}", file=sys.stderr)
+    else:
+        print(warnings.formatwarning(message, category, filename, lineno, line), file=sys.stderr,
+              end="")  # fmt: skip
 
 
 def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:

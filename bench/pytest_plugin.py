@@ -237,7 +237,7 @@ class _PerfSession:
             entry = tests.get(key) or {}
             kept = [
                 s
-                for s in entry.get("sessions", [])
+                for s in entry.get("sessions") or []
                 if s.get("code") == code and entry.get("metric") == m.metric
             ]
             mine = {"values": m.values, "code": code, "saved": when}

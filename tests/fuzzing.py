@@ -321,6 +321,13 @@ def _manifest(seed: Seed, tmp: Path):
     return run / store.MANIFEST, ["compare", str(other), str(run)], [run.name]
 
 
+def _manifest_report(seed: Seed, tmp: Path):
+    from bench.results import store
+
+    run, _ = _two_runs(seed, tmp)
+    return run / store.MANIFEST, ["report", str(run), "--out", str(tmp / "reports")], [run.name]
+
+
 def _pytest_benchmark(seed: Seed, tmp: Path):
     save, good = tmp / seed.save.name, tmp / "0002_good.json"
     shutil.copy(seed.save, save)
@@ -370,7 +377,7 @@ def perf_baseline_outcome(folder: str, name: str) -> Outcome:
     from types import SimpleNamespace
 
     from bench.analysis import verdicts
-    from bench.pytest_plugin import _PerfSession, sessions_of
+    from bench.pytest_plugin import Measurement, _PerfSession, sessions_of
     from bench.results.metric_info import Tolerance
 
     options = {"--perf-save": None, "--perf-compare": name, "--perf-dir": folder,
@@ -378,15 +385,20 @@ def perf_baseline_outcome(folder: str, name: str) -> Outcome:
     try:
         session = _PerfSession(SimpleNamespace(getoption=options.__getitem__))
         tests, why = session.baseline()
-        if why:
-            return Outcome(0, "", f"warning: every perf test skipped: {why}")
         lines = []
-        for key, entry in tests.items():
+        for key, entry in (tests or {}).items():
             change = verdicts.between_runs(
                 sessions_of(entry), [[1.0, 1.05, 0.95]], entry["metric"], False,
                 Tolerance("relative", 0.1),
             )  # fmt: skip
             lines.append(f"{key}: {change.describe()}")
+        # and ``pytest --perf-save NAME`` over it: this session's measurement added
+        save = {**options, "--perf-save": name, "--perf-compare": None}
+        saving = _PerfSession(SimpleNamespace(getoption=save.__getitem__))
+        saving.measured["t::a"] = Measurement("latency_median", "s", [1.0, 1.1], "perf_counter")
+        saving.write()
+        if why:
+            return Outcome(0, "", f"warning: every perf test skipped: {why}")
         return Outcome(0, "\n".join(lines), "")
     except Exception:
         return Outcome(None, "", "", traceback.format_exc())
@@ -504,6 +516,7 @@ KINDS = {
     "case_result": Kind("case_result", _json_file_case(_case_result)),
     "case_result_report": Kind("case_result_report", _json_file_case(_case_result_report)),
     "manifest": Kind("manifest", _json_file_case(_manifest)),
+    "manifest_report": Kind("manifest_report", _json_file_case(_manifest_report)),
     "pytest_benchmark_save": Kind("pytest_benchmark_save", _json_file_case(_pytest_benchmark)),
     "perf_baseline": Kind("perf_baseline", _perf_case),
     "history_rows": Kind("history_rows", _history_case),

@@ -134,6 +134,7 @@ def test_a_killed_run_reads_interrupted_everywhere_and_resumes(tmp_path, capsys)
     assert main(["run", str(suite), "--results", str(results), "--resume", run_dir.name,
                  "--no-report"]) in (0, 1)  # fmt: skip
     assert store.read_json(run_dir / store.MANIFEST)["status"] == "complete"
+    assert "status_reason" not in store.read_manifest(run_dir)  # the old story is over
     attempts = store.read_json(run_dir / store.MANIFEST)["attempts"]
     assert attempts[0]["status"] == "interrupted" and attempts[-1]["status"] == "complete"
 

@@ -255,3 +255,26 @@ def test_perf_profile_writes_the_operator_table_and_trace_and_is_no_gate(pyteste
     assert data["test"] == "test_prof.py::test_mlp"
     assert {o["operator"] for o in data["operators"]} >= {"aten::addmm", "aten::relu"}
     assert (pytester.path / ".perf" / "profiles" / (table.stem + ".trace.json.gz")).exists()
+
+
+def test_saving_over_an_older_baseline_adds_to_it(tmp_path):
+    """A baseline an older bench saved ("values", no "sessions"): --perf-save adds to it
+    (found by an audit: it raised TypeError once files were read through their schema)."""
+    import json
+    from types import SimpleNamespace
+
+    from bench.pytest_plugin import Measurement, _facts, _PerfSession
+
+    old = {
+        "environment": _facts(),
+        "tests": {"t::old": {"metric": "latency_median", "values": [1.0]}},
+    }
+    (tmp_path / "base.json").write_text(json.dumps(old))
+    options = {"--perf-save": "base", "--perf-compare": None, "--perf-dir": str(tmp_path),
+               "--perf-repeats": 3, "--perf-beyond-tolerance": False}  # fmt: skip
+    session = _PerfSession(SimpleNamespace(getoption=options.__getitem__))
+    for key in ("t::old", "t::new"):
+        session.measured[key] = Measurement("latency_median", "s", [2.0, 2.1], "perf_counter")
+    saved = json.loads(session.write().read_text())["tests"]
+    assert [s["values"] for s in saved["t::old"]["sessions"]] == [[2.0, 2.1]]
+    assert saved["t::new"]["sessions"][0]["values"] == [2.0, 2.1]

@@ -12,14 +12,14 @@ from bench.analysis import stats
 from bench.analysis.sides import environment_facts
 from bench.errors import UserError
 from bench.results import store
-from bench.results.files import BadFile, believed
+from bench.results.files import BadFile
 from bench.results.history import PointRow, RunRow, environment_key
 from bench.spec.gates import gates_of_suite_text
 
 
 def run_points(run_dir: Path) -> tuple[RunRow, list[PointRow]]:
     """The history rows of one run folder."""
-    manifest = believed(lambda p: store.read_manifest(p.parent), run_dir / store.MANIFEST)
+    manifest = store.believed_manifest(run_dir)
     if manifest["started"] is None:
         raise UserError("malformed manifest: started: missing", where=str(run_dir / store.MANIFEST))
     env, suite = manifest["environment"] or {}, manifest["suite"]

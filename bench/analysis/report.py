@@ -226,7 +226,7 @@ def _caption(name: str, results: list[dict[str, Any]]) -> str:
 
 def environment_facts(manifest: dict[str, Any]) -> list[tuple[str, str]]:
     """What produced these numbers, in words: (label, text) pairs."""
-    env = manifest.get("environment", {})
+    env = manifest.get("environment") or {}
     git = env.get("git") or {}
     commit = git.get("commit")
     code = "not a git checkout" if not commit else f"{commit[:12]}"
@@ -435,13 +435,17 @@ def write_index(out_root: Path) -> Path:
 
 
 def write_reports(paths: list[Path], out_root: Path = Path("reports")) -> list[Path]:
-    written = []
+    written, unread = [], []
     for d in run_dirs(paths):
         try:
             written.append(write_run_report(d, out_root))
         except BadFile as e:  # the other runs' reports are still worth writing
-            warnings.warn(f"{e}; no report for this run", stacklevel=2)
+            unread.append(e)
     if not written:
-        raise UserError("no run here could be read (each is named above)")
+        first = unread[0]
+        more = f" (and {len(unread) - 1} more runs)" if len(unread) > 1 else ""
+        raise UserError(f"{first.why}{more}", where=first.path)
+    for e in unread:
+        warnings.warn(f"{e}; no report for this run", stacklevel=2)
     write_index(out_root)
     return written

@@ -105,7 +105,7 @@ def _read_run(run_dir: Path, side: Side) -> None:
     from bench.results import files
     from bench.results.files import believed
 
-    manifest = believed(lambda p: store.read_manifest(p.parent), run_dir / store.MANIFEST)
+    manifest = store.believed_manifest(run_dir)
     run_id, suite = manifest["run_id"], manifest["suite"]
     env = manifest["environment"] or {}
     side.runs.append(run_id)

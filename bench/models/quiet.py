@@ -68,6 +68,10 @@ def write_kept(path: Path) -> None:
     """Append what was kept so far to ``path`` (a run's log); nothing if nothing was."""
     if not kept:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        f.write("".join(f"{line}\n" for line in kept))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as f:
+            f.write("".join(f"{line}\n" for line in kept))
+    except OSError:  # a full disk: the run's own stop says so; this log is not worth a failure
+        return
+    kept.clear()  # written once: a process that runs several suites logs each line once

@@ -374,14 +374,14 @@ def _finite(x: Any) -> bool:
 
 
 def _row_problem(row) -> str | None:
-    import datetime as dt
+    import pandas as pd
 
     for key in ("run_id", "case_id", "metric", "unit", "method", "env_key", "started"):
         if not isinstance(getattr(row, key), str):
             return f"{key} {getattr(row, key)!r} is not text"
-    try:
-        dt.datetime.fromisoformat(row.started)
-    except ValueError:
+    try:  # the parser frame() uses: Python's fromisoformat takes forms pandas refuses
+        pd.to_datetime(row.started, utc=True, format="ISO8601")
+    except (ValueError, TypeError):
         return f"started {row.started!r} is not a date"
     if not _finite(row.value):
         return f"value {row.value!r} is not a finite number"

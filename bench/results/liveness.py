@@ -1,11 +1,12 @@
 """Runs that died without saying so: a manifest that reads ``running`` after a SIGKILL, a
 power cut or a disk too full to write the last word.
 
-A run records who writes it (process id, that process's start time, host and boot) in each
-attempt; a reader that finds ``running`` checks them: on this host, a boot that differs or a
-process that is gone (or is another process with the same id) means the run is dead and is
-read as ``interrupted``. On another host nothing can be checked and the run stays
-``running``, said so. And so that the last word can be written on a full disk, a run keeps
+A run records who writes it (process id, that process's start time, host, machine id, boot
+and pid namespace) in each attempt; a reader that finds ``running`` checks them: on this
+machine, a boot that differs, or (in the same pid namespace) a process that is gone or is
+another process with the same id, means the run is dead and is read as ``interrupted``.
+Where nothing can be checked (another machine, another pid namespace, no /proc) the run
+stays ``running``. And so that the last word can be written on a full disk, a run keeps
 space reserved beside its manifest and gives it up just before its final write.
 """
 
@@ -43,6 +44,21 @@ def _start_ticks(pid: int) -> int | None:
         return None
 
 
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _pid_namespace() -> int | None:
+    """The pid namespace's inode: a container's pids are not the host's."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+
+
 def owner() -> dict[str, Any]:
     """This process, as a reader on the same machine can find it again."""
     pid = os.getpid()
@@ -50,7 +66,9 @@ def owner() -> dict[str, Any]:
         "pid": pid,
         "pid_start_ticks": _start_ticks(pid),
         "host": socket.gethostname(),
+        "machine_id": _read("/etc/machine-id"),  # host names repeat (containers, clones)
         "boot_id": _boot_id(),
+        "pid_namespace": _pid_namespace(),
     }
 
 
@@ -59,17 +77,21 @@ def gone(process: Any) -> str | None:
     it runs on another host, or the record says too little to tell)."""
     if not isinstance(process, dict) or process.get("host") != socket.gethostname():
         return None
+    machine = _read("/etc/machine-id")
+    if process.get("machine_id") and machine and process["machine_id"] != machine:
+        return None  # another machine of the same name
     boot = _boot_id()
     if process.get("boot_id") and boot and process["boot_id"] != boot:
         return "the machine has restarted since (a power cut or a reboot)"
-    pid = process.get("pid")
+    pid, recorded = process.get("pid"), process.get("pid_start_ticks")
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return None
+    if not isinstance(recorded, int) or process.get("pid_namespace") != _pid_namespace():
+        return None  # no /proc when it started, or a container's pids: nothing to check
     ticks = _start_ticks(pid)
     if ticks is None:
         return f"its process (pid {pid}) is gone: killed, or lost its disk"
-    recorded = process.get("pid_start_ticks")
-    if isinstance(recorded, int) and recorded != ticks:
+    if recorded != ticks:
         return f"its process (pid {pid}) is gone; another process has that id now"
     return None
 
@@ -107,13 +129,14 @@ def effective(manifest: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def reserve(run_dir: Path) -> None:
-    """Set space aside for the final manifest (allocated, not a sparse hole)."""
+def reserve(run_dir: Path, manifest_bytes: int = 0) -> None:
+    """Set space aside for the final manifest (allocated, not a sparse hole): 1 MiB, or
+    four times the manifest as it starts (a long suite text, a selection of many cases)."""
     path = Path(run_dir) / RESERVE
     with contextlib.suppress(OSError):  # no room even for this: the run fails soon anyway
         fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
         try:
-            os.posix_fallocate(fd, 0, RESERVE_MIN_BYTES)
+            os.posix_fallocate(fd, 0, max(RESERVE_MIN_BYTES, 4 * manifest_bytes))
         finally:
             os.close(fd)
 

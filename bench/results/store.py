@@ -140,6 +140,13 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
     return effective(checked(Path(run_dir) / MANIFEST))
 
 
+def believed_manifest(run_dir: Path) -> dict[str, Any]:
+    """``read_manifest``, a manifest that cannot be believed a UserError naming it."""
+    from bench.results.files import believed
+
+    return believed(lambda p: read_manifest(p.parent), Path(run_dir) / MANIFEST)
+
+
 def read_cases(run_dir: Path) -> list[dict[str, Any]]:
     """Every case result of one run folder that can be believed, in file-name order; each
     one that cannot is skipped with a warning naming it and what is wrong."""

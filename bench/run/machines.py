@@ -58,7 +58,7 @@ def merge_machines(items: list[str], results: Path) -> Path:
             r = store.read_json(f)  # as written, not as read: keys stay as they were
             model = r["case"]["model"]
             model["label"] = f"{model['label']}{SEPARATOR}{name}"
-            r["case_id"] = f"{model['label']}/{r['case_id'].split('/', 1)[1]}"
+            r["case_id"] = f"{model['label']}/{r['case_id'].partition('/')[2]}"
             r["case"]["id"] = r["case_id"]  # one id: readers check the two agree
             r["run_id"] = run_id
             r.setdefault("info", {})["machine"] = name

@@ -18,7 +18,7 @@ def read_manifests(run_dirs: list[Path]) -> list[dict]:
     for d in run_dirs:
         if not (d / store.MANIFEST).is_file():
             raise UserError(f"{d}: no run here (no {store.MANIFEST})")
-        manifests.append(believed(lambda p: store.read_manifest(p.parent), d / store.MANIFEST))
+        manifests.append(store.believed_manifest(d))
     hashes = {m["suite"]["sha256"] for m in manifests}
     if len(hashes) != 1:
         raise UserError("bench merge: the runs come from different suite files (hashes differ)")
@@ -45,7 +45,7 @@ def machine(environment: dict[str, Any]) -> dict[str, Any]:
     return {
         "cpu": environment.get("cpu_model"),
         "cores": environment.get("cpu_affinity"),
-        "gpus": sorted(d.get("name", "") for d in gpu.get("devices", [])),
+        "gpus": sorted(str(d.get("name") or "") for d in gpu.get("devices") or []),
         "torch": environment.get("torch"),
         "cuda": environment.get("cuda"),
         "python": environment.get("python"),

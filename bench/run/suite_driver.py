@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fnmatch
+import json
 import signal
 import threading
 from collections.abc import Callable
@@ -144,15 +145,13 @@ def _open_run(suite: Suite, opts: RunOptions) -> tuple[str, Path, dict[str, Any]
 
     if opts.resume:
         run_dir = opts.results / path_component(opts.resume)
-        try:
-            manifest = store.read_manifest(run_dir)
-        except (OSError, ValueError):
-            raise UserError(
-                f"--resume {opts.resume}: no readable run at {run_dir / store.MANIFEST}"
-            ) from None
-        if not isinstance(manifest, dict):
-            raise UserError(f"--resume {opts.resume}: malformed manifest (not a JSON object)",
-                            where=str(run_dir / store.MANIFEST))  # fmt: skip
+        if not (run_dir / store.MANIFEST).is_file():
+            raise UserError(f"--resume {opts.resume}: no run at {run_dir}")
+        store.believed_manifest(run_dir)
+        # Written back as it was (not as the check reads it), with a dead run's last attempt
+        # marked interrupted: this attempt's story starts afresh.
+        manifest = liveness.effective(store.read_json(run_dir / store.MANIFEST))
+        manifest.pop("status_reason", None)
         process = liveness.last_process(manifest)
         if manifest.get("status") == "running" and liveness.live_here(process):
             raise UserError(
@@ -165,7 +164,7 @@ def _open_run(suite: Suite, opts: RunOptions) -> tuple[str, Path, dict[str, Any]
                 "(hash differs); resume needs the same suite",
                 where=suite.path,
             )
-        changed = _changes(manifest.get("environment", {}).get("software"), software())
+        changed = _changes((manifest.get("environment") or {}).get("software"), software())
         if changed and not opts.force:
             raise UserError(
                 f"--resume {opts.resume}: {'; '.join(changed)} since that run started, so its "
@@ -247,7 +246,8 @@ class RunSession:
         }
         self.manifest["attempts"].append(self.attempt)
         self.manifest["status"] = "running"
-        liveness.reserve(self.run_dir)  # room for the last word on a full disk
+        # room for the last word on a full disk
+        liveness.reserve(self.run_dir, len(json.dumps(self.manifest, default=str)))
         store.write_json_atomic(self.run_dir / store.MANIFEST, self.manifest)
         self.executed = 0
         self.facts: dict[str, Any] = {}
