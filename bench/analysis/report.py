@@ -267,11 +267,11 @@ def environment_facts(manifest: dict[str, Any]) -> list[tuple[str, str]]:
         )  # fmt: skip
     idle = manifest.get("idle_power") or {}
     if idle.get("domains"):
-        parts = [f"{d}: {v.get('watts', float('nan')):.1f} W ({v.get('method')})"
+        parts = [f"{d}: {v['watts']:.1f} W ({v.get('method')})"
                  for d, v in idle["domains"].items()]  # fmt: skip
         facts.append(("Idle power", "; ".join(parts)))
     else:
-        facts.append(("Idle power", f"not measured: {idle.get('reason', 'no record')}"))
+        facts.append(("Idle power", f"not measured: {idle.get('reason') or 'no record'}"))
     return facts
 
 

@@ -122,6 +122,22 @@ class Gpu(_Loose):
     reason: str | None = None
 
 
+class Bandwidth(_Loose):
+    read_bytes_per_s: Number | None = None
+    bytes_per_s: Number | None = None
+    read_method: str | None = None
+
+
+class IdleDomain(_Loose):
+    watts: Number
+    method: str | None = None
+
+
+class IdlePower(_Loose):
+    domains: dict[str, IdleDomain] | None = None
+    reason: str | None = None
+
+
 class Environment(_Loose):
     host: str | None = None
     cpu_model: str | None = None
@@ -133,6 +149,7 @@ class Environment(_Loose):
     git: Git = Git()
     gpu: Gpu = Gpu()
     software: dict[str, Any] = {}
+    copy_bandwidth: dict[str, Bandwidth] = {}
 
 
 class Selection(_Loose):
@@ -148,6 +165,7 @@ class Manifest(_Loose):
     attempts: list[dict[str, Any]] = []
     history: str | None = None
     selection: Selection | None = None
+    idle_power: IdlePower | None = None
 
 
 class Stats(_Loose):
