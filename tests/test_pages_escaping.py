@@ -154,7 +154,8 @@ def hostile_run(root: Path) -> Path:
                       "status": "ok", "started": f"2026-01-01T00:00:{i}{r}", "run_id": run_id,
                       "metrics": metrics, "info": {}}  # fmt: skip
             store.write_json_atomic(run / store.CASES / f"c{i}.r{r}.json", result)
-    failed = {"case": tech, "case_id": f"{NAME}/w/broken" + SVG, "repeat": 0, "status": "failed",
+    broken = f"{NAME}/w/broken" + SVG
+    failed = {"case": {**tech, "id": broken}, "case_id": broken, "repeat": 0, "status": "failed",
               "started": "2026-01-01T00:01:00", "run_id": run_id, "error": HOSTILE + "\nmore"}  # fmt: skip
     store.write_json_atomic(run / store.CASES / "broken.r0.json", failed)
     # profiled passes: hostile operator names, a failed pass's error, trace paths
