@@ -146,7 +146,9 @@ def _open_run(suite: Suite, opts: RunOptions) -> tuple[str, Path, dict[str, Any]
     if opts.resume:
         run_dir = opts.results / path_component(opts.resume)
         if not (run_dir / store.MANIFEST).is_file():
-            raise UserError(f"--resume {opts.resume}: no run at {run_dir}")
+            raise UserError(
+                f"--resume {opts.resume}: no readable run at {run_dir / store.MANIFEST}"
+            )
         store.believed_manifest(run_dir)
         # Written back as it was (not as the check reads it), with a dead run's last attempt
         # marked interrupted: this attempt's story starts afresh.
