@@ -545,7 +545,8 @@ def test_a_degenerate_interval_that_rounds_past_its_value_is_believed():
     apart and differ in the last bits (seen on a real run's peak memory)."""
     from types import SimpleNamespace
 
-    from bench.results.history import _row_problem, environment_key
+    from bench.results.history_rows import environment_key
+    from bench.results.history_rows import row_problem as _row_problem
 
     row = SimpleNamespace(
         run_id="r", case_id="c", metric="memory_peak_rss", unit="bytes", method="m",

@@ -1,6 +1,6 @@
 """Change points in a history, and which of them are alarms.
 
-A series is one case x metric on one environment (``history.environment_key``): a new CPU,
+A series is one case x metric on one environment (``history_rows.environment_key``): a new CPU,
 GPU driver, torch or CUDA starts a new series instead of raising an alarm. A night is one
 invocation, the unit across runs: its figure is its run center (the geometric mean of its
 process runs). Over a series' nights:

@@ -13,7 +13,8 @@ from bench.analysis.sides import environment_facts
 from bench.errors import UserError
 from bench.results import store
 from bench.results.files import BadFile
-from bench.results.history import PointRow, RunRow, environment_key
+from bench.results.history import PointRow, RunRow
+from bench.results.history_rows import environment_key
 from bench.spec.gates import gates_of_suite_text
 
 
@@ -40,7 +41,7 @@ def run_points(run_dir: Path) -> tuple[RunRow, list[PointRow]]:
     )
     values: dict[tuple[str, str], list[float]] = {}
     meta: dict[tuple[str, str], tuple[str, str]] = {}
-    for r in store.read_cases(run_dir):
+    for r in store.run_results(run_dir):
         if r["status"] != "ok":
             continue
         for m in r["metrics"]:

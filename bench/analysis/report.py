@@ -180,7 +180,7 @@ class Table:
 
 def write_run_report(run_dir: Path, out_root: Path) -> Path:
     manifest = store.read_manifest(run_dir)
-    results = store.read_cases(run_dir)
+    results = store.run_results(run_dir)
     df = store.results_frame(results)
     suite = dict(manifest["suite"])
     try:

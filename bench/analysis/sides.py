@@ -17,7 +17,7 @@ from typing import Any
 
 from bench.errors import UserError
 from bench.results import store
-from bench.results.history import environment_key
+from bench.results.history_rows import environment_key
 from bench.results.metric_info import Tolerance, is_modelled
 from bench.spec.gates import gates_of_suite_text
 

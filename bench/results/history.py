@@ -10,7 +10,7 @@ one transaction, so a run killed while writing leaves the history as it was.
 Many runs may finish at once into one history (a matrix of CI jobs, several ``bench run``
 on one machine): on SQLite a write takes the write lock up front and waits for it (WAL, a
 busy timeout, ``BEGIN IMMEDIATE``); on PostgreSQL a transaction that lost a race (two
-processes creating the tables, a deadlock) is rolled back and run again (``_retried``).
+processes creating the tables, a deadlock) is rolled back and run again (``history_writes``).
 
 SQLAlchemy is imported inside the functions: ``import bench`` stays light.
 """
@@ -19,12 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
-import math
-import random
 import re
-import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -32,28 +28,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bench.errors import UserError
+from bench.results import history_writes as writes
+from bench.results.history_rows import believed_rows
 
 SCHEMA_VERSION = 1
 SQLITE_NAME = "history.sqlite"
 
-# How long an SQLite write waits for another process's write to end (its busy timeout). A
-# write holds the lock for milliseconds; a long wait means a stuck process, not a queue.
-BUSY_TIMEOUT_S = 30.0
-# A transaction that lost a race is tried this many times in all, waiting a random time
-# up to FIRST_WAIT_S, doubling each try, at most MAX_WAIT_S: processes released together
-# (8 CI jobs ending at once) spread out instead of colliding again (about 5 s at worst).
-ATTEMPTS = 8
-FIRST_WAIT_S = 0.05
-MAX_WAIT_S = 2.0
-_WRITE = "bench_history_write"  # the execution option that makes SQLite's BEGIN IMMEDIATE
-
 T = TypeVar("T")
-
-
-def environment_key(facts: dict[str, Any]) -> str:
-    """The key of a series' environment (``analysis.sides.environment_facts``): runs whose
-    facts differ are another series, and their drift another machine's."""
-    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def default_url(results: Path) -> str:
@@ -166,7 +147,7 @@ class History:
         sqlite = driver_url.startswith("sqlite")
         try:
             self.engine = sa.create_engine(
-                driver_url, connect_args={"timeout": BUSY_TIMEOUT_S} if sqlite else {}
+                driver_url, connect_args={"timeout": writes.BUSY_TIMEOUT_S} if sqlite else {}
             )
         except ImportError as e:
             raise UserError(
@@ -177,7 +158,7 @@ class History:
         except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as e:
             raise UserError(f"not a usable database URL ({e})", where=shown(url)) from None
         if sqlite:
-            _sqlite_writes_lock_first(self.engine)
+            writes.sqlite_writes_lock_first(self.engine)
         md, *_ = _tables()
         # Reading first: opening a history that is all there (every table, its schema row)
         # writes nothing, so a reader does not queue behind writers for the write lock.
@@ -200,12 +181,12 @@ class History:
 
         def once() -> T:
             with self.engine.connect() as conn:
-                conn.execution_options(**{_WRITE: True})  # SQLite: BEGIN IMMEDIATE
+                conn.execution_options(**{writes.WRITE: True})  # SQLite: BEGIN IMMEDIATE
                 with conn.begin():
                     return work(conn)
 
         with self._errors():
-            return _retried(once)
+            return writes.retried(once)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -337,7 +318,7 @@ class History:
             df = pd.DataFrame(conn.execute(q).mappings().all())
         if df.empty:
             return df
-        good, bad = _believed_rows(df)
+        good, bad = believed_rows(df)
         for run_id, (count, why) in bad.items():
             warnings.warn(
                 f"{shown(self.url)}: history {history!r}, run {run_id}: {count} row(s) cannot "
@@ -351,62 +332,6 @@ class History:
         for column in ("run_values", "env", "gates"):
             df[column] = [json.loads(v) for v in df[column]]
         return df
-
-
-def _believed_rows(df) -> tuple[list[bool], dict[str, tuple[int, str]]]:
-    """Which rows of the history's frame can be believed, and per run, how many cannot and
-    why the first cannot (a database anyone can write to: a text where a number belongs,
-    JSON that does not parse, an interval that does not hold its value, a series key that
-    its facts do not give)."""
-    good: list[bool] = []
-    bad: dict[str, tuple[int, str]] = {}
-    for row in df.itertuples(index=False):
-        why = _row_problem(row)
-        good.append(why is None)
-        if why is not None:
-            count, first = bad.get(str(row.run_id), (0, why))
-            bad[str(row.run_id)] = (count + 1, first)
-    return good, bad
-
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def _row_problem(row) -> str | None:
-    import pandas as pd
-
-    for key in ("run_id", "case_id", "metric", "unit", "method", "env_key", "started"):
-        if not isinstance(getattr(row, key), str):
-            return f"{key} {getattr(row, key)!r} is not text"
-    try:  # the parser frame() uses: Python's fromisoformat takes forms pandas refuses
-        pd.to_datetime(row.started, utc=True, format="ISO8601")
-    except (ValueError, TypeError):
-        return f"started {row.started!r} is not a date"
-    if not _finite(row.value):
-        return f"value {row.value!r} is not a finite number"
-    if not isinstance(row.n, int) or isinstance(row.n, bool) or row.n < 1:
-        return f"n {row.n!r} is not a count of runs"
-    for key in ("low", "high"):
-        bound = getattr(row, key)  # None, or NaN where pandas filled a column of floats
-        missing = bound is None or (isinstance(bound, float) and math.isnan(bound))
-        if not missing and not _finite(bound):
-            return f"{key} {bound!r} is not a finite number"
-    low, high = row.low, row.high
-    slack = 1e-9 * abs(row.value)  # a geometric mean and its bounds round apart when runs agree
-    if _finite(low) and _finite(high) and not low - slack <= row.value <= high + slack:
-        return f"the interval [{low}, {high}] does not hold the value {row.value}"
-    try:
-        values, env, gates = (json.loads(getattr(row, k)) for k in ("run_values", "env", "gates"))
-    except (TypeError, ValueError) as e:
-        return f"JSON that does not parse ({e})"
-    if not isinstance(values, list) or not values or not all(map(_finite, values)):
-        return "run_values is not a list of finite numbers"
-    if not isinstance(env, dict) or environment_key(env) != row.env_key:
-        return "env_key is not the key of the run's recorded facts"
-    if not isinstance(gates, dict) or not all(isinstance(t, dict) for t in gates.values()):
-        return "gates is not a table of tolerances"
-    return None
 
 
 def _schema_query():
@@ -425,87 +350,6 @@ def _create_schema(conn) -> str:
         return row[0]
     conn.execute(meta.insert().values(key="schema", value=str(SCHEMA_VERSION)))
     return str(SCHEMA_VERSION)
-
-
-def _sqlite_writes_lock_first(engine) -> None:
-    """SQLite, set up so that writers queue instead of failing ("database is locked").
-
-    SQLAlchemy's recipe for pysqlite ("Serializable isolation / Savepoints / Transactional
-    DDL"): the driver's own transaction handling is off (it begins a transaction before an
-    INSERT but not before CREATE TABLE, and a deferred one), and SQLAlchemy's begin emits
-    the BEGIN itself. A write transaction begins IMMEDIATE: it takes the write lock before
-    its first read, waiting up to the busy timeout for it. A deferred one reads first (the
-    tables there? the schema row?) and then must upgrade its read lock to write; two doing
-    so at once deadlock, and SQLite fails one at once, without waiting. Taking the lock
-    first also makes "check, then create the tables" atomic: no "table already exists".
-    """
-    from sqlalchemy import event
-
-    @event.listens_for(engine, "connect")
-    def connect(dbapi_conn, _record) -> None:
-        dbapi_conn.isolation_level = None
-        # WAL: readers (`bench history`) and a writer do not wait for each other, and a
-        # commit is one append to the log. It needs the file on a local disk (the log's
-        # index is shared memory): a fleet of machines shares a PostgreSQL history instead.
-        cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def begin(conn) -> None:
-        write = conn.get_execution_options().get(_WRITE)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-
-# Errors of a transaction that lost a race with another process, rolled back whole and
-# safe to run again. PostgreSQL (SQLSTATE): a serialization failure, a deadlock, and what
-# two processes creating one table at once get (the loser's CREATE TABLE waits for the
-# winner's, then fails on the catalog's unique index, or finds the table there) or
-# inserting one schema row. SQLite: "locked" without waiting out the busy timeout (a lock
-# SQLite does not wait for, as a read lock's upgrade); and what a connection that does not
-# take the write lock first gets when racing to create tables (``bench tune``'s Optuna
-# storage, on the same file): here, one list of the races for both.
-RACE_SQLSTATES = {"40001", "40P01", "23505", "42P07", "42710"}
-RACE_MESSAGES = ("database is locked", "already exists", "UNIQUE constraint failed")
-
-
-def lost_a_race(error: BaseException) -> bool:
-    """Whether ``error`` (SQLAlchemy's, the driver's, or a library's wrapping either, such
-    as Optuna's storage) is a transaction losing a race with another process, worth
-    running again."""
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [error]
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if getattr(e, "sqlstate", None) in RACE_SQLSTATES:
-            return True
-        if "sqlite" in type(e).__module__ and any(m in str(e) for m in RACE_MESSAGES):
-            return True
-        todo += [getattr(e, "orig", None), e.__cause__, e.__context__]
-    return False
-
-
-def _retried(once: Callable[[], T]) -> T:
-    """``once()``, run again after a random, growing wait while it loses a race (at most
-    ATTEMPTS tries in all); any other error, or the last try's, stands."""
-    import sqlalchemy as sa
-
-    attempt = 1
-    while True:
-        began = time.monotonic()
-        try:
-            return once()
-        except sa.exc.DBAPIError as e:
-            # SQLite's busy timeout waited out: a process holds the lock (a stuck one, a
-            # shell's open transaction); waiting again would only delay the error
-            waited_out = "locked" in str(e) and time.monotonic() - began >= BUSY_TIMEOUT_S
-            if attempt == ATTEMPTS or waited_out or not lost_a_race(e):
-                raise
-        time.sleep(random.uniform(0, min(MAX_WAIT_S, FIRST_WAIT_S * 2 ** (attempt - 1))))
-        attempt += 1
 
 
 def _delete(conn, history: str, run_ids: list[str]) -> None:

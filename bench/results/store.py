@@ -147,7 +147,7 @@ def believed_manifest(run_dir: Path) -> dict[str, Any]:
     return believed(lambda p: read_manifest(p.parent), Path(run_dir) / MANIFEST)
 
 
-def read_cases(run_dir: Path) -> list[dict[str, Any]]:
+def run_results(run_dir: Path) -> list[dict[str, Any]]:
     """Every case result of one run folder that can be believed, in file-name order; each
     one that cannot is skipped with a warning naming it and what is wrong."""
     from bench.results.files import BadFile, read_case
@@ -161,17 +161,12 @@ def read_cases(run_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
-def run_results(run_dir: Path) -> list[dict[str, Any]]:
-    """Every case result of one run folder, in file-name order (``read_cases``)."""
-    return read_cases(run_dir)
-
-
 def finished_ok(run_dir: Path) -> set[tuple[str, int | str]]:
     """(case_id, repeat) pairs that already have an ``ok`` result in this run (repeat
     ``COUNT`` for the case's counts); a file that cannot be believed is run again."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        results = read_cases(run_dir)
+        results = run_results(run_dir)
     return {
         (r["case_id"], COUNT if is_count(r) else r["repeat"])
         for r in results

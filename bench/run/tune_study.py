@@ -7,7 +7,7 @@ import os
 import time
 import warnings
 
-from bench.results.history import lost_a_race
+from bench.results.history_writes import lost_a_race
 from bench.spec.tune import TuneSpec
 
 
