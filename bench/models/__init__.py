@@ -6,31 +6,46 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from bench.spec.registry import Params, register_model
 
 # Named sizes of the built-in byte-level GPT. Parameter counts include the tied embedding.
+# Trained weights ship for SHIPPED sizes (bench/models/weights/), their default.
 TINYGPT_SIZES: dict[str, dict[str, int]] = {
     "s": dict(n_layer=4, n_head=4, n_embd=128, block_size=256),  # ~0.8M: CPU, seconds
     "m": dict(n_layer=6, n_head=6, n_embd=384, block_size=512),  # ~11M: CPU, minutes
     "l": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024),  # ~86M: GPU
 }
+SHIPPED = ("s", "m")
 
 
 class TinyGPTOverrides(Params):
     """Suite keys that override a named size; unset keys keep the size's value."""
 
-    n_layer: int | None = Field(None, ge=1, le=96)
-    n_head: int | None = Field(None, ge=1, le=128)
-    n_embd: int | None = Field(None, ge=8, le=16384)
-    block_size: int | None = Field(None, ge=8, le=65536)
-    # "random": seeded random init. "pydoc": trained on the pydoc corpus (bench.models.corpus),
-    # cached; quality metrics then mean something.
-    weights: Literal["random", "pydoc"] = "random"
-    train_steps: int | None = Field(None, ge=1, le=1_000_000)  # None: TrainConfig's default
-    # A safetensors file of this model's state dict (e.g. saved by safetensors.torch.save_model).
-    checkpoint: str | None = None
+    n_layer: int | None = Field(None, ge=1, le=96, description="Transformer blocks.")
+    n_head: int | None = Field(None, ge=1, le=128, description="Attention heads.")
+    n_embd: int | None = Field(None, ge=8, le=16384, description="Residual stream width.")
+    block_size: int | None = Field(
+        None, ge=8, le=65536, description="Longest sequence, in tokens (bytes)."
+    )
+    weights: Literal["random", "pydoc"] = Field(
+        "random",
+        description="'pydoc': trained on the pydoc corpus (shipped for tinygpt-s and -m, "
+        "else trained once and cached), so quality figures mean something; 'random': "
+        "seeded random init.",
+    )
+    train_steps: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="Training steps of 'pydoc' weights; unset: the recipe's.",
+    )
+    checkpoint: str | None = Field(
+        None,
+        description="A safetensors file of this model's state dict (e.g. saved by "
+        "safetensors.torch.save_model), instead of weights.",
+    )
 
     @field_validator("checkpoint")
     @classmethod
@@ -38,6 +53,28 @@ class TinyGPTOverrides(Params):
         if v is not None:
             check_safetensors_file(Path(v))
         return v
+
+
+class ShippedTinyGPT(TinyGPTOverrides):
+    """A size whose trained weights ship with bench: trained unless asked otherwise."""
+
+    weights: Literal["random", "pydoc"] = Field(
+        "pydoc",
+        description="'pydoc' (the default): the trained weights shipped with bench; "
+        "'random': seeded random init (say so: quality figures then mean little).",
+    )
+
+    @model_validator(mode="after")
+    def _say_which_weights(self) -> ShippedTinyGPT:
+        # A changed shape has no shipped weights: the default would train (minutes) where
+        # the user may have wanted random weights; they choose.
+        reshaped = [k for k in SHAPE_KEYS if getattr(self, k) is not None]
+        if reshaped and "weights" not in self.model_fields_set and not self.checkpoint:
+            raise ValueError(
+                f"a changed shape ({', '.join(reshaped)}) has no shipped weights; "
+                'say weights = "random", or weights = "pydoc" to train them (minutes, cached)'
+            )
+        return self
 
 
 def check_safetensors_file(path: Path) -> None:
@@ -143,7 +180,7 @@ def _register_size(size: str) -> None:
     build.__doc__ = f"Built-in byte-level GPT, size {size!r}: {TINYGPT_SIZES[size]}"
     register_model(
         name,
-        params=TinyGPTOverrides,
+        params=ShippedTinyGPT if size in SHIPPED else TinyGPTOverrides,
         label=lambda p: _overrides_label(name, p),
         prepare=prepare,
         parameter_count=parameter_count,

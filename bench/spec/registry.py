@@ -122,7 +122,12 @@ def model_entry(spec: dict[str, Any]) -> tuple[Entry, Params, str]:
 def normal_model_entry(spec: dict[str, Any]) -> dict[str, Any]:
     """A model entry with its keys checked by its schema and defaults left out."""
     _, params, _ = model_entry(spec)
-    return {"name": spec["name"], **params.model_dump(exclude_defaults=True)}
+    normal = params.model_dump(exclude_defaults=True)
+    if "weights" in type(params).model_fields:
+        # Always named: the built-in models' default weights changed (random -> shipped),
+        # so a form without them would mean different models in different versions.
+        normal["weights"] = params.weights  # type: ignore[attr-defined]
+    return {"name": spec["name"], **normal}
 
 
 def unknown_name_message(kind: str, name: str, known: list[str]) -> str:

@@ -1,73 +1,102 @@
 """Suites: TOML files naming models, workloads and techniques, expanded into cases.
 
 A suite is data. Names are looked up in the registries (bench.spec.registry); list values
-become matrix axes; every mistake a user can make is reported as a UserError naming
-the file, the key path and what is allowed.
+become matrix axes, everywhere; every mistake a user can make is reported as a UserError
+naming the file, the key path and what is allowed. ``extends``, ``[defaults]`` and
+``--set`` overrides are resolved first (bench.spec.layering) into the effective suite.
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import itertools
-import json
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bench.errors import UserError
 from bench.results.metric_info import Tolerance
-from bench.spec import registry
+from bench.spec import layering, matrix
+from bench.spec.cases import BASELINE, Case, Component, is_baseline
 from bench.spec.gates import gates, parse_gates
 from bench.spec.messages import user_error
-from bench.spec.registry import Params, Registry
+from bench.spec.registry import Params
 
-BASELINE = "baseline"
-
-
-def is_baseline(technique_names: list[str]) -> bool:
-    """A case is its group's baseline when it applies no technique but ``baseline``."""
-    return all(name == BASELINE for name in technique_names)
+D = Field  # every suite key has a description: `bench schema` and the docs' key reference
 
 
 class RunSettings(Params):
     """How every case of the suite is run; the ``[run]`` table."""
 
-    device: Literal["cpu", "cuda"] = "cpu"
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    seed: int = Field(0, ge=0)
-    # Calls per process whose timings are discarded: a count, or "auto" (until the median
-    # of the last 5 calls is within 2% of the 5 before; at most 200).
-    warmup: Annotated[int, Field(ge=0, le=10_000)] | Literal["auto"] = 2
-    iterations: int = Field(10, ge=1, le=1_000_000)  # measured calls per process
-    repeats: int = Field(1, ge=1, le=1000)  # fresh processes per case
-    timeout_s: float = Field(600.0, gt=0)  # per process, start-up included
-    # torch intra-op threads; None: on CPU all usable cores but one (steadier, see
-    # bench.telemetry.machine.default_cpu_threads), on a GPU torch's default.
-    threads: int | None = Field(None, ge=1, le=1024)
-    quality: bool = False  # held-out loss and agreement with the baseline, after timing
-    energy: bool = True  # measure energy in a window of its own after the timed calls
-    energy_min_s: float = Field(2.0, ge=1.0, le=3600)  # the window loops the work this long
-    idle_s: float = Field(3.0, ge=0, le=600)  # idle power measured before the run; 0: skip
-    sample_hz: float = Field(10.0, gt=0, le=1000)  # GPU sampler rate
-    country: str = Field("USA", pattern=r"^[A-Z]{3}$")  # ISO 3166 alpha-3, for CO2 intensity
-    # Also count each CPU case's calls, in one process for the whole run: under valgrind's
-    # callgrind "instructions", "estimated_cycles"; or, where the machine exposes them, from
-    # the hardware counters "hw_instructions", "hw_cycles" (bench.telemetry.counters).
+    device: Literal["cpu", "cuda"] = D("cpu", description="Where the cases run.")
+    dtype: Literal["float32", "bfloat16", "float16"] = D(
+        "float32", description="Parameter and activation dtype of the model."
+    )
+    seed: int = D(0, ge=0, description="Seed of weights' init, inputs and sampling.")
+    warmup: Annotated[int, Field(ge=0, le=10_000)] | Literal["auto"] = D(
+        2,
+        description="Calls per process whose timings are discarded: a count, or 'auto' "
+        "(until the median of the last 5 calls is within 2% of the 5 before; at most 200).",
+    )
+    iterations: int = D(10, ge=1, le=1_000_000, description="Measured calls per process.")
+    repeats: int = D(
+        3,
+        ge=1,
+        le=1000,
+        description="Fresh processes per case; the confidence intervals are over these, so "
+        "a verdict needs at least 3.",
+    )
+    timeout_s: float = D(600.0, gt=0, description="Seconds per process, start-up included.")
+    threads: int | None = D(
+        None,
+        ge=1,
+        le=1024,
+        description="torch intra-op threads; unset: on CPU all usable cores but one "
+        "(steadier), on a GPU torch's default.",
+    )
+    quality: bool = D(
+        False, description="Also held-out loss and agreement with the baseline, after timing."
+    )
+    energy: bool = D(
+        True, description="Measure energy in a window of its own after the timed calls."
+    )
+    energy_min_s: float = D(
+        2.0, ge=1.0, le=3600, description="Seconds the energy window loops the work, at least."
+    )
+    idle_s: float = D(
+        3.0, ge=0, le=600, description="Seconds of idle power measured before the run; 0: skip."
+    )
+    sample_hz: float = D(10.0, gt=0, le=1000, description="GPU sampler rate, in hertz.")
+    country: str = D(
+        "USA", pattern=r"^[A-Z]{3}$", description="ISO 3166 alpha-3 code, for CO2 intensity."
+    )
     counters: tuple[
         Literal["instructions", "estimated_cycles", "hw_instructions", "hw_cycles"], ...
-    ] = ()
-    count_iterations: int = Field(3, ge=1, le=100)  # counted calls per case (after 1 warm-up)
-    # Also profile each case in one extra process under torch.profiler (bench.run.profiling):
-    # its operator table and trace, over this many calls after an unprofiled run.
-    profile: bool = False
-    profile_calls: int = Field(5, ge=1, le=1000)
-    profile_stack: bool = False  # record Python stacks too (larger traces, more overhead)
-    profile_python: bool = False  # and a py-spy flame graph of the calls (profile extra)
+    ] = D(
+        (),
+        description="Also count each CPU case's calls: under callgrind 'instructions', "
+        "'estimated_cycles'; or from hardware counters 'hw_instructions', 'hw_cycles'.",
+    )
+    count_iterations: int = D(
+        3, ge=1, le=100, description="Counted calls per case (after 1 warm-up)."
+    )
+    profile: bool = D(
+        False,
+        description="Also profile each case in one extra process under torch.profiler "
+        "(operator table and trace).",
+    )
+    profile_calls: int = D(5, ge=1, le=1000, description="Calls profiled per case.")
+    profile_stack: bool = D(
+        False, description="Record Python stacks in profiles (larger traces, more overhead)."
+    )
+    profile_python: bool = D(
+        False, description="Also a py-spy flame graph of the profiled calls (profile extra)."
+    )
 
     @field_validator("counters")
     @classmethod
@@ -90,95 +119,99 @@ PASS_SETTINGS = {
     "profile_python",
 }
 
+Entry = str | dict[str, Any]  # a registry name, or a table with its 'name' and keys
+
+
+class Include(BaseModel):
+    """One ``[[matrix.include]]``: cases added beside the matrix's product."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: Entry | list[Entry] = D(
+        description="A model name or table (a list: one include per item, an axis)."
+    )
+    workload: Entry | list[Entry] = D(
+        description="A workload name or table (a list: one include per item, an axis)."
+    )
+    technique: Entry | None = D(None, description="One technique name or table; unset: 'baseline'.")
+    chain: list[Entry] | None = D(
+        None, description='Techniques applied in order, e.g. chain = ["prune", "quantize"].'
+    )
+    baseline: bool = D(
+        True,
+        description="false: this include's groups need no baseline case (ratios and "
+        "verdicts are then absent for them).",
+    )
+
+    @field_validator("technique", mode="before")
+    @classmethod
+    def _not_a_chain(cls, v: Any) -> Any:
+        if isinstance(v, list):  # its meaning before 'chain': refused, not silently an axis
+            names = [t if isinstance(t, str) else (t or {}).get("name", "?") for t in v]
+            raise ValueError(
+                "a list here is no longer a chain; write chain = ["
+                + ", ".join(f'"{n}"' for n in names)
+                + "] (a list is an axis everywhere; for several techniques write one include each)"
+            )
+        return v
+
+    def model_post_init(self, _: Any) -> None:
+        if self.technique is not None and self.chain is not None:
+            raise ValueError("give 'technique' or 'chain', not both")
+
 
 class MatrixRules(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    exclude: list[dict[str, Any]] = []
-    include: list[dict[str, Any]] = []
+    exclude: list[dict[str, Any]] = D(
+        [],
+        description="Rules dropping cases of the product: keys model, workload, technique, "
+        "or <name>.<parameter>, all of which must match.",
+    )
+    include: list[Include] = D([], description="Cases added beside the product.")
 
 
 class SuiteFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80)
-    description: str = ""
-    run: RunSettings = RunSettings()
-    models: list[dict[str, Any]] = Field(min_length=1)
-    workloads: list[dict[str, Any]] = Field(min_length=1)
-    techniques: list[dict[str, Any]] = Field(default_factory=lambda: [{"name": BASELINE}])
-    matrix: MatrixRules = MatrixRules()
-    gates: dict[str, Any] = {}  # metric -> tolerance: bench.spec.gates
-    tune: dict[str, Any] = {}  # what `bench tune` searches: bench.spec.tune
-    # machine -> cost of a machine-hour: cost per 1M tokens (bench merge --across-machines)
-    pricing: dict[str, Annotated[float, Field(gt=0)]] = {}
-
-
-@dataclass(frozen=True)
-class Component:
-    """One model, workload or technique step with its validated parameters."""
-
-    name: str
-    params: dict[str, Any]
-    label: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "params": self.params, "label": self.label}
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Component:
-        return cls(d["name"], dict(d["params"]), d["label"])
-
-
-@dataclass(frozen=True)
-class Case:
-    suite: str
-    model: Component
-    workload: Component
-    techniques: tuple[Component, ...]
-    run: dict[str, Any]
-    id: str = field(init=False)
-    hash: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        chain = "+".join(t.label for t in self.techniques) or BASELINE
-        object.__setattr__(self, "id", f"{self.model.label}/{self.workload.label}/{chain}")
-        measured = {
-            "model": self.model.to_json(),
-            "workload": self.workload.to_json(),
-            "techniques": [t.to_json() for t in self.techniques],
-            "run": self.run,
-        }
-        digest = hashlib.sha256(json.dumps(measured, sort_keys=True).encode()).hexdigest()
-        object.__setattr__(self, "hash", digest[:12])
-
-    @property
-    def group(self) -> str:
-        """Cases in one group differ only in techniques and share one baseline."""
-        return f"{self.model.label}/{self.workload.label}"
-
-    @property
-    def is_baseline(self) -> bool:
-        return is_baseline([t.name for t in self.techniques])
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "suite": self.suite,
-            "id": self.id,
-            "hash": self.hash,
-            "model": self.model.to_json(),
-            "workload": self.workload.to_json(),
-            "techniques": [t.to_json() for t in self.techniques],
-            "run": self.run,
-        }
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Case:
-        return cls(
-            d["suite"],
-            Component.from_json(d["model"]),
-            Component.from_json(d["workload"]),
-            tuple(Component.from_json(t) for t in d["techniques"]),
-            dict(d["run"]),
-        )
+    name: str = D(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=80, description="The suite's name."
+    )
+    description: str = D("", description="One line saying what the suite measures.")
+    extends: str | None = D(
+        None,
+        description="A base suite file, relative to this one, merged under it: tables merged "
+        "key by key, arrays replaced; the base may extend another.",
+    )
+    defaults: dict[Literal["models", "workloads", "techniques"], dict[str, dict[str, Any]]] = D(
+        {},
+        description="Keys shared by every entry of a name, e.g. [defaults.workloads.generate] "
+        "new_tokens = 64; an entry's own key wins (matrix.include entries too).",
+    )
+    run: RunSettings = D(RunSettings(), description="How every case is run.")
+    models: list[dict[str, Any]] = D(
+        min_length=1,
+        description="Models by registry name (bench names), with their keys; a list value "
+        "is an axis.",
+    )
+    workloads: list[dict[str, Any]] = D(
+        min_length=1,
+        description="Workloads by registry name, with their keys; a list value is an axis; "
+        "baseline = false: its groups need no baseline case.",
+    )
+    techniques: list[dict[str, Any]] = D(
+        default_factory=lambda: [{"name": BASELINE}],
+        description="Techniques by registry name, with their keys (a list value is an axis), "
+        'or chain = ["a", "b"] applied in order; include "baseline" for ratios.',
+    )
+    matrix: MatrixRules = D(MatrixRules(), description="Cases excluded from or added to the "
+                            "product of models x workloads x techniques.")  # fmt: skip
+    gates: dict[str, Any] = D(
+        {}, description="Metric -> tolerance for compare verdicts, e.g. latency_ms = '5%'."
+    )
+    tune: dict[str, Any] = D({}, description="What `bench tune` searches (see the tune page).")
+    pricing: dict[str, Annotated[float, Field(gt=0)]] = D(
+        {},
+        description="Machine -> cost of one machine-hour, for cost per 1M tokens (bench merge "
+        "--across-machines).",
+    )
 
 
 @dataclass(frozen=True)
@@ -186,17 +219,49 @@ class Suite:
     path: str
     name: str
     description: str
-    text: str
+    text: str  # the effective suite: what another process re-reads (parse_suite(text))
     sha256: str
     run: RunSettings
     cases: tuple[Case, ...]
     gates: dict[str, Tolerance] = field(default_factory=dict)  # metric -> tolerance
+    overrides: tuple[str, ...] = ()  # the --set overrides the text has applied
+
+
+def json_schema() -> dict[str, Any]:
+    """The suite file's JSON Schema (``bench schema``), for editors: e.g. a first line
+    ``#:schema ./suite.schema.json`` with taplo / Even Better TOML."""
+    from bench.spec.schema import entries_schema
+
+    schema = SuiteFile.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "llm-opt-bench suite"
+    props = schema["properties"]
+    opt_out = {
+        "baseline": {
+            "type": "boolean",
+            "description": "false: this workload's groups need no baseline case.",
+        }
+    }
+    props["models"]["items"] = entries_schema(layering.SECTIONS["models"])
+    props["workloads"]["items"] = entries_schema(layering.SECTIONS["workloads"], opt_out)
+    chain = {
+        "type": "object",
+        "properties": {"chain": {"type": "array", "minItems": 1, "description": (
+            "Techniques applied in order: names or tables.")}},
+        "required": ["chain"],
+        "additionalProperties": False,
+    }  # fmt: skip
+    techniques = entries_schema(layering.SECTIONS["techniques"])
+    props["techniques"]["items"] = {"anyOf": [*techniques["anyOf"], chain]}
+    return schema
 
 
 # --- loading -------------------------------------------------------------------------
 
 
-def load_suite(path: str | Path) -> Suite:
+def load_suite(path: str | Path, overrides: Sequence[str] = ()) -> Suite:
+    """The suite at ``path``, with its ``extends`` and ``[defaults]`` resolved and each
+    override ("dotted.key=VALUE", a TOML value) applied before validation."""
     path = Path(path)
     where = str(path)
     try:
@@ -205,29 +270,51 @@ def load_suite(path: str | Path) -> Suite:
         raise UserError("no such suite file", where=where) from None
     except OSError as e:
         raise UserError(f"cannot read suite file: {e.strerror}", where=where) from None
-    return parse_suite(raw.decode("utf-8", errors="replace"), where=where)
+    return parse_suite(raw.decode("utf-8", errors="replace"), where=where, overrides=overrides)
 
 
-def parse_suite(text: str, *, where: str = "<suite>") -> Suite:
+def parse_suite(text: str, *, where: str = "<suite>", overrides: Sequence[str] = ()) -> Suite:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"invalid TOML: {e}", where=where) from None
+    overrides = tuple(overrides)
+    if layering.is_layered(data, overrides):
+        data = layering.resolve(data, where, Path(where).parent, overrides)
+        text = effective_text(data, overrides)
+    try:
+        return _validate(data, text, where, overrides)
+    except UserError as e:
+        raise layering.blame(e, overrides) from None
+
+
+def effective_text(data: dict[str, Any], overrides: Sequence[str]) -> str:
+    """What the suite says once resolved, as TOML: a run keeps it (its manifest), and every
+    process that reads the suite again (shards, A/B sides, tune jobs) reads this."""
+    # Nothing of where it was read from: the same suite read as a relative or an absolute
+    # path (a shard job, --resume) has one text and one hash.
+    head = "# The effective suite: its extends, [defaults] and --set overrides applied.\n"
+    if overrides:
+        head += layering.describe(overrides) + "\n"
+    return head + tomli_w.dumps(data)
+
+
+def _validate(data: dict[str, Any], text: str, where: str, overrides: tuple[str, ...]) -> Suite:
     try:
         spec = SuiteFile.model_validate(data)
     except ValidationError as e:
         raise user_error(e, where, "", SuiteFile) from None
-    expander = _Expander(where)
+    expander = matrix.Expander(where)
     # Each expanded value keeps the key of the entry it came from, for error messages.
     models = [
         (f"models[{i}]", m)
         for i, d in enumerate(spec.models)
-        for m in expander.entries(registry.models, "models", i, d)
+        for m in expander.entries(registry_of("models"), "models", i, d)
     ]
     workloads = [
         (f"workloads[{i}]", w)
         for i, d in enumerate(spec.workloads)
-        for w in expander.entries(registry.workloads, "workloads", i, d)
+        for w in expander.entries(registry_of("workloads"), "workloads", i, d)
     ]
     chains = [
         (f"techniques[{i}]", c)
@@ -244,16 +331,17 @@ def parse_suite(text: str, *, where: str = "<suite>") -> Suite:
     candidates = list(product(models, workloads, chains))
     technique_names = {t.name for _, case in candidates for t in case.techniques}
     for i, rule in enumerate(spec.matrix.exclude):
-        _check_selector(rule, where, f"matrix.exclude[{i}]", technique_names)
-        candidates = [(o, c) for o, c in candidates if not _matches(rule, c)]
+        matrix.check_selector(rule, where, f"matrix.exclude[{i}]", technique_names)
+        candidates = [(o, c) for o, c in candidates if not matrix.matches(rule, c)]
     for i, inc in enumerate(spec.matrix.include):
         key = f"matrix.include[{i}]"
-        ms, ws, cs = expander.include(key, inc)
+        ms, ws, cs = expander.include(key, inc.model_dump())
         candidates.extend(product(*([(key, x) for x in part] for part in (ms, ws, cs))))
 
     if not candidates:
         raise UserError("the matrix is empty: every case was excluded", where=where, key="matrix")
-    _check_combinations(candidates, where)
+    matrix.check_combinations(candidates, where)
+    matrix.check_baselines(candidates, expander.no_baseline, where)
     seen: dict[str, str] = {}
     for origin, case in candidates:
         if case.id in seen:
@@ -272,159 +360,13 @@ def parse_suite(text: str, *, where: str = "<suite>") -> Suite:
         run=spec.run,
         cases=tuple(c for _, c in candidates),
         gates=suite_gates,
+        overrides=overrides,
     )
 
 
-class _Expander:
-    def __init__(self, where: str):
-        self.where = where
-
-    def entries(self, reg: Registry, section: str, index: int, data: Any) -> list[Component]:
-        key = f"{section}[{index}]"
-        if not isinstance(data, dict):
-            raise UserError(f"expected a table, got {data!r}", where=self.where, key=key)
-        name = data.get("name")
-        if not isinstance(name, str):
-            raise UserError(
-                f"missing 'name'; known {reg.kind}s: {', '.join(reg.names())}",
-                where=self.where,
-                key=key,
-            )
-        try:
-            entry = reg.get(name)
-        except KeyError as e:
-            raise UserError(e.args[0], where=self.where, key=f"{key}.name") from None
-        params = {k: v for k, v in data.items() if k != "name"}
-        axes = {k: v for k, v in params.items() if isinstance(v, list)}
-        for k, v in axes.items():
-            if not v:
-                raise UserError(
-                    "an empty list leaves no values to run", where=self.where, key=f"{key}.{k}"
-                )
-        out = []
-        for combo in itertools.product(*axes.values()):
-            values = {**params, **dict(zip(axes, combo, strict=True))}
-            try:
-                p = entry.params.model_validate(values)
-            except ValidationError as e:
-                raise user_error(e, self.where, key, entry.params, axes) from None
-            out.append(Component(entry.name, p.model_dump(), entry.make_label(p)))
-        return out
-
-    def chains(self, key: str, data: dict[str, Any]) -> list[list[Component]]:
-        if "chain" not in data:
-            return [[c] for c in self._step(key, data)]
-        extra = set(data) - {"chain"}
-        if extra:
-            raise UserError(
-                f"a chain entry takes only 'chain', not {sorted(extra)}", where=self.where, key=key
-            )
-        steps = data["chain"]
-        if not isinstance(steps, list) or not steps:
-            raise UserError(
-                "'chain' must be a non-empty list of technique tables", where=self.where, key=key
-            )
-        per_step = [self._step(f"{key}.chain[{j}]", s) for j, s in enumerate(steps)]
-        return [list(combo) for combo in itertools.product(*per_step)]
-
-    def _step(self, key: str, data: Any) -> list[Component]:
-        # Reuse entries() for one technique table, then fix up the key path it reports.
-        try:
-            return self.entries(registry.techniques, "", 0, data)
-        except UserError as e:
-            raise UserError(
-                e.message, where=self.where, key=(e.key or "").replace("[0]", key, 1)
-            ) from None
-
-    def include(self, key: str, data: dict[str, Any]):
-        allowed = {"model", "workload", "technique"}
-        unknown = set(data) - allowed
-        if unknown or not {"model", "workload"} <= set(data):
-            raise UserError(
-                "an include names 'model', 'workload' and optionally 'technique'; "
-                f"got {sorted(data)}",
-                where=self.where,
-                key=key,
-            )
-
-        def table(v: Any) -> Any:
-            return {"name": v} if isinstance(v, str) else v
-
-        def sub(path: str, v: Any, reg: Registry) -> list[Component]:
-            try:
-                return self.entries(reg, "", 0, table(v))
-            except UserError as e:
-                raise UserError(
-                    e.message, where=self.where, key=(e.key or "").replace("[0]", path, 1)
-                ) from None
-
-        ms = sub(f"{key}.model", data["model"], registry.models)
-        ws = sub(f"{key}.workload", data["workload"], registry.workloads)
-        tech = data.get("technique", BASELINE)
-        if isinstance(tech, list):
-            cs = self.chains(f"{key}.technique", {"chain": [table(t) for t in tech]})
-        else:
-            cs = [[c] for c in self._step(f"{key}.technique", table(tech))]
-        return ms, ws, cs
-
-
-def _check_combinations(candidates: list[tuple[str, Case]], where: str) -> None:
-    """What one key cannot say alone: a technique's ``check`` sees the whole case (its
-    workload, model and run) and names what does not fit, e.g. an optimizer on a workload
-    that does not train, or a warm-up longer than the run."""
-    done = set()
-    for origin, case in candidates:
-        keys = origin.split(", ")
-        steps = [(registry.workloads, case.workload, keys[1 if len(keys) > 1 else 0])]
-        steps += [(registry.techniques, step, keys[-1]) for step in case.techniques]
-        for reg, step, key in steps:
-            entry = reg.get(step.name)
-            memo = (step.label, case.model.label, case.workload.label, case.run["device"])
-            if "check" in entry.meta and memo not in done:
-                done.add(memo)
-                if why := entry.meta["check"](entry.params.model_validate(step.params), case):
-                    raise UserError(why, where=where, key=key)
-
-
-# --- matrix rules --------------------------------------------------------------------
-
-
-def _check_selector(rule: dict[str, Any], where: str, key: str, technique_names: set[str]) -> None:
-    if not rule:
-        raise UserError("an empty rule would match every case", where=where, key=key)
-    known_heads = {"model", "workload", "technique", *technique_names}
-    for k in rule:
-        head = k.split(".", 1)[0]
-        if head not in known_heads:
-            close = difflib.get_close_matches(head, sorted(known_heads), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UserError(
-                f"unknown selector {k!r}{hint}; use model, workload, technique, "
-                "or <model|workload|technique-name>.<parameter>",
-                where=where,
-                key=f"{key}.{k}",
-            )
-
-
-def _matches(rule: dict[str, Any], case: Case) -> bool:
-    for k, want in rule.items():
-        head, _, param = k.partition(".")
-        if head in ("model", "workload"):
-            comp: Component = getattr(case, head)
-            got = comp.params.get(param) if param else None
-            if param and got != want:
-                return False
-            if not param and want not in (comp.name, comp.label):
-                return False
-        elif head == "technique" and not param:
-            if not any(want in (t.name, t.label) for t in case.techniques):
-                return False
-        else:
-            steps = [t for t in case.techniques if t.name == head]
-            if not steps or not any(t.params.get(param) == want for t in steps):
-                return False
-    return True
+def registry_of(section: str):
+    return layering.SECTIONS[section]
 
 
 __all__ = ["BASELINE", "Case", "Component", "RunSettings", "Suite", "is_baseline",
-           "load_suite", "parse_suite"]  # fmt: skip
+           "json_schema", "load_suite", "parse_suite"]  # fmt: skip
