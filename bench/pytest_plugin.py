@@ -26,8 +26,12 @@ two-level rule: each saved session is one invocation, and how far sessions drift
 learnt from the baseline's own sessions (``--perf-save`` adds one per session of the same
 code; three or more make a verdict possible). Baselines live in ``.perf/NAME.json``
 (``--perf-dir``), with the facts that make them comparable (CPU model, CPUs available,
-Python and torch minor versions). The plugin also registers the ``gpu`` marker and skips
-such tests where torch sees no CUDA device.
+Python and torch minor versions).
+
+The plugin adds the ``perf`` fixture, the ``perf`` marker, the ``--perf-*`` options and a
+summary of the session's measurements, and nothing else: it is loaded in every project
+that installs bench, so it changes no test that does not ask for ``perf``. (bench's own
+test suite skips its ``gpu``-marked tests without CUDA in ``tests/conftest.py``.)
 """
 
 from __future__ import annotations
@@ -79,29 +83,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "gpu: needs a CUDA GPU; skipped without one")
     config.addinivalue_line(
         "markers",
         "perf(tolerance=0.05, metric='latency_median', repeats=5): how the perf fixture "
         "measures and judges this test",
     )
     config.stash[_SESSION] = _PerfSession(config)
-
-
-def _has_cuda() -> bool:
-    # Asked without initialising CUDA: perf.time forks its repeats from this process.
-    from bench.telemetry.cuda_probe import cuda_available
-
-    return cuda_available()
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    gpu_items = [i for i in items if i.get_closest_marker("gpu")]
-    if not gpu_items or _has_cuda():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch sees none)")
-    for item in gpu_items:
-        item.add_marker(skip)
 
 
 @dataclass

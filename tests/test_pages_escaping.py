@@ -197,7 +197,7 @@ def test_the_compare_page_shows_hostile_strings_as_text(tmp_path):
 
     case, only = f"m/w/{SCRIPT}", f"m/w/only{SVG}"
     text = f"name = {json.dumps(HOSTILE)}\n"
-    cand_env = {**ENV, "cpu_model": HOSTILE}  # compared anyway, with --force
+    cand_env = {**ENV, "cpu_model": HOSTILE}  # compared anyway, with --allow-mixed
     base = [fake_run(tmp_path / NAME, f"base{i}", {case: {"latency_median": lat(0.01, seed=i)},
                      only: {"latency_median": lat(0.01)}}, suite=HOSTILE, suite_text=text)
             for i in range(3)]  # fmt: skip
@@ -214,9 +214,9 @@ def test_the_compare_page_shows_hostile_strings_as_text(tmp_path):
     _fake_profile(base[0], case, {"aten::mm": 900.0, HOSTILE: 100.0})
     _fake_profile(cand[0], case, {"aten::mm": 1500.0, HOSTILE: 300.0})
     out = tmp_path / "out"
-    argv = ["compare", str(base[0]), str(cand[0]), "--out", str(out), "--force"]
-    argv += [*(a for b in base[1:] for a in ("--base", str(b)))]
-    argv += [*(a for c in cand[1:] for a in ("--candidate", str(c)))]
+    argv = ["compare", str(base[0]), str(cand[0]), "--reports", str(out), "--allow-mixed"]
+    argv += [*(a for b in base[1:] for a in ("--base-run", str(b)))]
+    argv += [*(a for c in cand[1:] for a in ("--candidate-run", str(c)))]
     assert main(argv) == 1  # a regression
     assert_inert(out / "compare.html", shown=(SCRIPT, SVG, HOSTILE, NAME))
 
@@ -251,7 +251,7 @@ def test_the_history_pages_show_hostile_strings_as_text(tmp_path, monkeypatch):
     where = ["--results", str(results)]
     plot = [name, *where, "--plot", "--reports", str(tmp_path / "reports")]
     assert main(["history", "rebuild", *where]) == 0
-    assert main(["history", *plot]) == 1  # the step alarms
+    assert main(["history", "show", *plot]) == 1  # the step alarms
     pages = tmp_path / "reports" / "nightly"
     assert "ALARM" in (pages / "index.html").read_text()
     assert_inert(pages / "index.html", shown=(HOSTILE, IMG1, NAME))
@@ -260,7 +260,7 @@ def test_the_history_pages_show_hostile_strings_as_text(tmp_path, monkeypatch):
             assert_inert(page, shown=(NAME,))
     # an acknowledged alarm: its note is shown on the index
     assert main(["history", "ack", name, *where, "--note", HOSTILE + JS]) == 0
-    assert main(["history", *plot]) == 0
+    assert main(["history", "show", *plot]) == 0
     assert_inert(pages / "index.html", shown=(HOSTILE + JS,))
 
 
@@ -301,29 +301,50 @@ def test_the_tune_report_shows_hostile_strings_as_text(tmp_path, monkeypatch):
     assert_inert(page)
 
 
-def test_every_page_escapes_through_the_one_helper():
-    """No module but ``bench.analysis.document`` escapes text itself or writes a page's
-    head: every page goes through ``esc``, ``href``, ``link`` and ``page``."""
+def test_every_page_is_a_template_with_autoescaping():
+    """No module writes a page's markup or escapes text itself: every page is a template
+    rendered by ``bench.analysis.document`` with autoescaping on, and no template turns it
+    off or marks a string safe."""
     import bench
+    from bench.analysis.document import environment
 
-    for f in Path(bench.__file__).parent.rglob("*.py"):
-        if f.name == "document.py" and f.parent.name == "analysis":
-            continue
+    root = Path(bench.__file__).parent
+    for f in root.rglob("*.py"):
         text = f.read_text()
         assert "html.escape" not in text and "escape=False" not in text, f
+        assert "Markup(" not in text and "markupsafe" not in text, f
         assert "<!doctype" not in text.lower() and "<title>" not in text, f
+        assert "<table" not in text and "<td" not in text and "<a href" not in text, f
+    templates = sorted((root / "analysis" / "templates").glob("*.j2"))
+    assert len(templates) >= 5
+    for t in templates:
+        text = t.read_text()
+        assert "|safe" not in text.replace(" ", "") and "autoescape" not in text, t
+    env = environment()
+    assert env.autoescape is True
+    assert env.from_string("{{ x }}").render(x=SCRIPT) != SCRIPT
+
+
+def _table(header, rows) -> str:
+    from bench.analysis.document import environment
+
+    macro = '{% from "macros.html.j2" import table %}{{ table(header, rows) }}'
+    return environment().from_string(macro).render(header=header, rows=rows)
 
 
 def test_a_link_from_a_file_never_becomes_a_script_or_leaves_its_name():
-    from bench.analysis.document import Link, href, html_table
+    from bench.analysis.document import Link, href
 
     assert href(JS).startswith("javascript%3A") and "'" not in href(JS)
     assert href(" javascript:x") == "%20javascript%3Ax" and href("JAVASCRIPT:x") == "JAVASCRIPT%3Ax"
     assert href("../r/a#b?.json") == "../r/a%23b%3F.json"  # the file's name, not a fragment
     assert href("https://ui.perfetto.dev/#!/x") == "https://ui.perfetto.dev/#!/x"
-    table = html_table(["h", IMG], [[Link(HOSTILE, JS), [Link(SCRIPT, NAME), Link("t", SVG)]]])
+    table = _table(["h", IMG], [[Link(HOSTILE, JS), [Link(SCRIPT, NAME), Link("t", SVG)]]])
     page = parse(table)
     assert [t for t, _ in page.tags].count("a") == 3
     assert all(not a.get("href", "").startswith("javascript:") for _, a in page.tags)
     assert all(not n.startswith("on") for _, a in page.tags for n in a)
     assert HOSTILE in "".join(page.text) and IMG in "".join(page.text)
+    # a web address keeps its query, escaped once in the attribute and read back intact
+    (tag,) = parse(_table(["h"], [[Link("x", "https://e.org/?a=1&b='2'")]])).tags[-1:]
+    assert tag == ("a", {"href": "https://e.org/?a=1&b='2'"})

@@ -37,7 +37,7 @@ class Comparison:
     rows: list[tuple[str, verdicts.Change]]  # (case id, change), in the base's case order
     only_base: list[str]
     only_cand: list[str]
-    differences: list[str]  # environment differences overridden by --force
+    differences: list[str]  # environment differences overridden by --allow-mixed
     rule: str = verdicts.SIGNIFICANT
     alpha: float = verdicts.ALPHA
     notes: list[str] = field(default_factory=list)  # gates, pairing: what the reader must know
@@ -118,7 +118,7 @@ def comparable_setups(base: Side, cand: Side, force: bool) -> list[str]:
     if differences and not force:
         raise UserError(
             "the sides were measured on different setups (" + "; ".join(differences) + "); "
-            "their numbers are not comparable (--force compares them anyway)"
+            "their numbers are not comparable (--allow-mixed compares them anyway)"
         )
     return differences
 
@@ -323,7 +323,7 @@ NOT_OK = {"REGRESSION", "IMPROVED", "INCONCLUSIVE"}
 
 def print_comparison(c: Comparison, console, show_all: bool = False) -> None:
     """The verdict table; OK rows only with ``show_all`` (they are counted below it, and
-    every row is in the --out files)."""
+    every row is in the --reports files)."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -345,7 +345,8 @@ def summary_lines(c: Comparison) -> list[str]:
     counts = c.verdicts()
     lines = [", ".join(f"{n} {v}" for v, n in counts.items()), c.rule_text(), *c.notes]
     if c.differences:
-        lines.append("compared despite different setups (--force): " + "; ".join(c.differences))
+        differences = "; ".join(c.differences)
+        lines.append(f"compared despite different setups (--allow-mixed): {differences}")
     if c.only_base:
         lines.append(f"only in base (not judged): {', '.join(c.only_base)}")
     if c.only_cand:
@@ -385,38 +386,29 @@ FOREST_CAPTION = (
 def to_html(c: Comparison, forest_png: bytes | None) -> str:
     import base64
 
-    from bench.analysis.document import esc as e
-    from bench.analysis.document import html_table, page
+    from bench.analysis.document import render
 
-    def table(verdicts: set[str]) -> str:
+    def table(verdicts: set[str]) -> dict:
         rows = table_rows(c, verdicts)
         classes = [["", "", VERDICT_CLASS[r[2].split(" ", 1)[0]]] + [""] * 5 for r in rows]
-        return html_table(HEADER, rows, classes, numeric_from=3)
+        return {"rows": rows, "classes": classes}
 
     counts = c.verdicts()
-    badges = " ".join(
-        f'<span class="{VERDICT_CLASS[v]}" style="padding:2px 8px;border-radius:4px">{n} {v}</span>'
-        for v, n in counts.items()
+    return render(
+        "compare.html.j2",
+        title="Comparison",
+        base={"paths": c.base.paths, "runs": len(c.base.runs)},
+        candidate={"paths": c.cand.paths, "runs": len(c.cand.runs)},
+        counts=list(counts.items()),
+        n_ok=counts["OK"],
+        verdict_class=VERDICT_CLASS,
+        notes=summary_lines(c)[1:],
+        forest=base64.b64encode(forest_png).decode() if forest_png is not None else None,
+        forest_caption=FOREST_CAPTION,
+        header=HEADER,
+        attention=table(NOT_OK),
+        ok=table({"OK"}),
     )
-    parts = [
-        "<h1>Comparison</h1>",
-        f"<p><b>base</b>: {e(', '.join(c.base.paths))} ({len(c.base.runs)} run(s))<br>"
-        f"<b>candidate</b>: {e(', '.join(c.cand.paths))} ({len(c.cand.runs)} run(s))</p>",
-        f"<p>{badges}</p>",
-        "".join(f"<p class='note'>{e(line)}</p>" for line in summary_lines(c)[1:]),
-    ]
-    if forest_png is not None:
-        img = base64.b64encode(forest_png).decode()
-        parts.append(
-            f"<figure><p class='caption'>{e(FOREST_CAPTION)}</p>"
-            f'<img alt="forest plot of the ratios" src="data:image/png;base64,{img}"></figure>'
-        )
-    parts.append(f"<h2>Needs attention</h2>{table(NOT_OK)}")
-    parts.append(
-        f"<details><summary>{counts['OK']} OK (whole interval inside the tolerance)</summary>"
-        f"{table({'OK'})}</details>"
-    )
-    return page("Comparison", "\n".join(parts))
 
 
 def write_outputs(c: Comparison, out: Path) -> list[Path]:

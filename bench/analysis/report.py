@@ -1,9 +1,10 @@
 """Reports: Markdown and self-contained HTML per run, and an index across runs.
 
-``bench report RESULTS... [--out DIR]`` writes reports/<suite>/<run_id>/report.md and
+``bench report [RUN...] [--reports DIR]`` writes reports/<suite>/<run_id>/report.md and
 report.html (plots as PNG beside them, and embedded in the HTML), plus reports/index.html.
-Every string that came from a user, a plugin or a file (suite names, descriptions, case
-ids, errors, units, the environment) reaches the HTML through ``document.esc``.
+The HTML pages are the templates ``report.html.j2`` and ``reports_index.html.j2``, rendered
+with autoescaping (``document.render``): every string that came from a user, a plugin or a
+file (suite names, descriptions, case ids, errors, units, the environment) is escaped.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from bench.analysis import (
     tables,
     training_plots,
 )
-from bench.analysis.document import esc, html_table, link, md_table, page
+from bench.analysis.document import md_table, render
 from bench.analysis.units import human
 from bench.errors import UserError
 from bench.filenames import path_component
@@ -400,37 +401,29 @@ def write_markdown(path, title, suite, facts, won, sections, images) -> None:
 
 
 def write_html(path, title, suite, facts, won, sections, images) -> None:
-    e = esc
-    env = "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in facts)
-    won_html = "".join(
-        f"<p><b>{e(group)}</b></p><ul>" + "".join(f"<li>{e(p)}</li>" for p in parts) + "</ul>"
-        for group, parts in won
-    )
-    won_html = won_html or "<p>No group has two cases to compare.</p>"
-    parts = [
-        f"<h1>{e(title)}</h1><p>{e(suite.get('description') or '')}</p>",
-        f'<h2>Environment</h2><dl class="env">{env}</dl>',
-        f"<h2>What won</h2>{won_html}",
-    ]
-    for t in sections:
-        note = f'<p class="note">{e(t.note)}</p>' if t.note else ""
-        parts.append(f"<h2>{e(t.title)}</h2>{note}{html_table(t.header, t.rows, t.classes)}")
-    figures = "".join(
-        f'<figure><p class="caption">{e(caption)}</p><img alt="{e(caption)}" '
-        f'src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}"></figure>'
+    figures = [
+        {"caption": caption, "png_base64": base64.b64encode(p.read_bytes()).decode()}
         for p, caption in images.values()
+    ]
+    html = render(
+        "report.html.j2",
+        title=title,
+        description=suite.get("description") or "",
+        facts=facts,
+        won=won,
+        sections=sections,
+        figures=figures,
     )
-    parts.append(f"<h2>Figures</h2>{figures}")
-    atomic.write_text(path, page(title, "\n".join(parts)))
+    atomic.write_text(path, html)
 
 
 def write_index(out_root: Path) -> Path:
-    rows = []
-    for report in sorted(out_root.glob("*/*/report.html")):
-        rows.append((report.parent.parent.name, report.parent.name, report.relative_to(out_root)))
-    items = "".join(f"<li>{link(f'{s} / {r}', rel.as_posix())}</li>" for s, r, rel in rows)
+    reports = [
+        (report.parent.parent.name, report.parent.name, report.relative_to(out_root).as_posix())
+        for report in sorted(out_root.glob("*/*/report.html"))
+    ]
     path = out_root / "index.html"
-    atomic.write_text(path, page("reports", f"<h1>Reports</h1><ul>{items}</ul>"))
+    atomic.write_text(path, render("reports_index.html.j2", title="reports", reports=reports))
     return path
 
 

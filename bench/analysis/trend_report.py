@@ -12,7 +12,7 @@ from typing import Any
 
 from bench import atomic
 from bench.analysis import changepoints as cp
-from bench.analysis.document import esc, href, html_table, link, page
+from bench.analysis.document import Link, render
 from bench.analysis.units import human, scale
 from bench.results.metric_info import label
 
@@ -146,9 +146,9 @@ def write_pages(
     notes: Sequence[str] = (),
 ) -> Path:
     """``out/index.html`` (alarms, change points, the series with their trend figures)
-    and one page per case x metric; returns the index."""
+    and one page per case x metric (templates ``history_index.html.j2`` and
+    ``history_series.html.j2``); returns the index."""
     out.mkdir(parents=True, exist_ok=True)
-    e = esc
     groups: dict[tuple[str, str], list[cp.Series]] = {}
     for s in series:
         groups.setdefault((s.case_id, s.metric), []).append(s)
@@ -160,66 +160,54 @@ def write_pages(
         fig.savefig(buf, format="png", dpi=110)
         atomic.write_bytes(out / f"{slug}.png", buf.getvalue())
         mine = [p for p in points if p.series in group]
-        page = _page(
-            f"{case_id}: {label(metric)}",
-            [
-                f"<p>{link(f'← history {name}', 'index.html')}</p>",
-                f'<figure><img src="{href(slug + ".png")}" alt="trend of {e(metric)}"></figure>',
-                _caption(),
-                "<h2>Change points</h2>",
-                _table(mine, alarms),
-                "<h2>Nights</h2>",
-                html_table(
-                    ["night", "run", "commit", "median", "95% interval", "process runs", "env"],
-                    [
-                        [
-                            _when(n),
-                            n.run_id,
-                            (n.commit or "?")[:10],
-                            human(n.value, s.unit),
-                            "—"
-                            if n.low is None
-                            else f"{human(n.low, s.unit)} – {human(n.high, s.unit)}",
-                            str(len(n.values)),
-                            s.env_key[:6],
-                        ]
-                        for s in group
-                        for n in reversed(s.nights)
-                    ],
-                    numeric_from=3,
-                ),
-            ],
+        html = render(
+            "history_series.html.j2",
+            title=f"{case_id}: {label(metric)}",
+            name=name,
+            slug=slug,
+            metric=metric,
+            changes=_changes(mine, alarms),
+            nights={"header": NIGHTS_HEADER, "rows": _nights(group)},
         )
-        atomic.write_bytes(out / f"{slug}.html", page.encode())
+        atomic.write_bytes(out / f"{slug}.html", html.encode())
         links[(case_id, metric)] = (slug, any(p in alarms for p in mine))
     envs = {s.env_key: s.env for s in series}
-    alarmed = [links[(a.series.case_id, a.series.metric)][0] for a in alarms]
-    parts = [
-        f'<p class="note">{e(_summary(series, points, alarms))}</p>',
-        *(f'<p class="note">{e(n)}</p>' for n in notes),
-        "<h2>Open alarms and change points</h2>",
-        _table(points, alarms),
-        *(
-            f'<figure><a href="{href(slug + ".html")}"><img src="{href(slug + ".png")}" '
-            'alt="trend"></a></figure>'
-            for slug in dict.fromkeys(alarmed)
-        ),
-        _caption() if alarmed else "",
-        "<h2>Series</h2>",
-        '<p class="note">Each cell opens the trend of that case and metric.</p>',
-        _grid(links),
-        "<h2>Environments</h2>",
-        html_table(
-            ["env", "facts"],
-            [[k[:6], ", ".join(f"{a}={b}" for a, b in v.items())] for k, v in envs.items()],
-            numeric_from=9,
-        ),
-        "<h2>How alarms are decided</h2>",
-        f'<p class="note">{e(RULE)}</p>',
-    ]
+    html = render(
+        "history_index.html.j2",
+        title=f"Nightly history: {name}",
+        summary=_summary(series, points, alarms),
+        notes=list(notes),
+        changes=_changes(points, alarms),
+        alarmed=list(dict.fromkeys(links[(a.series.case_id, a.series.metric)][0] for a in alarms)),
+        grid=_grid(links),
+        environments=[
+            [k[:6], ", ".join(f"{a}={b}" for a, b in v.items())] for k, v in envs.items()
+        ],
+        rule=RULE,
+    )
     index = out / "index.html"
-    atomic.write_bytes(index, _page(f"Nightly history: {name}", parts).encode())
+    atomic.write_bytes(index, html.encode())
     return index
+
+
+NIGHTS_HEADER = ["night", "run", "commit", "median", "95% interval", "process runs", "env"]
+
+
+def _nights(group: Sequence[cp.Series]) -> list[list[str]]:
+    """A series' nights, newest first: one table row each."""
+    return [
+        [
+            _when(n),
+            n.run_id,
+            (n.commit or "?")[:10],
+            human(n.value, s.unit),
+            "—" if n.low is None else f"{human(n.low, s.unit)} – {human(n.high, s.unit)}",
+            str(len(n.values)),
+            s.env_key[:6],
+        ]
+        for s in group
+        for n in reversed(s.nights)
+    ]
 
 
 RULE = (
@@ -238,43 +226,25 @@ RULE = (
 )
 
 
-def _caption() -> str:
-    return (
-        '<p class="caption">Dots: each night\'s center (the geometric mean of its process '
-        "runs); band: a 95% t interval of it; dashed lines: change points (red: open alarm, "
-        "orange: other regression, green: improvement, grey: within tolerance or undecided); "
-        "shading: environments."
-        "</p>"
-    )
-
-
-def _table(points: Sequence[cp.ChangePoint], alarms: Sequence[cp.ChangePoint]) -> str:
+def _changes(points: Sequence[cp.ChangePoint], alarms: Sequence[cp.ChangePoint]) -> dict:
+    """The change-point table: rows, their colours (red: an open alarm)."""
     body = rows(points, alarms)
     classes = [[("bad" if r[0] else KIND.get(r[-1], ""))] * len(r) for r in body]
-    return html_table(HEADER, body, classes, numeric_from=5)
+    return {"header": HEADER, "rows": body, "classes": classes}
 
 
-def _grid(links: dict[tuple[str, str], tuple[str, bool]]) -> str:
+def _grid(links: dict[tuple[str, str], tuple[str, bool]]) -> dict:
     """Cases down, metrics across; a cell links to the trend page (red: an open alarm)."""
-    e = esc
     cases = list(dict.fromkeys(c for c, _ in links))
     metrics = list(dict.fromkeys(m for _, m in links))
-    head = "".join(f"<th>{e(h)}</th>" for h in ["case", *map(label, metrics)])
-    body = ""
+    rows, classes = [], []
     for c in cases:
-        cells = []
+        row: list = [c]
+        cls = [""]
         for m in metrics:
-            if (c, m) not in links:
-                cells.append("<td></td>")
-                continue
-            slug, alarm = links[(c, m)]
-            cells.append(
-                f'<td class="{"bad" if alarm else ""}">'
-                f"{link('ALARM' if alarm else 'trend', slug + '.html')}</td>"
-            )
-        body += f"<tr><td>{e(c)}</td>{''.join(cells)}</tr>"
-    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead>{body}</table></div>'
-
-
-def _page(title: str, parts: Sequence[str]) -> str:
-    return page(title, f"<h1>{esc(title)}</h1>\n" + "\n".join(parts))
+            slug, alarm = links.get((c, m), ("", False))
+            row.append(Link("ALARM" if alarm else "trend", slug + ".html") if slug else "")
+            cls.append("bad" if alarm else "")
+        rows.append(row)
+        classes.append(cls)
+    return {"header": ["case", *map(label, metrics)], "rows": rows, "classes": classes}

@@ -1,13 +1,15 @@
 """transformers architectures built from config: random weights, seeded, no download;
 and local transformers checkpoints (config.json + safetensors, never a pickle).
 
-transformers is imported only when such a model is validated or built.
+transformers is imported only when such a model is validated or built. Nothing is ever
+fetched from a model hub, and the importing process's environment is left alone: configs
+are built here, and every load from disk passes ``local_files_only=True`` (case processes
+also run with the hub switched off: ``bench.run.offline``).
 """
 
 from __future__ import annotations
 
 import difflib
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +18,6 @@ from pydantic import Field, field_validator
 from bench.models.finite import check_weights_finite, too_large_to_scan
 from bench.models.quiet import quiet
 from bench.spec.registry import Params, register_model
-
-# Nothing is ever fetched from a model hub: configs are built here, weights come from disk.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # family -> transformers config class; each named shape is a family plus config values.
 FAMILIES = {"gpt2": "GPT2Config", "llama": "LlamaConfig"}
@@ -309,6 +308,10 @@ def build_local(params: LocalCheckpoint, ctx: Any):
 
     from bench.models.causal_lm import CausalLM
 
+    if not Path(params.path).is_dir():
+        # transformers would take the path for a hub repository id and call the hub (even
+        # with local_files_only, huggingface_hub asks it for its user-agent registry).
+        raise ValueError(f"no such checkpoint folder: {params.path}")
     hf = AutoModelForCausalLM.from_pretrained(
         params.path, local_files_only=True, use_safetensors=True
     )

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import UserError
+from bench.run import offline
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ class SideSpec:
     ref: str | None  # a git ref to check out, or None for this checkout's code
     code: Path | None = None  # the worktree once checked out
     python: Path | None = None  # its virtualenv's interpreter (``--install``)
+    overrides: tuple[str, ...] = ()  # the suite's --set KEY=VALUE, passed to its side server
 
 
 def _git(*args: str, cwd: Path) -> str:
@@ -172,7 +174,7 @@ class SideServer:
         self.side = side
         self.log = log
         results.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ)
+        env = offline.child_env()  # a harness process: no hub, like its case processes
         if side.python is not None:  # installed: import it from its virtualenv, not a folder
             python, cwd = side.python, results
         else:
@@ -183,6 +185,8 @@ class SideServer:
                 )
         cmd = [str(python), "-m", "bench.run.side_server", str(side.suite.resolve()),
                "--results", str(results.resolve())]  # fmt: skip
+        for override in side.overrides:  # only when given: older sides know no --set
+            cmd += ["--set", override]
         try:
             with open(log, "ab") as err:
                 self.proc = subprocess.Popen(

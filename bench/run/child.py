@@ -12,11 +12,17 @@ import ctypes
 import os
 import signal
 
-import torch  # noqa: F401  - imported here so that forked children find it loaded
+from bench.run import offline
 
-from bench.run import case as runner
-from bench.spec import registry
-from bench.spec.suite import Case
+# Before torch, transformers or any case imports huggingface_hub, which reads it once: this
+# module is the first thing the fork server (and a spawned case process) imports.
+offline.enter()
+
+import torch  # noqa: E402, F401  - imported here so that forked children find it loaded
+
+from bench.run import case as runner  # noqa: E402
+from bench.spec import registry  # noqa: E402
+from bench.spec.suite import Case  # noqa: E402
 
 registry.load_plugins()
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.results import store
+from bench.run import offline
 from bench.run.case import now_iso
 from bench.spec.suite import Case
 
@@ -77,7 +78,7 @@ class CountServer:
         t = time.perf_counter()
         self.proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=log, stderr=log, pass_fds=(w,),
-            start_new_session=True, text=True, env={**os.environ, **COUNT_ENV},
+            start_new_session=True, text=True, env={**offline.child_env(), **COUNT_ENV},
         )  # fmt: skip
         log.close()
         os.close(w)

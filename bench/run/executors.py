@@ -25,13 +25,17 @@ from bench.spec.suite import Suite
 SHARDS = ".shards"  # under the results root: one run folder per job
 
 
-def shard_job(suite_path: str, shard: str, results: str, opts: dict[str, Any]) -> str:
-    """One job of the array: the shard's run, its run folder returned. Runs on a node."""
+def shard_job(suite_path: str, shard: str, results: str, opts: dict[str, Any], overrides=()) -> str:
+    """One job of the array: the shard's run, its run folder returned. Runs on a node; the
+    suite's --set overrides travel with it, so every shard runs the same effective suite."""
+    from bench.run import offline
     from bench.run.suite_driver import RunOptions, run_suite
     from bench.spec.suite import load_suite
 
+    offline.enter()  # a job process of the harness's own (submitit), never the user's
     outcome = run_suite(
-        load_suite(Path(suite_path)), RunOptions(results=Path(results), shard=shard, **opts)
+        load_suite(Path(suite_path), overrides),
+        RunOptions(results=Path(results), shard=shard, **opts),
     )
     return str(outcome.run_dir)
 
@@ -80,7 +84,8 @@ def run_on_executor(
         raise UserError(f"--slurm: {str(e).splitlines()[0]}") from None
     shared = {"filter": opts.filter, "timeout": opts.timeout, "argv": opts.argv}
     args = [
-        (str(suite_path.resolve()), f"{k}/{jobs}", str(root), shared) for k in range(1, jobs + 1)
+        (str(suite_path.resolve()), f"{k}/{jobs}", str(root), shared, suite.overrides)
+        for k in range(1, jobs + 1)
     ]
     submitted = executor.map_array(shard_job, *zip(*args, strict=True))
     console.print(f"submitted {len(submitted)} {kind} jobs ({submitted[0].job_id.split('_')[0]}); "

@@ -3,7 +3,7 @@ opens one run folder of the suite, prepares it once (models, bandwidth probe, fo
 and then runs one case process per request, so that the A/B job can alternate the two
 sides' case processes A B B A with the fixed start-up paid once per side.
 
-    python -m bench.run.side_server SUITE --results DIR [--filter GLOB]
+    python -m bench.run.side_server SUITE --results DIR [--filter GLOB] [--set KEY=VALUE ...]
 
 The protocol is JSON lines: the server writes ``{"ready": run_id, "run_dir": ..., "cases":
 [...]}`` once prepared, then reads ``{"case": ID, "repeat": R}`` and answers
@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("suite", type=Path)
     ap.add_argument("--results", type=Path, required=True)
     ap.add_argument("--filter", default=None)
+    # the suite's overrides, so that this side runs the effective suite the job validated
+    ap.add_argument("--set", action="append", default=[], dest="overrides")
     args = ap.parse_args(argv)
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # stray prints (library warnings) must not corrupt the protocol
@@ -42,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
     console = make_console()
     try:
-        suite = load_suite(args.suite)
+        suite = load_suite(args.suite, args.overrides)
         cases = select_cases(suite.cases, args.filter, None)
     except UserError as e:
         send({"error": str(e)})
