@@ -1,4 +1,4 @@
-"""Cells of the README's measured tables (benchmarks/*_tables.py): every timed figure is
+"""Cells of the measured tables in docs/findings.md (benchmarks/*_tables.py): every timed figure is
 the geometric mean over process repeats with its 95% t interval (bench.analysis.stats),
 ratios carry theirs ("~": the interval holds 1, within noise), differences a Welch t
 interval over the process runs."""

@@ -3,7 +3,7 @@ work does to them, and what counting costs. Runs ``bench run suites/counts.toml`
 times back to back (each run: one valgrind process counting both cases, then the timed
 cases) and prints, per case, every run's count, the largest relative difference between two
 runs, the ratio of the 131-token case to the 128-token one, and the counting server's start
-and each case's counting time. The figures are quoted in the README and in
+and each case's counting time. The figures are quoted in docs/small-changes.md and in
 bench/results/metric_info.py (RESOLUTION)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The README's decoding tables, from a run of suites/decoding.toml: per strategy and
+"""The decoding tables of docs/findings.md, from a run of suites/decoding.toml: per strategy and
 technique, tokens/s over process runs (geometric mean, 95% t interval), its ratio to greedy
 decoding of the same model (interval; "~": within noise), and the quality figures of the
 output (the same in every run: fixed weights, fixed prompts, seeded sampling); then, per

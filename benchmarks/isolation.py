@@ -38,6 +38,7 @@ TRIVIAL = (
     + """
 [[models]]
 name = "tinygpt-s"
+weights = "random"
 n_layer = 1
 n_embd = 16
 n_head = 1

@@ -6,7 +6,7 @@ Measured on real nights *in their order*, never on nights resampled across invoc
    $(seq 40); do bench run suites/nightly.toml --results DIR --no-report; done``). Each run is
    one night: for every noisy gated series (case x metric: the latencies and peak memory),
    its process runs' values. ``--save FILE`` keeps that extract
-   (benchmarks/data/nightly_runs.json.gz is the one the README's figures come from);
+   (benchmarks/data/nightly_runs.json.gz is the one the figures in docs/nightly.md come from);
    ``--data FILE`` reads it back.
 2. A/A: the real nights in their order, and in the reverse order, each analysed after every
    night from the ``FIRST``-th on as a nightly job would. Every alarm is false (the code did
@@ -21,7 +21,7 @@ Measured on real nights *in their order*, never on nights resampled across invoc
    fixed 5% threshold night over night.
 
 Run: ``python benchmarks/nightly.py --data benchmarks/data/nightly_runs.json.gz``;
-prints the README's tables, writes nightly.json under --out.
+prints the tables in docs/nightly.md, writes nightly.json under --out.
 """
 
 from __future__ import annotations
@@ -182,7 +182,7 @@ def steps(rule, nights: list[dict], before: int, after: int) -> dict:
 
 
 def example_history(nights: list[dict], results: Path, step: float = 1.25, extra: int = 4) -> str:
-    """The README's worked example: the real nights in order, then ``extra`` nights copied
+    """The worked example of docs/nightly.md: the real nights in order, then ``extra`` nights copied
     from the last ones with the prefill cases' latency times ``step`` (a regression merged on
     night 37), written as the history "nightly" under ``results``; its database URL. The
     real nights carry one commit (1111111...) and the stepped ones another (2222222...)."""
@@ -229,7 +229,7 @@ def main() -> int:
         "--example",
         type=Path,
         metavar="DIR",
-        help="only write the README's example history (the nights, then 4 with prefill x1.25) "
+        help="only write docs/nightly.md's example history (the nights, then 4 with prefill x1.25) "
         "to DIR/history.sqlite; then `bench history nightly --results DIR --plot`",
     )
     ap.add_argument("--out", type=Path, default=Path("reports/benchmarks"))

@@ -1,6 +1,6 @@
-"""The README's measured tables, from a run folder: each speed figure is the geometric mean
-over process repeats (the centre of the ratio's interval) with its ratio to the baseline
-and that ratio's 95% interval (Welch t on log values over process runs,
+"""The compression tables of docs/findings.md, from a run folder: each speed figure is the
+geometric mean over process repeats (the centre of the ratio's interval) with its ratio to
+the baseline and that ratio's 95% interval (Welch t on log values over process runs,
 bench.analysis.stats), so a rerun can be checked against it. "~" marks an interval that
 holds 1: within noise.
 

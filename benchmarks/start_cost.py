@@ -1,6 +1,6 @@
 """The fixed cost of ``bench run``: a one-case suite (tinygpt-s forward, 5 calls, no
 energy) against ``python -c "import torch"``, alternated ``--pairs`` times; prints each
-pair and the medians. The README quotes the figures."""
+pair and the medians. docs/telemetry.md quotes the figures."""
 
 from __future__ import annotations
 

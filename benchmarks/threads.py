@@ -2,7 +2,7 @@
 the harness, the sampler and the OS a core)? Alternates ``bench run`` of one case at each
 setting ``--rounds`` times (each run: ``--repeats`` processes) and prints, per setting, the
 process-to-process spread inside a run (pooled sd of log latency_median), the run-to-run
-spread of run centers, and the median latency. The README quotes the figures."""
+spread of run centers, and the median latency. docs/small-changes.md quotes the figures."""
 
 from __future__ import annotations
 

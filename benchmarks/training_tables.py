@@ -1,4 +1,4 @@
-"""The README's training and distillation tables, from run folders: every timed figure is
+"""The training and distillation tables of docs/findings.md, from run folders: every timed figure is
 the geometric mean over process repeats with its 95% t interval (bench.analysis.stats),
 ratios to the group's baseline carry theirs ("~": the interval holds 1, within noise), and
 differences in held-out bits per byte carry a Welch t interval over the process runs.

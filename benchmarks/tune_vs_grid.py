@@ -150,7 +150,7 @@ def run_tune(tmp: Path, seed: int, repeats: int) -> dict:
         str(tmp / f"tune-{seed}"),
         "--history-url",
         url,
-        "--out",
+        "--reports",
         str(tmp / "reports"),
     )
     seconds = time.perf_counter() - t0

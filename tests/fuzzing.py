@@ -311,7 +311,7 @@ def _case_result_report(seed: Seed, tmp: Path):
 
     run, _ = _two_runs(seed, tmp)
     target = sorted((run / store.CASES).glob("*.json"))[1]
-    return target, ["report", str(run), "--out", str(tmp / "reports")], [target.name]
+    return target, ["report", str(run), "--reports", str(tmp / "reports")], [target.name]
 
 
 def _manifest(seed: Seed, tmp: Path):
@@ -325,7 +325,7 @@ def _manifest_report(seed: Seed, tmp: Path):
     from bench.results import store
 
     run, _ = _two_runs(seed, tmp)
-    return run / store.MANIFEST, ["report", str(run), "--out", str(tmp / "reports")], [run.name]
+    return run / store.MANIFEST, ["report", str(run), "--reports", str(tmp / "reports")], [run.name]
 
 
 def _pytest_benchmark(seed: Seed, tmp: Path):
@@ -435,7 +435,7 @@ def _history_case(data: st.DataObject, seed: Seed, tmp: Path):
         how = f"{table}.{column} = {value!r}"[:200]
     db.commit()
     db.close()
-    argv = ["history", "nightly", "--results", str(results), "--reports", str(tmp / "rep")]
+    argv = ["history", "show", "nightly", "--results", str(results), "--reports", str(tmp / "rep")]
     return how, argv, tmp, [SQLITE_NAME, str(results)]
 
 
@@ -488,9 +488,9 @@ def _safetensors_case(data: st.DataObject, seed: Seed, tmp: Path):
 
 
 def _cli_case(data: st.DataObject, seed: Seed, tmp: Path):
-    from bench.cli import _parser
+    from bench.cli import build_parser
 
-    parser = _parser()
+    parser = build_parser()
     sub = next(a for a in parser._actions if a.choices and isinstance(a.choices, dict))
     command = data.draw(st.sampled_from(sorted(sub.choices)))
     flags = sorted(

@@ -117,7 +117,7 @@ def test_ab_pairs_the_two_refs_processes_and_finds_no_regression_between_equals(
     """Two commits that differ in nothing measured: one server per side, started once; the
     case processes alternate A B B A; no REGRESSION (a false one has a 1% chance at most)."""
     monkeypatch.chdir(repo)
-    code = main(["ab", "ab.toml", "--base", "HEAD~1", "--candidate", "HEAD", "--budget", "6",
+    code = main(["ab", "ab.toml", "--base-ref", "HEAD~1", "--candidate-ref", "HEAD", "--budget", "6",
                  "--results", "results"])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 0, err
@@ -144,7 +144,7 @@ def test_install_compares_each_sides_installed_code(repo, monkeypatch, capsys):
     """--install: each side's worktree installed into a virtualenv of its own (seeing this
     environment's torch, not installing it again); each side server imports its own."""
     monkeypatch.chdir(repo)
-    code = main(["ab", "ab.toml", "--base", "HEAD~1", "--candidate", "HEAD", "--budget", "2",
+    code = main(["ab", "ab.toml", "--base-ref", "HEAD~1", "--candidate-ref", "HEAD", "--budget", "2",
                  "--install", "--results", "installed"])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 0, err
@@ -164,16 +164,16 @@ def test_ab_user_errors_are_one_line(repo, monkeypatch, capsys):
     monkeypatch.chdir(repo)
     assert main(["ab", "ab.toml"]) == 2
     assert "same code and suite" in capsys.readouterr().err
-    assert main(["ab", "ab.toml", "--candidate", "no-such-ref", "--results", "r2"]) == 2
+    assert main(["ab", "ab.toml", "--candidate-ref", "no-such-ref", "--results", "r2"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") <= 2 and "no-such-ref" in err
-    assert main(["ab", "missing.toml", "--candidate", "HEAD"]) == 2
+    assert main(["ab", "missing.toml", "--candidate-ref", "HEAD"]) == 2
     assert "missing.toml: no such suite file" in capsys.readouterr().err
     # a ref whose code predates the side server: one line saying so
     git("checkout", "-q", "-b", "old", cwd=repo)
     (repo / "bench" / "run" / "side_server.py").unlink()
     git("commit", "-qam", "old", cwd=repo)
     git("checkout", "-q", "-", cwd=repo)
-    assert main(["ab", "ab.toml", "--candidate", "old", "--results", "r3"]) == 2
+    assert main(["ab", "ab.toml", "--candidate-ref", "old", "--results", "r3"]) == 2
     (error,) = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert error.startswith("bench: error: candidate side ended") and "predates paired" in error

@@ -12,7 +12,7 @@ def test_validate_and_list(write_suite, capsys):
         + '[[workloads]]\nname = "forward"\nbatch = [1, 2]\nseq_len = 8\n'
     )
     assert main(["validate", str(path)]) == 0
-    assert "ok, 2 cases x 1 repeats" in capsys.readouterr().out
+    assert "ok, 2 cases x 3 repeats" in capsys.readouterr().out
     assert main(["list", str(path), "--shard", "2/2"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 1 and out[0].startswith("tinygpt-s-L1-H2-E32-T64/forward-b2-s8/baseline  [")

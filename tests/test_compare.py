@@ -65,9 +65,9 @@ def sides(tmp_path, slow=1.0, k=3, **kw):
 def argv(base, cand, *more):
     out = ["compare", str(base[0]), str(cand[0])]
     for b in base[1:]:
-        out += ["--base", str(b)]
+        out += ["--base-run", str(b)]
     for c in cand[1:]:
-        out += ["--candidate", str(c)]
+        out += ["--candidate-run", str(c)]
     return [*out, *map(str, more)]
 
 
@@ -79,8 +79,8 @@ def two_runs(tmp_path, slow=1.0, **kw):
 def test_a_slower_candidate_fails_with_a_regression_and_writes_its_report(tmp_path, capsys):
     base, cand = sides(tmp_path, slow=1.3)
     out = tmp_path / "out"
-    assert main(argv(base, cand, "--out", out)) == 1
-    printed = capsys.readouterr().err
+    assert main(argv(base, cand, "--reports", out)) == 1
+    printed = capsys.readouterr().out
     assert "REGRESSION" in printed and "1 REGRESSION" in printed
     assert "intervals at 99% (Bonferroni over 1 test at a family-wise 0.01)" in printed
     data = json.loads((out / "compare.json").read_text())
@@ -100,7 +100,7 @@ def test_a_slower_candidate_fails_with_a_regression_and_writes_its_report(tmp_pa
 def test_the_same_speed_passes(tmp_path, capsys):
     base, cand = sides(tmp_path, slow=1.0)
     assert main(argv(base, cand)) == 0
-    assert "0 REGRESSION" in capsys.readouterr().err
+    assert "0 REGRESSION" in capsys.readouterr().out
 
 
 def test_one_run_a_side_is_inconclusive_until_the_drift_between_runs_is_known(tmp_path, capsys):
@@ -112,30 +112,31 @@ def test_one_run_a_side_is_inconclusive_until_the_drift_between_runs_is_known(tm
 
     base, cand = two_runs(tmp_path, slow=1.3)
     assert main(["compare", str(base), str(cand), "--results", str(tmp_path)]) == 0
-    err = capsys.readouterr().err
-    assert "INCONCLUSIVE (one run a side and no estimate" in err and "bench calibrate" in err
+    out = capsys.readouterr().out
+    assert "INCONCLUSIVE (one run a side and no estimate" in out and "bench calibrate" in out
     with History(default_url(tmp_path)) as db:
         for i in range(8):
             run = fake_run(tmp_path / "cal", f"cal{i}", {"m/w/baseline": {
                 "latency_median": lat(0.01, seed=100 + i), "params_total": [100.0] * 5}})  # fmt: skip
             db.append("calibration", *run_points(run))
     assert main(["compare", str(base), str(cand), "--results", str(tmp_path)]) == 1
-    err = capsys.readouterr().err
-    assert "REGRESSION" in err and "(calibration 7 df)" in err
+    out = capsys.readouterr().out
+    assert "REGRESSION" in out and "(calibration 7 df)" in out
 
 
 def test_inconclusive_warns_and_fails_only_when_strict(tmp_path, capsys):
     base, cand = two_runs(tmp_path, slow=1.2)
     assert main(["compare", str(base), str(cand)]) == 0
-    err = capsys.readouterr().err
-    assert "INCONCLUSIVE" in err and "warning" in err
+    printed = capsys.readouterr()
+    assert "INCONCLUSIVE" in printed.out and "warning" not in printed.out  # table: stdout
+    assert "INCONCLUSIVE: add runs per side" in printed.err and "warning" in printed.err
     assert main(["compare", str(base), str(cand), "--strict"]) == 1
 
 
 def test_more_runs_per_side_are_the_unit_not_their_processes(tmp_path, capsys):
     base, cand = sides(tmp_path, slow=1.3, k=2)
     out = tmp_path / "o"
-    assert main(argv(base, cand, "--out", out)) == 1
+    assert main(argv(base, cand, "--reports", out)) == 1
     row = next(r for r in json.loads((out / "compare.json").read_text())["rows"]
                if r["metric"] == "latency_median")  # fmt: skip
     assert (row["n_base"], row["n_cand"]) == (2, 2) and row["df"] == 2
@@ -157,8 +158,8 @@ def test_incomparable_sides_end_with_one_line_and_exit_2(tmp_path, capsys, kw, w
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and words in err
     if "suite" not in kw:
-        assert main(["compare", str(base), str(cand), "--force"]) == 0
-        assert "compared despite different setups" in capsys.readouterr().err
+        assert main(["compare", str(base), str(cand), "--allow-mixed"]) == 0
+        assert "compared despite different setups" in capsys.readouterr().out
 
 
 def test_bad_inputs_end_with_one_line_and_exit_2(tmp_path, capsys):
@@ -183,14 +184,14 @@ def test_the_bases_gates_judge_and_a_candidate_cannot_loosen_them(tmp_path, caps
                       suite_text=SUITE_TEXT + "[gates]\nlatency_median = 0.50\n")
              for i in range(3)]  # fmt: skip
     assert main(argv(base, loose)) == 1  # still judged at the base's 5%
-    err = capsys.readouterr().err
+    out = capsys.readouterr().out
     assert (
-        "the candidate's suite changes latency_median ±50% (base ±5%); judged by the base's" in err
+        "the candidate's suite changes latency_median ±50% (base ±5%); judged by the base's" in out
     )
     gates = tmp_path / "gates.toml"
     gates.write_text("[gates]\nlatency_median = 0.50\n")
     assert main(argv(base, loose, "--gates", gates)) == 0  # pinned on purpose
-    assert "gates: the pinned --gates file" in capsys.readouterr().err
+    assert "gates: the pinned --gates file" in capsys.readouterr().out
     gates.write_text("[gates]\nlatncy_median = 0.5\n")
     assert main(argv(base, loose, "--gates", gates)) == 2
     assert "gates.toml: gates.latncy_median: unknown metric" in capsys.readouterr().err
@@ -219,8 +220,8 @@ def test_pytest_benchmark_saves_are_runs(pytester, tmp_path, capsys):
             (d / f.name).write_bytes(f.read_bytes())
     capsys.readouterr()
     assert main(["compare", str(base), str(cand)]) == 1
-    err = capsys.readouterr().err
-    assert "test_bm.py::test_sleep" in err and "REGRESSION" in err
+    out = capsys.readouterr().out
+    assert "test_bm.py::test_sleep" in out and "REGRESSION" in out
     assert main(["compare", str(base), str(base / saves[0].name)]) == 2  # a save on both sides
 
 
@@ -246,11 +247,12 @@ def test_calibrate_appends_back_to_back_runs_and_compare_then_decides(
     suite = write_suite(selftest_suite("cal", repeats=2))
     results = tmp_path / "results"
     assert main(["calibrate", str(suite), "--runs", "3", "--results", str(results)]) == 0
-    err = capsys.readouterr().err
-    assert "A/A run 3/3" in err and "3 runs appended to the history 'calibration'" in err
-    assert "one run a side: decided beyond" in err
+    printed = capsys.readouterr()
+    assert "A/A run 3/3" in printed.err
+    assert "3 runs appended to the history 'calibration'" in printed.err
+    assert "one run a side: decided beyond" in printed.out  # the table: a result
     runs = sorted(p.parent for p in results.glob("*/manifest.json"))
     assert len(runs) == 3
     assert main(["compare", str(runs[0]), str(runs[1]), "--results", str(results), "--all"]) == 0
-    assert "(calibration 2 df)" in capsys.readouterr().err
+    assert "(calibration 2 df)" in capsys.readouterr().out
     assert main(["calibrate", str(suite), "--runs", "2", "--results", str(results)]) == 2

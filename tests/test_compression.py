@@ -19,7 +19,7 @@ LINEAR_BYTES_FP32 = 4 * 4 * 196608  # tinygpt-s: 4 blocks x 196,608 linear weigh
 def fresh(**params):
     entry = registry.models.get("tinygpt-s")
     torch.manual_seed(0)
-    return entry.fn(entry.params.model_validate(params), CTX).eval()
+    return entry.fn(entry.params.model_validate({"weights": "random", **params}), CTX).eval()
 
 
 def apply(model, name, **params):
@@ -58,7 +58,7 @@ def test_layers_a_scheme_cannot_take_are_reported_not_crashed_on():
 
 
 def test_float8_on_cpu_is_a_skipped_case():
-    text = 'name = "t"\n[run]\nenergy = false\n[[models]]\nname = "tinygpt-s"\n[[workloads]]\nname = "forward"\nseq_len = 8\n'
+    text = 'name = "t"\n[run]\nenergy = false\n[[models]]\nname = "tinygpt-s"\n[[workloads]]\nname = "forward"\nseq_len = 8\nbaseline = false\n'
     case = parse_suite(text + "[[techniques]]\nname = 'quantize'\nscheme = 'float8'\n").cases[0]
     r = execute(case)
     assert r.status == "skipped" and "compute capability 8.9" in r.error
@@ -117,10 +117,12 @@ energy = false
 [[workloads]]
 name = "forward"
 seq_len = 16
+baseline = false
 [[workloads]]
 name = "generate"
 prompt_len = 4
 new_tokens = 6
+baseline = false
 [[techniques]]
 name = "compile"
 """
@@ -145,7 +147,11 @@ def test_csr_execution_matches_the_dense_pruned_model(name):
     from bench.telemetry.size import model_size_metrics
 
     entry = registry.models.get(name)
-    params = {"n_layer": 1, "n_embd": 32, "n_head": 2} if name == "tinygpt-s" else {}
+    params = (
+        {"n_layer": 1, "n_embd": 32, "n_head": 2, "weights": "random"}
+        if name == "tinygpt-s"
+        else {}
+    )
     torch.manual_seed(0)
     dense = entry.fn(entry.params.model_validate(params), CTX).eval()
     dense, _ = apply(dense, "prune", amount=0.9)
@@ -190,7 +196,11 @@ def test_shrink_removes_mlp_channels_and_computes_what_the_mask_does(name, n):
     from bench.telemetry.size import model_size_metrics
 
     entry = registry.models.get(name)
-    params = {"n_layer": 2, "n_embd": 32, "n_head": 2} if name == "tinygpt-s" else {}
+    params = (
+        {"n_layer": 2, "n_embd": 32, "n_head": 2, "weights": "random"}
+        if name == "tinygpt-s"
+        else {}
+    )
     torch.manual_seed(0)
     masked = _masked_like_shrink(entry.fn(entry.params.model_validate(params), CTX).eval(), 0.5, n)
     torch.manual_seed(0)
@@ -246,6 +256,7 @@ SEMI_STRUCTURED = """
 [[workloads]]
 name = "forward"
 seq_len = 16
+baseline = false
 [[techniques]]
 name = "prune"
 method = "semi_structured_2_4"
@@ -278,7 +289,9 @@ def test_2_4_execution_needs_the_2_4_method():
 def test_2_4_execution_on_cuda_matches_the_dense_masked_model():
     ctx = CaseContext("cuda", "bfloat16", 0, 1, 2)
     entry = registry.models.get("tinygpt-s")
-    params = entry.params.model_validate({"n_layer": 1, "n_embd": 256, "n_head": 4})
+    params = entry.params.model_validate(
+        {"n_layer": 1, "n_embd": 256, "n_head": 4, "weights": "random"}
+    )
     torch.manual_seed(0)
     dense = entry.fn(params, ctx).to("cuda", torch.bfloat16).eval()
     tech = registry.techniques.get("prune")

@@ -147,15 +147,15 @@ def test_compare_judges_counts_of_one_run_a_side(tmp_path, capsys):
     base = count_run(tmp_path, "base", 1e8)
     same = count_run(tmp_path, "same", 1e8 * 1.00004)
     more = count_run(tmp_path, "more", 1e8 * 1.04)
-    assert main(["compare", str(base), str(same), "--out", str(tmp_path / "o1")]) == 0
+    assert main(["compare", str(base), str(same), "--reports", str(tmp_path / "o1")]) == 0
     rows = json.loads((tmp_path / "o1" / "compare.json").read_text())["rows"]
     counted = {r["metric"]: r for r in rows}["instructions"]
     assert counted["verdict"] == "OK" and counted["basis"].startswith("counted (once a side)")
     assert "certain to ±0.25%" in counted["basis"]
     # timings of one run a side stay undecided: only the counts decide
     assert {r["metric"]: r for r in rows}["latency_median"]["verdict"] == "INCONCLUSIVE"
-    assert main(["compare", str(base), str(more), "--out", str(tmp_path / "o2")]) == 1
-    assert "REGRESSION" in capsys.readouterr().err
+    assert main(["compare", str(base), str(more), "--reports", str(tmp_path / "o2")]) == 1
+    assert "REGRESSION" in capsys.readouterr().out
     rows = json.loads((tmp_path / "o2" / "compare.json").read_text())["rows"]
     counted = {r["metric"]: r for r in rows}["instructions"]
     assert counted["change"] == "1.040× [1.037, 1.043] (bound)"
@@ -173,11 +173,13 @@ name = "c"
 [run]
 warmup = 0
 iterations = 2
+repeats = 1
 energy = false
 idle_s = 0
 {extra}
 [[models]]
 name = "tinygpt-s"
+weights = "random"
 n_layer = 1
 n_embd = 32
 n_head = 2
@@ -297,9 +299,9 @@ def test_real_counts_repeat_and_see_a_commit_that_adds_2_percent_of_work(tmp_pat
         counts.append({m["name"]: m["value"] for m in c["metrics"]}["instructions"])
     assert abs(math.log(counts[1] / counts[0])) < 0.001
     assert counts[2] / counts[0] > 1.01
-    same = _bench(tmp_path, "compare", str(runs[0]), str(runs[1]), "--out", str(tmp_path / "o"))
+    same = _bench(tmp_path, "compare", str(runs[0]), str(runs[1]), "--reports", str(tmp_path / "o"))
     assert same.returncode == 0, same.stdout + same.stderr
-    more = _bench(tmp_path, "compare", str(runs[0]), str(runs[2]), "--out", str(tmp_path / "o"))
+    more = _bench(tmp_path, "compare", str(runs[0]), str(runs[2]), "--reports", str(tmp_path / "o"))
     assert more.returncode == 1, more.stdout + more.stderr
     rows = json.loads((tmp_path / "o" / "compare.json").read_text())["rows"]
     assert {r["metric"]: r["verdict"] for r in rows}["instructions"] == "REGRESSION"

@@ -217,6 +217,7 @@ energy = false
 quality = true
 [[models]]
 name = "tinygpt-s"
+weights = "random"
 n_layer = 2
 n_head = 2
 n_embd = 32

@@ -67,7 +67,7 @@ def test_a_cuda_case_reaches_its_ranks_without_initialising_cuda(cuda_build, tmp
 
     suite = parse_suite(
         'name = "t"\n[run]\ndevice = "cuda"\n[[models]]\nname = "tinygpt-s"\n'
-        '[[workloads]]\nname = "train"\nsteps = 2\n'
+        '[[workloads]]\nname = "train"\nsteps = 2\nbaseline = false\n'
         '[[techniques]]\nname = "parallel"\nmode = "ddp"\nworld_size = 2\nbackend = "gloo"\n'
     )
     (case,) = [c for c in suite.cases if c.techniques[0].name == "parallel"]
@@ -263,8 +263,8 @@ def test_a_case_whose_cuda_graphs_were_skipped_counts_them_beside_its_figures():
 
     suite = parse_suite(
         'name = "t"\n[run]\ndevice = "cuda"\n[[models]]\nname = "tinygpt-s"\n'
-        '[[workloads]]\nname = "generate"\nruntime = "compiled"\n'
-        '[[workloads]]\nname = "forward"\n'
+        '[[workloads]]\nname = "generate"\nruntime = "compiled"\nbaseline = false\n'
+        '[[workloads]]\nname = "forward"\nbaseline = false\n'
         '[[techniques]]\nname = "compile"\nmode = "reduce-overhead"\n'
         '[[techniques]]\nname = "compile"\n'
     )

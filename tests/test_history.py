@@ -177,7 +177,7 @@ import sys, time
 from argparse import Namespace
 from pathlib import Path
 import sqlalchemy  # all imported before the start, so that the writes race
-from bench import cli_history
+from bench.cli import history as cli_history
 from bench.analysis import history_points
 from bench.results import history
 if sys.argv[1].startswith("postgres"):
@@ -252,15 +252,18 @@ def test_rebuild_rederives_the_database_from_the_run_folders(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["history", "missing"], "no history named 'missing' (known: nightly)"),
-        (["history", "nightly", "--metric", "nope"], "--metric nope: not in this history"),
-        (["history", "nightly", "--since", "yesterday-ish"], "--since 'yesterday-ish'"),
+        (["history", "show", "missing"], "no history named 'missing' (known: nightly)"),
+        (["history", "show", "nightly", "--metric", "nope"], "--metric nope: not in this history"),
+        (["history", "show", "nightly", "--since", "yesterday-ish"], "--since 'yesterday-ish'"),
         (["history", "rebuild", "missing"], "no finished run marked --history missing"),
         (
-            ["history", "nightly", "--history-url", "postgresql://bench@127.0.0.1:9/x"],
+            ["history", "show", "nightly", "--history-url", "postgresql://bench@127.0.0.1:9/x"],
             "cannot use the history database",
         ),
-        (["history", "nightly", "--history-url", "nosuch://x"], "not a usable database URL"),
+        (
+            ["history", "show", "nightly", "--history-url", "nosuch://x"],
+            "not a usable database URL",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
@@ -276,7 +279,9 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
 def test_a_missing_database_driver_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "psycopg", None)  # as if the extra were not installed
     url = "postgresql://bench@127.0.0.1:9/x"
-    assert main(["history", "nightly", "--results", str(tmp_path), "--history-url", url]) == 2
+    assert (
+        main(["history", "show", "nightly", "--results", str(tmp_path), "--history-url", url]) == 2
+    )
     err = capsys.readouterr().err
     assert "no driver for this database" in err and "llm-opt-bench[postgres]" in err
 
@@ -293,13 +298,13 @@ def test_a_corrupt_row_is_skipped_with_one_warning_per_run_naming_why(tmp_path, 
         conn.execute("UPDATE bench_points SET value = 'fast' WHERE run_id != ? AND metric = "
                      "'latency_median'", (run_id,))  # fmt: skip
     capsys.readouterr()
-    assert main(["history", "nightly", "--results", str(results)]) == 0
-    err = capsys.readouterr().err
+    assert main(["history", "show", "nightly", "--results", str(results)]) == 0
+    out, err = capsys.readouterr()
     warned = [line for line in err.splitlines() if line.startswith("bench: warning:")]
     assert len(warned) == 3 and all("`bench history rebuild`" in line for line in warned)
     assert f"run {run_id}: 2 row(s) cannot be believed (JSON that does not parse" in err
     assert "value 'fast' is not a finite number" in err
-    assert "history nightly: 2 runs" in err  # the state_dict_bytes rows of two runs remain
+    assert "history nightly: 2 runs" in out  # the state_dict_bytes rows of two runs remain
 
 
 # --- change points and alarms -----------------------------------------------------------
@@ -427,9 +432,18 @@ def test_history_with_an_injected_step_alarms_once_at_the_right_night(tmp_path, 
     capsys.readouterr()
     reports = tmp_path / "reports"
     code = main(
-        ["history", "nightly", "--results", str(results), "--plot", "--reports", str(reports)]
+        [
+            "history",
+            "show",
+            "nightly",
+            "--results",
+            str(results),
+            "--plot",
+            "--reports",
+            str(reports),
+        ]
     )
-    out = capsys.readouterr().err
+    out = capsys.readouterr().out
     assert code == 1
     assert "1 open alarm" in out and "2026-01-25" in out  # night 24
     index = (reports / "nightly" / "index.html").read_text()
@@ -437,7 +451,18 @@ def test_history_with_an_injected_step_alarms_once_at_the_right_night(tmp_path, 
     assert len(list((reports / "nightly").glob("*.png"))) == 2  # latency and size
     # filtered to the size, which did not change: no alarm
     assert (
-        main(["history", "nightly", "--results", str(results), "--metric", "state_dict_bytes"]) == 0
+        main(
+            [
+                "history",
+                "show",
+                "nightly",
+                "--results",
+                str(results),
+                "--metric",
+                "state_dict_bytes",
+            ]
+        )
+        == 0
     )
     # before the step had lasted two nights: no alarm
     for run in sorted(results.glob("20260025-*")) + sorted(results.glob("2026002[6-9]-*")):
@@ -445,7 +470,7 @@ def test_history_with_an_injected_step_alarms_once_at_the_right_night(tmp_path, 
         manifest["history"] = "shorter"
         (run / "manifest.json").write_text(json.dumps(manifest))
     assert main(["history", "rebuild", "--results", str(results)]) == 0
-    assert main(["history", "nightly", "--results", str(results)]) == 0
+    assert main(["history", "show", "nightly", "--results", str(results)]) == 0
 
 
 def test_bench_run_appends_to_the_history(tmp_path, write_suite, capsys):
@@ -462,8 +487,8 @@ def test_bench_run_appends_to_the_history(tmp_path, write_suite, capsys):
     with History(default_url(results)) as db:
         df = db.frame("nightly")
     assert set(df.run_id) == {run_dir.name} and "latency_median" in set(df.metric)
-    assert main(["history", "nightly", "--results", str(results)]) == 0
-    assert "history nightly: 1 runs" in capsys.readouterr().err
+    assert main(["history", "show", "nightly", "--results", str(results)]) == 0
+    assert "history nightly: 1 runs" in capsys.readouterr().out
 
 
 def test_confirm_keeps_what_a_paired_rerun_confirms(tmp_path, monkeypatch, capsys):
@@ -490,8 +515,8 @@ def test_confirm_keeps_what_a_paired_rerun_confirms(tmp_path, monkeypatch, capsy
     for verdict, (code, words) in outcomes.items():
         monkeypatch.setattr(ab, "run_ab", lambda *a, v=verdict: fake_ab(*a, v))
         capsys.readouterr()
-        assert main(["history", "nightly", "--results", str(results), "--confirm"]) == code
-        assert words in capsys.readouterr().err
+        assert main(["history", "show", "nightly", "--results", str(results), "--confirm"]) == code
+        assert words in capsys.readouterr().out
     assert calls[0][:2] == (f"c{23:039d}", f"c{24:039d}") and 'name = "nightly-test"' in calls[0][2]
 
 
@@ -513,10 +538,10 @@ def test_confirm_dismisses_a_change_on_one_commit_as_the_machine(tmp_path, capsy
         level = 0.025 if i >= 24 else 0.020
         fake_run(results, i, list(level * np.exp(rng.normal(0, 0.03, 3))), commit="a" * 40)
     assert main(["history", "rebuild", "--results", str(results)]) == 0
-    assert main(["history", "nightly", "--results", str(results)]) == 1
+    assert main(["history", "show", "nightly", "--results", str(results)]) == 1
     capsys.readouterr()
-    assert main(["history", "nightly", "--results", str(results), "--confirm"]) == 0
-    assert "the machine changed, not the code" in capsys.readouterr().err
+    assert main(["history", "show", "nightly", "--results", str(results), "--confirm"]) == 0
+    assert "the machine changed, not the code" in capsys.readouterr().out
 
 
 def test_an_accepted_regression_stops_alarming_until_a_new_one(tmp_path, capsys):
@@ -525,9 +550,9 @@ def test_an_accepted_regression_stops_alarming_until_a_new_one(tmp_path, capsys)
     assert main(["history", "rebuild", "--results", str(results)]) == 0
     where = ["--results", str(results)]
     assert main(["history", "ack", "nightly", *where, "--note", "bigger model, on purpose"]) == 0
-    assert "1 alarm(s) accepted" in capsys.readouterr().err
-    assert main(["history", "nightly", *where]) == 0
-    assert "accepted on" in capsys.readouterr().err
+    assert "1 alarm(s) accepted" in capsys.readouterr().out
+    assert main(["history", "show", "nightly", *where]) == 0
+    assert "accepted on" in capsys.readouterr().out
     # a second step, after the ack: alarms again
     rng = np.random.default_rng(9)
     for i in range(30, 40):
@@ -537,7 +562,7 @@ def test_an_accepted_regression_stops_alarming_until_a_new_one(tmp_path, capsys)
         m["started"] = (pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=i)).isoformat()
         (run / "manifest.json").write_text(json.dumps(m))
     assert main(["history", "rebuild", "--results", str(results)]) == 0
-    assert main(["history", "nightly", *where]) == 1
+    assert main(["history", "show", "nightly", *where]) == 1
 
 
 def test_a_degenerate_interval_that_rounds_past_its_value_is_believed():

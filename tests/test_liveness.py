@@ -128,7 +128,7 @@ def test_a_killed_run_reads_interrupted_everywhere_and_resumes(tmp_path, capsys)
     assert store.read_json(run_dir / store.MANIFEST)["status"] == "running"  # as left
     seen = store.read_manifest(run_dir)
     assert seen["status"] == "interrupted" and f"pid {proc.pid}" in seen["status_reason"]
-    assert main(["report", str(run_dir), "--out", str(tmp_path / "rep")]) == 0
+    assert main(["report", str(run_dir), "--reports", str(tmp_path / "rep")]) == 0
     (page,) = (tmp_path / "rep").glob("*/*/report.md")
     assert "interrupted" in page.read_text()
     assert main(["run", str(suite), "--results", str(results), "--resume", run_dir.name,

@@ -178,6 +178,7 @@ def test_semi_structured_takes_no_other_amount():
     from bench.errors import UserError
 
     text = 'name = "t"\n[[models]]\nname = "tinygpt-s"\n[[workloads]]\nname = "forward"\n'
+    text += "baseline = false\n"  # one case, no ratios
     with pytest.raises(UserError, match=r"semi_structured_2_4 prunes exactly 0\.5"):
         parse_suite(
             text + "[[techniques]]\nname = 'prune'\nmethod = 'semi_structured_2_4'\namount = 0.7\n"

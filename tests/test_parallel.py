@@ -18,6 +18,7 @@ name = "parallel-test"
 threads = 1
 warmup = 1
 iterations = 3
+repeats = 1
 idle_s = 0
 quality = true
 timeout_s = 6
@@ -28,6 +29,7 @@ steps = 4
 batch = 2
 seq_len = 32
 heldout_windows = 2
+baseline = false
 [[workloads]]
 name = "forward"
 batch = 1
@@ -36,11 +38,13 @@ seq_len = 32
 name = "selftest"
 mode = "raise"
 rank = 1
+baseline = false
 [[workloads]]
 name = "selftest"
 mode = "spawn"
 seconds = 120
 rank = 1
+baseline = false
 [[techniques]]
 name = "baseline"
 [[techniques]]
@@ -161,6 +165,7 @@ steps = 3
 batch = 2
 seq_len = 32
 heldout_windows = 1
+baseline = false
 [[techniques]]
 name = "parallel"
 mode = "ddp"

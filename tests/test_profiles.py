@@ -109,11 +109,13 @@ name = "p"
 threads = 1
 warmup = 1
 iterations = 3
+repeats = 1
 energy = false
 idle_s = 0
 {extra}
 [[models]]
 name = "tinygpt-s"
+weights = "random"
 n_layer = 1
 n_embd = 64
 n_head = 2
@@ -167,7 +169,7 @@ def test_bench_profile_profiles_a_case_with_its_baseline_and_prints_the_diff(tmp
                  "--results", str(tmp_path / "r"), "--inline"])  # fmt: skip
     out = capsys.readouterr()
     assert code == 0, out.err
-    assert "quant-int8dyn against tinygpt-s-L1-H2-E64/forward-b2-s16/baseline" in out.err
+    assert "quant-int8dyn against tinygpt-s-L1-H2-E64/forward-b2-s16/baseline" in out.out
     (run,) = (tmp_path / "r").iterdir()
     assert not store.run_results(run)  # profiled only, never timed
     assert len(store.profiles(run)) == 2

@@ -278,3 +278,21 @@ def test_saving_over_an_older_baseline_adds_to_it(tmp_path):
     saved = json.loads(session.write().read_text())["tests"]
     assert [s["values"] for s in saved["t::old"]["sessions"]] == [[2.0, 2.1]]
     assert saved["t::new"]["sessions"][0]["values"] == [2.0, 2.1]
+
+
+def test_the_plugin_leaves_a_projects_gpu_marked_tests_alone(pytester):
+    # A foreign project: its own ``gpu`` marker, and no CUDA needed by its test. Bench's
+    # skip hook lives in bench's tests/conftest.py, not in the plugin every install loads.
+    pytester.makeini("[pytest]\nmarkers =\n    gpu: the project's own meaning\n")
+    pytester.makepyfile(
+        test_theirs="""
+        import pytest
+
+        @pytest.mark.gpu
+        def test_runs_anywhere():
+            assert True
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--strict-markers")
+    result.assert_outcomes(passed=1)
+    assert "--perf-save" in pytester.runpytest("--help").stdout.str()  # the plugin is loaded

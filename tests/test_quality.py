@@ -100,6 +100,7 @@ iterations = 2
 [[workloads]]
 name = "forward"
 seq_len = 16
+baseline = false
 [[techniques]]
 name = "prune"
 amount = 0.5

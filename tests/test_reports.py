@@ -20,6 +20,7 @@ description = "<script>alert(1)</script> & friends"
 repeats = 3
 [[models]]
 name = "tinygpt-s"
+weights = "random"
 [[workloads]]
 name = "generate"
 [[techniques]]
@@ -235,7 +236,7 @@ def test_best_under_constraints(run_dir):
     ],
 )
 def test_best_errors_are_one_line_exit_2(run_dir, capsys, expr, message):
-    assert main(["report", str(run_dir), "--out", str(run_dir / "r"), "--best", expr]) == 2
+    assert main(["report", str(run_dir), "--reports", str(run_dir / "r"), "--best", expr]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
 

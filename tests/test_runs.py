@@ -28,6 +28,7 @@ QUICK_RUN = """
 [run]
 warmup = 0
 iterations = 1
+repeats = 1
 energy = false
 idle_s = 0
 """
@@ -252,7 +253,7 @@ def test_an_oom_kill_is_blamed_on_the_case_only_when_the_kernel_names_it(monkeyp
 @pytest.mark.slow
 def test_library_noise_goes_to_the_run_log_not_the_console(tmp_path):
     body = (
-        '[[workloads]]\nname = "forward"\nbatch = 1\nseq_len = 8\n'
+        '[[workloads]]\nname = "forward"\nbatch = 1\nseq_len = 8\nbaseline = false\n'
         '[[techniques]]\nname = "quantize"\nscheme = "int8_weight_only"\n'
     )
     suite = _suite_file(tmp_path, quick_suite("noise", body), name="noise.toml")

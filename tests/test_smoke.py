@@ -45,7 +45,7 @@ def smoke(tmp_path_factory):
 @pytest.mark.slow
 def test_smoke_suite_runs_end_to_end(smoke):
     out, proc = smoke
-    assert "Summary" in proc.stderr
+    assert "Summary" in proc.stdout  # results on stdout, progress on stderr
     df = load_results(out / "results")
     assert set(df.status) == {"ok"}
     assert df.case_id.nunique() == 12

@@ -14,8 +14,10 @@ SUITE = """
 name = "t"
 [[models]]
 name = "tinygpt-s"
+weights = "random"
 [[workloads]]
 name = "forward"
+baseline = false
 [[techniques]]
 name = "prune"
 amount = [0.5]

@@ -11,6 +11,7 @@ BASE = """
 name = "t"
 [[models]]
 name = "tinygpt-s"
+weights = "random"
 [[workloads]]
 name = "forward"
 batch = [1, 8]
@@ -56,15 +57,20 @@ def test_chain_expands_each_step_in_order():
         BASE
         + """
 [[techniques]]
+name = "baseline"
+[[techniques]]
 chain = [{name = "prune", amount = [0.1, 0.2]}, {name = "prune", method = "random_unstructured", amount = 0.3}]
+[[techniques]]
+chain = ["compile", {name = "prune", amount = 0.5}]
 """
     )
-    ids = [c.id for c in suite.cases if "-b1-" in c.id]
+    ids = [c.id for c in suite.cases if "-b1-" in c.id and "+" in c.id]
     assert ids == [
         "tinygpt-s/forward-b1-s16/prune-l1-0.1+prune-rand-0.3",
         "tinygpt-s/forward-b1-s16/prune-l1-0.2+prune-rand-0.3",
+        "tinygpt-s/forward-b1-s16/compile-default+prune-l1-0.5",
     ]
-    assert [t.name for t in suite.cases[0].techniques] == ["prune", "prune"]
+    assert [t.name for t in suite.cases[1].techniques] == ["prune", "prune"]
 
 
 def test_exclude_and_include_rules():
@@ -77,16 +83,20 @@ name = "baseline"
 name = "prune"
 amount = [0.5, 0.9]
 [matrix]
-exclude = [{"workload.batch" = 8, "prune.amount" = 0.9}, {technique = "baseline", "workload.batch" = 1}]
-include = [{model = "tinygpt-s", workload = {name = "generate", new_tokens = 4}, technique = {name = "prune", amount = 0.7}}]
+exclude = [{"workload.batch" = 8, "prune.amount" = 0.9}, {"prune.amount" = 0.5, "workload.batch" = 1}]
+include = [
+  {model = "tinygpt-s", workload = {name = "generate", new_tokens = 4}, technique = {name = "prune", amount = 0.7}, baseline = false},
+  {model = {name = "tinygpt-s", weights = "random"}, workload = {name = "forward", batch = 1, seq_len = 16}, chain = [{name = "prune", amount = 0.5}, "compile"]},
+]
 """
     )
     assert [c.id for c in suite.cases] == [
-        "tinygpt-s/forward-b1-s16/prune-l1-0.5",
+        "tinygpt-s/forward-b1-s16/baseline",
         "tinygpt-s/forward-b1-s16/prune-l1-0.9",
         "tinygpt-s/forward-b8-s16/baseline",
         "tinygpt-s/forward-b8-s16/prune-l1-0.5",
-        "tinygpt-s/generate-b1-p32-n4/prune-l1-0.7",
+        "tinygpt-s-pydoc/generate-b1-p32-n4/prune-l1-0.7",
+        "tinygpt-s/forward-b1-s16/prune-l1-0.5+compile-default",
     ]
 
 
@@ -238,11 +248,24 @@ def test_the_readme_suite_example_is_valid():
     from pathlib import Path
 
     readme = (Path(__file__).parents[1] / "README.md").read_text()
-    example = readme.split("## Writing a suite", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
-    suite = parse_suite(example, where="README.md")
+    example = readme.split("## A suite, and what it prints", 1)[1].split("```toml\n", 1)[1]
+    suite = parse_suite(example.split("```", 1)[0], where="README.md")
+    assert [c.id for c in suite.cases] == [
+        "tinygpt-s-pydoc/forward-b8-s128/baseline",
+        "tinygpt-s-pydoc/forward-b8-s128/prune-l1-0.5",
+        "tinygpt-s-pydoc/forward-b8-s128/prune-l1-0.9",
+    ]
+
+
+def test_the_docs_annotated_suite_example_is_valid():
+    from pathlib import Path
+
+    page = (Path(__file__).parents[1] / "docs" / "suites.md").read_text()
+    example = page.split("## An annotated suite", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    suite = parse_suite(example, where="docs/suites.md")
     ids = [c.id for c in suite.cases]
     assert "tinygpt-s-L2-pydoc/forward-b8-s128/prune-l1-0.5" in ids
-    assert "tinygpt-s/forward-b64-s128/baseline" in ids
+    assert "tinygpt-s-pydoc/forward-b64-s128/baseline" in ids  # the shipped weights
     assert "tinygpt-s-L2-pydoc/forward-b8-s128/prune-l1-0.9" not in ids  # excluded
 
 
@@ -259,10 +282,12 @@ def test_matrix_size_is_the_product_of_the_axes(batches, amounts, layers):
 name = "h"
 [[models]]
 name = "tinygpt-s"
+weights = "random"
 n_layer = {layers}
 [[workloads]]
 name = "forward"
 batch = {batches}
+baseline = false
 [[techniques]]
 name = "prune"
 amount = {amounts}

@@ -25,6 +25,7 @@ idle_s = 0
 energy = false
 [[models]]
 name = "tinygpt-s"
+weights = "random"
 n_layer = 2
 n_embd = 32
 n_head = 2
@@ -33,7 +34,7 @@ block_size = 32
 
 
 def suite(workload: str, techniques: str = "") -> str:
-    return TINY + f'[[workloads]]\nname = "train"\n{workload}\n' + techniques
+    return TINY + f'[[workloads]]\nname = "train"\nbaseline = false\n{workload}\n' + techniques
 
 
 def one_case(text: str, index: int = 0):
@@ -195,7 +196,7 @@ def test_a_diverging_run_is_a_result_with_its_step():
         (TRAIN, '[[techniques]]\nname = "lr_schedule"\nschedule = "sawtooth"', "schedule", ""),
         (
             TRAIN,
-            '[[techniques]]\nname = "distill"\nteacher = {name = "tinygpt-s", n_layer = 1, n_embd = 16, n_head = 1}',
+            '[[techniques]]\nname = "distill"\nteacher = {name = "tinygpt-s", weights = "random", n_layer = 1, n_embd = 16, n_head = 1}',
             "techniques[0]",
             "larger than its teacher",
         ),
@@ -218,7 +219,7 @@ def test_distilled_student_reports_its_teacher_and_saves_its_weights(tmp_path):
 
     from bench.models.tinygpt import GPT, GPTConfig
 
-    teacher = '{name = "tinygpt-s", n_layer = 2, n_embd = 64, n_head = 2, block_size = 32}'
+    teacher = '{name = "tinygpt-s", weights = "random", n_layer = 2, n_embd = 64, n_head = 2, block_size = 32}'
     tech = f'[[techniques]]\nname = "distill"\nteacher = {teacher}\ntemperature = 2.0'
     r = execute(one_case(suite(TRAIN, tech)), facts={"run_dir": str(tmp_path)})
     assert r.status == "ok", r.error

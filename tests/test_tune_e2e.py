@@ -71,7 +71,7 @@ def test_a_killed_tune_resumes_and_ends_with_a_front_bench_run_takes(tmp_path):
         str(results),
         "--history-url",
         url,
-        "--out",
+        "--reports",
         str(tmp_path / "reports"),
     ]
     first = subprocess.Popen(
@@ -94,7 +94,7 @@ def test_a_killed_tune_resumes_and_ends_with_a_front_bench_run_takes(tmp_path):
     after = trials(url)
     assert len(after) == 3  # the budget counts the study's trials, the killed run's too
     assert {t["run_id"] for t in before} <= {t["run_id"] for t in after}
-    assert "front" in done.stderr and "re-measuring" in done.stderr  # the console is stderr
+    assert "front" in done.stdout and "re-measuring" in done.stderr  # results: stdout
     reports = list((tmp_path / "reports" / "tune").glob("*/tune.html"))
     assert len(reports) == 1 and (reports[0].parent / "tune.png").exists()
 
@@ -115,7 +115,7 @@ def test_jobs_through_an_executor_add_trials_to_one_study(tmp_path):
         str(tmp_path / "results"),
         "--history-url",
         url,
-        "--out",
+        "--reports",
         str(tmp_path / "reports"),
         "--executor",
         "local",

@@ -96,7 +96,8 @@ def print_table(rows: list[Row], console) -> None:
         ("vs baseline (95% interval over runs)", "right"),
         ("note", "left"),
     ):
-        table.add_column(col, justify=justify, overflow="fold")
+        # Case ids stay whole (users paste them into --case filters); the other columns wrap.
+        table.add_column(col, justify=justify, overflow="fold", no_wrap=col == "case")
     for r in rows:
         value = "—" if r.value is None else f"{r.metric} {human(r.value, r.unit)}"
         speed = "—" if r.vs_baseline is None else _verdict(r.vs_baseline)

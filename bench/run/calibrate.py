@@ -20,10 +20,10 @@ MIN_RUNS = 3  # fewer invocations than this give no spread worth the name (2 df)
 
 
 def calibrate(
-    suite: Path, runs: int, results: Path, history_url: str | None, console
+    suite: Path, runs: int, results: Path, history_url: str | None, console, overrides=()
 ) -> list[Path]:
-    """``runs`` invocations of ``suite`` into ``results``, each appended to the calibration
-    history; their run folders."""
+    """``runs`` invocations of ``suite`` (with its ``--set`` ``overrides``) into
+    ``results``, each appended to the calibration history; their run folders."""
     from bench.analysis.drift import CALIBRATION
     from bench.results import store
 
@@ -37,6 +37,8 @@ def calibrate(
                "--no-report", "--history", CALIBRATION]  # fmt: skip
         if history_url:
             cmd += ["--history-url", history_url]
+        for override in overrides:
+            cmd += ["--set", override]
         t0 = time.monotonic()
         done = subprocess.run(cmd, capture_output=True, text=True)
         new = sorted(set(results.glob(f"*/{store.MANIFEST}")) - before)

@@ -161,16 +161,19 @@ def _open_run(suite: Suite, opts: RunOptions) -> tuple[str, Path, dict[str, Any]
                 f"{process['pid']}); wait for it, or stop it first"
             )
         if manifest.get("suite", {}).get("sha256") != suite.sha256:
+            sets = " ".join(f"--set {o}" for o in manifest["suite"].get("overrides") or [])
             raise UserError(
                 f"--resume {opts.resume}: the suite file changed since that run started "
-                "(hash differs); resume needs the same suite",
+                "(hash differs); resume needs the same suite"
+                + (f" and the same overrides ({sets})" if sets else ""),
                 where=suite.path,
             )
         changed = _changes((manifest.get("environment") or {}).get("software"), software())
         if changed and not opts.force:
             raise UserError(
                 f"--resume {opts.resume}: {'; '.join(changed)} since that run started, so its "
-                "numbers would mix two setups; rerun it, or pass --force to resume anyway"
+                "numbers would mix two setups; rerun it, or pass --allow-version-change to "
+                "resume anyway"
             )
         if changed:
             manifest.setdefault("resumed_across", []).append(changed)
@@ -185,7 +188,8 @@ def _open_run(suite: Suite, opts: RunOptions) -> tuple[str, Path, dict[str, Any]
             "name": suite.name,
             "path": suite.path,
             "sha256": suite.sha256,
-            "text": suite.text,
+            "text": suite.text,  # the effective suite: extends, defaults, overrides applied
+            "overrides": list(suite.overrides),  # the --set KEY=VALUE the text has applied
         },
         "environment": None,  # the caller's fingerprint, once the fork server is starting
         "started": now_iso(),

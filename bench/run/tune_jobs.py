@@ -11,13 +11,14 @@ from bench.run.tune import TuneOptions, Tuner
 from bench.spec.suite import load_suite
 
 
-def tune_job(suite_path: str, results: str, storage: str, trials, minutes) -> int:
+def tune_job(suite_path: str, results: str, storage: str, trials, minutes, overrides=()) -> int:
     """One job of ``bench tune --executor``: this node's trials of the shared study (no
-    front: the submitting process re-measures it once every job has ended)."""
+    front: the submitting process re-measures it once every job has ended). The suite's
+    --set overrides travel with it: the same effective suite, the same study."""
     from bench.run.suite_driver import make_console
     from bench.spec.tune import parse_tune
 
-    suite = load_suite(Path(suite_path))
+    suite = load_suite(Path(suite_path), overrides)
     data = tomllib.loads(suite.text)
     spec = parse_tune(data.get("tune"), data["workloads"][0]["name"], suite.path)
     opts = TuneOptions(Path(results), storage, trials, minutes)
@@ -52,6 +53,7 @@ def run_jobs(tuner: Tuner, suite_path: Path, kind: str, jobs: int, extra: list[s
         o.storage,
         o.budget_trials,
         o.budget_minutes,
+        tuner.suite.overrides,
     )
     submitted = executor.map_array(tune_job, *([a] * jobs for a in args))
     tuner.console.print(f"submitted {jobs} {kind} jobs to study {tuner.name}; logs: {root}")

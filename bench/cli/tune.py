@@ -6,86 +6,65 @@ from __future__ import annotations
 import argparse
 import math
 import signal
-from pathlib import Path
 
+from bench.cli import options
 from bench.errors import UserError
-
-EPILOG = (
-    "exit status: 0 a front was found; 1 no trial met the constraints or the front failed to "
-    "re-measure; 2 bad input; 130 interrupted (run it again: the study resumes)"
-)
 
 
 def add_parser(sub) -> None:
-    from bench import cli_history
-
-    p = sub.add_parser(
+    p = options.command(
+        sub,
         "tune",
+        main,
         help="search the suite's [tune] space (Optuna), re-measure the front, write it out",
         description="Each trial is a run of its own (the trial's techniques and the "
         "baseline, as `bench run` runs them); the study lives in the history database, so "
         "a killed tune resumes and several processes or machines share one study. The front "
-        "is measured again, all in one run, and judged with intervals.",
-        epilog=EPILOG,
+        "is measured again, all in one run, and judged with intervals. Exit 1 when no trial "
+        "met the constraints or the front failed to re-measure; interrupted (130), run it "
+        "again: the study resumes.",
     )
-    p.add_argument("suite", type=Path)
-    cli_history.add_location(p)  # --results, and --history-url: where the study lives
+    options.add_suite(p)
+    options.add_results(p, history=True)  # --history-url: where the study lives
     p.add_argument("--budget", metavar="N|30m", help="trials in the study, or minutes here")
     p.add_argument(
         "--report-only",
         action="store_true",
         help="no new trials: re-measure and report the study's front",
     )
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=Path("reports"),
-        metavar="DIR",
-        help="reports root (default reports/)",
-    )
+    options.add_reports(p, what="where the front's report is written (REPORTS/tune/STUDY)")
     p.add_argument("--inline", action="store_true", help="run cases in this process (debugging)")
-    p.add_argument(
-        "--executor",
-        choices=["local", "slurm"],
-        help="add trials from --jobs processes (local) or Slurm jobs instead",
+    options.add_executor(
+        p, "add trials from --jobs processes (local) or Slurm jobs instead", jobs=2
     )
-    p.add_argument("--jobs", type=int, default=2, metavar="N", help="with --executor: jobs")
-    p.add_argument(
-        "--slurm",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a submitit parameter for the jobs, e.g. slurm_partition=gpu",
-    )
+    options.add_json(p)
 
 
 def main(args: argparse.Namespace) -> int:
     import tomllib
 
-    from bench import cli_history
     from bench.analysis.tune_front import judge, write_report
     from bench.run import tune, tune_jobs, tune_remeasure
-    from bench.run.suite_driver import Interrupted, make_console
-    from bench.spec.suite import load_suite
+    from bench.run.suite_driver import Interrupted
     from bench.spec.tune import Budget, parse_tune
 
-    suite = load_suite(args.suite)
+    suite = options.load(args)
     data = tomllib.loads(suite.text)
     workload = data["workloads"][0].get("name", "") if data.get("workloads") else ""
     spec = parse_tune(data.get("tune"), workload, suite.path)
     budget = Budget.parse(args.budget, key="--budget") if args.budget else spec.budget
     opts = tune.TuneOptions(
         results=args.results,
-        storage=cli_history.database_url(args),
+        storage=options.database_url(args),
         budget_trials=budget.trials,
         budget_minutes=budget.minutes,
         inline=args.inline,
     )
-    console = make_console()
+    console = options.progress()
     tuner = tune.Tuner(suite, spec, opts, console)
     # SIGTERM between runs as Ctrl-C (inside a run, bench run's own handler answers it)
     previous = signal.signal(signal.SIGTERM, _stop)
-    console.print(f"study [bold]{tuner.name}[/] in {cli_history.where(args)}")
+    console.print(f"study [bold]{tuner.name}[/] in {options.where(args)}")
     try:
         if args.executor and not args.report_only:
             if not 1 <= args.jobs <= 1000:
@@ -111,7 +90,7 @@ def main(args: argparse.Namespace) -> int:
     on_front = [r["point"] for r in judged if r["front"]]
     tuned = tune_remeasure.write_tuned(tuner, on_front) if on_front else None
     page = write_report(
-        args.out / "tune" / tuner.name,
+        args.reports / "tune" / tuner.name,
         suite,
         tuner.study,
         trials,
@@ -120,11 +99,43 @@ def main(args: argparse.Namespace) -> int:
         spec.constraints,
         tuned,
     )
-    _print_front(console, judged, spec)
-    console.print(f"report: {page}")
+    if args.json:
+        options.print_json(_as_json(judged, spec, page, tuned))
+        return 0 if on_front else 1
+    out = options.results()
+    _print_front(out, judged, spec)
+    out.print(f"report: {page}", highlight=False)
     if tuned is not None:
-        console.print(f"tuned suite: {tuned}  (bench run {tuned})")
+        out.print(f"tuned suite: {tuned}  (bench run {tuned})", highlight=False)
     return 0 if on_front else 1
+
+
+def _as_json(judged, spec, page, tuned) -> dict:
+    """The judged front as data: each re-measured point, its figures with their intervals."""
+    metrics = [o.metric for o in spec.objectives]
+    points = []
+    for r in judged:
+        p = r["point"]
+        values = {m: dict(zip(("value", "low", "high"), p.value(m), strict=True)) for m in metrics}
+        points.append(
+            {
+                "trial": p.trial,
+                "label": p.label,
+                "chain": p.chain,
+                "run_id": p.run_id,
+                "error": p.error,
+                "feasible": r["feasible"],
+                "front": r["front"],
+                "dominated_by": r["dominated_by"],
+                "objectives": values,
+                "searched": p.search,
+            }
+        )
+    return {
+        "report": str(page),
+        "tuned_suite": None if tuned is None else str(tuned),
+        "points": points,
+    }
 
 
 def _stop(signum, frame) -> None:

@@ -1,5 +1,6 @@
 """``bench profile SUITE --case ID``: profile cases without timing them, and say where the
-time went: the top operators of each, and a technique's operators against its baseline's."""
+time went: the top operators of each, and a technique's operators against its baseline's
+(on stdout, or ``--json``; progress on stderr)."""
 
 from __future__ import annotations
 
@@ -8,24 +9,24 @@ import dataclasses
 import fnmatch
 from pathlib import Path
 
+from bench.cli import options
 from bench.errors import UserError
-
-EPILOG = "exit status: 0 every case profiled; 1 a profiled pass failed; 2 bad input"
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser(
+    p = options.command(
+        sub,
         "profile",
+        main,
         help="profile cases under torch.profiler: operator table, trace, diff to the baseline",
         description="Run each chosen case (and its group's baseline) once more under "
         "torch.profiler, untimed: writes RESULTS/<run>/profiles/<case>.json (the operator "
         "table) and <case>.trace.json.gz (open in ui.perfetto.dev), and prints the top "
         "operators and each technique's operators against its baseline's.",
-        epilog=EPILOG,
     )
-    p.add_argument("suite", type=Path)
+    options.add_suite(p)
     p.add_argument("--case", required=True, metavar="GLOB", help="case id or glob (`bench list`)")
-    p.add_argument("--results", type=Path, default=Path("results"), metavar="DIR")
+    options.add_results(p)
     p.add_argument("--calls", type=int, metavar="N", help="profiled calls (suite: profile_calls)")
     p.add_argument("--stack", action="store_true", help="record Python stacks too")
     p.add_argument(
@@ -33,11 +34,13 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--top", type=int, default=12, metavar="N", help="operators shown per case")
     p.add_argument("--inline", action="store_true", help="profile in this process (debugging)")
+    options.add_json(p)
 
 
-def main(args: argparse.Namespace, suite, argv: list[str]) -> int:
-    from bench.run.suite_driver import Interrupted, RunOptions, make_console, run_suite
+def main(args: argparse.Namespace) -> int:
+    from bench.run.suite_driver import Interrupted, RunOptions, run_suite
 
+    suite = options.load(args)
     if not any(fnmatch.fnmatchcase(c.id, args.case) for c in suite.cases):
         raise UserError(f"--case {args.case!r} matches no case; see `bench list`", where=suite.path)
     update = {
@@ -50,17 +53,39 @@ def main(args: argparse.Namespace, suite, argv: list[str]) -> int:
             raise UserError(f"--calls {args.calls}: between 1 and 1000")
         update["profile_calls"] = args.calls
     suite = dataclasses.replace(suite, run=suite.run.model_copy(update=update))
-    console = make_console()
+    console = options.progress()
     opts = RunOptions(
         results=args.results, filter=args.case, with_baselines=True, profile=True, timed=False,
-        inline=args.inline, argv=["bench", *argv],
+        inline=args.inline, argv=args.argv,
     )  # fmt: skip
     try:
         outcome = run_suite(suite, opts, console)
     except Interrupted as e:
         console.print(f"{e.reason}: the finished profiles are in {e.run_dir}", highlight=False)
         return e.code
-    return show(outcome.run_dir, console, args.top)
+    if args.json:
+        return show_json(outcome.run_dir, args.top)
+    return show(outcome.run_dir, options.results(), args.top)
+
+
+def show_json(run_dir: Path, top: int) -> int:
+    """What ``show`` prints, as one JSON document: each pass, its top operators, and each
+    technique's operators against its baseline's."""
+    from bench.analysis import profiles
+
+    passes = profiles.load_profiles(run_dir)
+    ops = profiles.load_operators(run_dir) if not passes.empty else None
+    doc = {"run_dir": str(run_dir), "passes": [], "diffs": []}
+    for p in passes.to_dict(orient="records"):
+        mine = ops[ops["case_id"] == p["case_id"]].head(top) if p["status"] == "ok" else None
+        p["operators"] = [] if mine is None else mine.to_dict(orient="records")
+        doc["passes"].append(p)
+    if ops is not None:
+        for case_id, base_id, d in profiles.technique_diffs(ops, passes):
+            rows = d[d["what"] != "same"].head(top).to_dict(orient="records")
+            doc["diffs"].append({"case_id": case_id, "baseline": base_id, "operators": rows})
+    options.print_json(doc)
+    return 0 if not passes.empty and (passes["status"] == "ok").all() else 1
 
 
 def show(run_dir: Path, console, top: int) -> int:
@@ -71,7 +96,7 @@ def show(run_dir: Path, console, top: int) -> int:
 
     passes = profiles.load_profiles(run_dir)
     if passes.empty:
-        console.print(f"nothing was profiled: {run_dir}", highlight=False)
+        options.progress().print(f"nothing was profiled: {run_dir}", highlight=False)
         return 1
     ops = profiles.load_operators(run_dir)
     for p in passes.itertuples():

@@ -1,85 +1,79 @@
-"""``bench history``: the nightly history's alarms and change points, its trend pages, and
-``bench history rebuild``; and the step of ``bench run --history`` that appends a run."""
+"""``bench history show NAME``: the nightly history's alarms and change points, its trend
+pages; ``bench history rebuild [NAME]`` and ``bench history ack NAME``; and the step of
+``bench run --history`` that appends a run. Subcommands, so that any name can be a
+history's, ``ack`` and ``rebuild`` included."""
 
 from __future__ import annotations
 
 import argparse
 import fnmatch
-import os
 import tempfile
 from pathlib import Path
 
+from bench.cli import options
+from bench.cli.options import open_db, where
 from bench.errors import UserError
-
-URL_VARIABLE = "BENCH_HISTORY_URL"
-EPILOG = """exit status: 0 no open alarm; 1 an open alarm (with --confirm: one confirmed or
-not dismissed by the re-run); 2 bad input (unknown history, unreachable database, corrupt row)"""
 
 
 def add_parser(sub) -> None:
-    h = sub.add_parser(
+    h = options.command(
+        sub,
         "history",
-        help="alarms and change points of a nightly history; `history rebuild` re-derives it",
-        description="bench history NAME: open alarms and recent change points of the runs "
-        "appended with `bench run --history NAME`.  bench history rebuild [NAME]: re-derive "
-        "the database from the run folders under --results.  bench history ack NAME "
-        "[--case GLOB] [--metric M] [--note TEXT]: accept the open alarms (a regression "
-        "meant to be): they stop alarming; a later change alarms again.",
-        epilog=EPILOG,
-        usage="bench history NAME | rebuild [NAME] | ack NAME  [options]",
+        None,  # each subcommand sets its own
+        help="alarms and change points of a nightly history (show, rebuild, ack)",
+        description="The runs appended with `bench run --history NAME`, in a database under "
+        "--results (or --history-url).  show NAME: open alarms and recent change points "
+        "(exit 1 on an open alarm).  rebuild [NAME]: re-derive the database from the run "
+        "folders under --results.  ack NAME: accept the open alarms (a regression meant to "
+        "be); they stop alarming, a later change alarms again.",
     )
-    h.add_argument("words", nargs="+", metavar="NAME | rebuild [NAME] | ack NAME")
-    add_location(h)
-    h.add_argument("--since", metavar="DATE", help="only change points from this date on")
-    h.add_argument("--case", metavar="GLOB", help="only cases matching this glob")
-    h.add_argument("--metric", metavar="NAME", help="only this metric")
-    h.add_argument(
+    hs = h.add_subparsers(
+        dest="history_command", required=True, metavar="SUBCOMMAND", help="what to do"
+    )
+
+    s = options.command(hs, "show", show, help="open alarms and recent change points of NAME")
+    s.add_argument("name", metavar="NAME", help="the history (`bench run --history NAME`)")
+    options.add_results(s, history=True)
+    _select(s)
+    s.add_argument("--since", metavar="DATE", help="only change points from this date on")
+    s.add_argument(
         "--plot", action="store_true", help="write trend pages to REPORTS/nightly/index.html"
     )
-    h.add_argument("--reports", type=Path, default=Path("reports"), metavar="DIR")
-    h.add_argument("--note", metavar="TEXT", help="with ack: why the regression is accepted")
-    h.add_argument(
-        "--gates",
-        type=Path,
-        metavar="FILE",
-        help="judge every night with this TOML file's [gates] (default: each night's own)",
-    )
-    h.add_argument(
+    options.add_reports(s, what="where --plot writes the trend pages")
+    s.add_argument(
         "--confirm",
         action="store_true",
         help="re-run the commits on both sides of each alarm's change (`bench ab`): a "
         "REGRESSION confirms it, OK or IMPROVED dismisses it, INCONCLUSIVE keeps it open, "
         "unconfirmed; also confirms a one-night regression right away",
     )
+    options.add_json(s)
+
+    r = options.command(
+        hs, "rebuild", rebuild_command, help="re-derive the database from the run folders"
+    )
+    r.add_argument("name", metavar="NAME", nargs="?", help="only this history (default: all)")
+    options.add_results(r, history=True)
+
+    a = options.command(
+        hs, "ack", ack, help="accept the open alarms of NAME (a regression meant to be)"
+    )
+    a.add_argument("name", metavar="NAME", help="the history")
+    options.add_results(a, history=True)
+    _select(a)
+    a.add_argument("--since", metavar="DATE", help="only change points from this date on")
+    a.add_argument("--note", metavar="TEXT", help="why the regression is accepted")
 
 
-def add_location(p: argparse.ArgumentParser) -> None:
+def _select(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--case", metavar="GLOB", help="only cases matching this glob")
+    p.add_argument("--metric", metavar="NAME", help="only this metric")
     p.add_argument(
-        "--results",
+        "--gates",
         type=Path,
-        default=Path("results"),
-        metavar="DIR",
-        help="results root; the history database defaults to DIR/history.sqlite",
+        metavar="FILE",
+        help="judge every night with this TOML file's [gates] (default: each night's own)",
     )
-    p.add_argument(
-        "--history-url",
-        metavar="URL",
-        default=os.environ.get(URL_VARIABLE),
-        help=f"a shared history database instead, e.g. postgresql://user@host/bench "
-        f"(default: ${URL_VARIABLE})",
-    )
-
-
-def database_url(args: argparse.Namespace) -> str:
-    from bench.results.history import default_url
-
-    return args.history_url or default_url(args.results)
-
-
-def open_db(args: argparse.Namespace):
-    from bench.results.history import History
-
-    return History(database_url(args))
 
 
 def append(args: argparse.Namespace, run_dir: Path) -> str:
@@ -92,25 +86,16 @@ def append(args: argparse.Namespace, run_dir: Path) -> str:
     return f"history {args.history}: +1 run ({len(points)} points) in {where(args)}"
 
 
-def where(args: argparse.Namespace) -> str:
-    from bench.results.history import shown
-
-    return shown(database_url(args))
+def show(args: argparse.Namespace) -> int:
+    return analyse(args, args.name)
 
 
-def main(args: argparse.Namespace) -> int:
-    words = args.words
-    if words[0] == "ack":
-        if len(words) != 2:
-            raise UserError("bench history ack NAME: one history name")
-        return analyse(args, words[1], acknowledge=True)
-    if words[0] == "rebuild":
-        if len(words) > 2:
-            raise UserError("bench history rebuild [NAME]: one history name at most")
-        return rebuild(args, words[1] if len(words) == 2 else None)
-    if len(words) > 1:
-        raise UserError(f"bench history NAME: one name, got {' '.join(words)}")
-    return analyse(args, words[0])
+def ack(args: argparse.Namespace) -> int:
+    return analyse(args, args.name, acknowledge=True)
+
+
+def rebuild_command(args: argparse.Namespace) -> int:
+    return rebuild(args, args.name)
 
 
 def rebuild(args: argparse.Namespace, name: str | None) -> int:
@@ -132,9 +117,8 @@ def analyse(args: argparse.Namespace, name: str, acknowledge: bool = False) -> i
     from bench.analysis import changepoints as cp
     from bench.analysis import trend_report
     from bench.results.metric_info import MODELLED_NOTE
-    from bench.run.suite_driver import make_console
 
-    console = make_console()
+    console = options.progress()
     with open_db(args) as db:
         frame = db.frame(name)
         if frame.empty:
@@ -154,7 +138,7 @@ def analyse(args: argparse.Namespace, name: str, acknowledge: bool = False) -> i
             since = _since(args.since)
             points = [p for p in points if p.night.started >= since]
         if acknowledge:
-            return _acknowledge(db, name, cp.alarms(points), args, console)
+            return _acknowledge(db, name, cp.alarms(points), args)
         notes = [f"not tracked: {', '.join(modelled)} ({MODELLED_NOTE})"] if modelled else []
         alarms, accepted = _accepted(cp.alarms(points), db.acks(name))
         notes += accepted
@@ -165,28 +149,63 @@ def analyse(args: argparse.Namespace, name: str, acknowledge: bool = False) -> i
     if args.confirm:
         alarms, confirmed = confirm(alarms, suspects, texts, args, console)
         notes += confirmed
-    trend_report.print_summary(name, series, points, alarms, console)
-    for n in notes:
-        console.print(n, highlight=False)
+    index = None
     if args.plot:
         index = trend_report.write_pages(
             name, series, points, alarms, args.reports / "nightly", notes
         )
-        console.print(f"trend pages: {index}")
+    if args.json:
+        options.print_json(_as_json(name, series, points, alarms, notes, index))
+        return 1 if alarms else 0
+    out = options.results()
+    trend_report.print_summary(name, series, points, alarms, out)
+    for n in notes:
+        out.print(n, highlight=False, markup=False)
+    if index is not None:
+        out.print(f"trend pages: {index}", highlight=False)
     return 1 if alarms else 0
 
 
-def _acknowledge(db, name: str, alarms, args: argparse.Namespace, console) -> int:
+def _as_json(name: str, series, points, alarms, notes: list[str], index) -> dict:
+    """What ``history show`` prints, as data: every change point (alarms first), the notes."""
+    shown = [*alarms, *(p for p in points if p not in alarms)]
+    return {
+        "history": name,
+        "runs": len({n.run_id for s in series for n in s.nights}),
+        "series": len(series),
+        "open_alarms": len(alarms),
+        "change_points": [
+            {
+                "alarm": p in alarms,
+                "case_id": p.series.case_id,
+                "metric": p.series.metric,
+                "unit": p.series.unit,
+                "env_key": p.series.env_key,
+                "run_id": p.night.run_id,
+                "started": p.night.started.isoformat(),
+                "commit": p.night.commit,
+                "nights_after": p.nights_after,
+                **p.change.to_json(),
+            }
+            for p in shown
+        ],
+        "notes": notes,
+        "trend_pages": None if index is None else str(index),
+    }
+
+
+def _acknowledge(db, name: str, alarms, args: argparse.Namespace) -> int:
     """Accept the open alarms (those --case/--metric select): their series stop alarming
     for every change up to now; a later regression alarms again."""
     import pandas as pd
 
+    out = options.results()
     when = pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")
     for a in alarms:
         s = a.series
         db.ack(name, (s.case_id, s.metric, s.env_key), when, args.note or "")
-        console.print(f"accepted: {s.case_id} {s.metric} ({a.change.describe()})", highlight=False)
-    console.print(f"history {name}: {len(alarms)} alarm(s) accepted", highlight=False)
+        out.print(f"accepted: {s.case_id} {s.metric} ({a.change.describe()})", highlight=False)
+    out.print(f"history {name}: {len(alarms)} alarm(s) accepted", highlight=False)
     return 0
 
 
