@@ -20,7 +20,7 @@ harness on real hardware, not a rewrite of it:
 
 Results are printed as they come, appended to ``OUT/results.jsonl`` (one line per step)
 and summed up in ``OUT/summary.json``; a failing step is recorded and the next one runs.
-A global deadline (default 540 s) marks what is left "skipped: out of time".
+A global deadline (default 420 s) marks what is left "skipped: out of time".
 
 ``--dry-run`` runs the same plan on this CPU with tiny shapes and a stand-in NVML (about
 25 s on 2 cores): every figure is computed where a CPU can and judged "dry"; what needs

@@ -270,6 +270,15 @@ def test_bars_show_spread_across_runs_and_never_a_zero_width_bar(run_dir):
     assert all("1 run: no spread" in t.get_text() for t in one.axes[0].get_yticklabels())
 
 
+def test_bars_of_equal_runs_draw_whiskers_of_zero_length(run_dir):
+    # exp(mean(log)) of runs all 0.1 is 0.10000000000000002: never a negative whisker
+    df = load_results(run_dir)
+    df.loc[df.metric == "throughput_tokens", "value"] = 0.1
+    fig = plots.metric_bars(df, "throughput_tokens")
+    (whiskers,) = [c for c in fig.axes[0].collections if len(c.get_segments())]
+    assert all(s[0, 0] == s[1, 0] == 0.1 for s in whiskers.get_segments())
+
+
 def test_markdown_cells_cannot_break_the_table(run_dir, tmp_path):
     from bench.analysis.document import _md_cell
 

@@ -40,6 +40,9 @@ def _medians(df: pd.DataFrame, metric: str) -> pd.DataFrame:
             method=("method", "first"),
         )
         .reset_index()
+        # The geometric mean of equal runs can land an ulp outside them (exp(log(0.1)) is
+        # 0.10000000000000002), and a whisker of negative length is an error to matplotlib.
+        .pipe(lambda m: m.assign(value=m.value.clip(m.lo, m.hi)))
     )
 
 

@@ -204,7 +204,9 @@ class SuiteFile(BaseModel):
     matrix: MatrixRules = D(MatrixRules(), description="Cases excluded from or added to the "
                             "product of models x workloads x techniques.")  # fmt: skip
     gates: dict[str, Any] = D(
-        {}, description="Metric -> tolerance for compare verdicts, e.g. latency_ms = '5%'."
+        {},
+        description="Metric -> tolerance for compare verdicts: a fraction "
+        "(latency_median = 0.05 is 5%), { absolute = 0.02 }, 'exact' or 'off'.",
     )
     tune: dict[str, Any] = D({}, description="What `bench tune` searches (see the tune page).")
     pricing: dict[str, Annotated[float, Field(gt=0)]] = D(
