@@ -160,11 +160,19 @@ class History:
         if sqlite:
             writes.sqlite_writes_lock_first(self.engine)
         md, *_ = _tables()
+
         # Reading first: opening a history that is all there (every table, its schema row)
         # writes nothing, so a reader does not queue behind writers for the write lock.
-        with self._errors(), self.engine.connect() as conn:
-            missing = set(md.tables) - set(sa.inspect(conn).get_table_names())
-            row = None if missing else conn.execute(_schema_query()).first()
+        # Retried like a write: while another process creates the database, SQLite can
+        # refuse the read (or the switch to WAL) as "locked" without waiting (seen in CI, 1
+        # of 8 writers released together).
+        def read_schema():
+            with self.engine.connect() as conn:
+                missing = set(md.tables) - set(sa.inspect(conn).get_table_names())
+                return None if missing else conn.execute(_schema_query()).first()
+
+        with self._errors():
+            row = writes.retried(read_schema)
         schema = row[0] if row else self._write(_create_schema)
         if schema != str(SCHEMA_VERSION):
             raise UserError(
