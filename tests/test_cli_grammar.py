@@ -5,6 +5,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -174,6 +175,29 @@ def test_schema_is_a_json_schema_of_the_suite(capsys):
     assert schema["type"] == "object" and {"name", "models", "workloads"} <= set(
         schema["properties"]
     )
+
+
+def test_every_shipped_suite_is_valid_under_the_schema_and_a_typo_is_not(capsys):
+    """What an editor does with `bench schema`: every suite in suites/ passes, and a
+    misspelt key, model or workload is flagged."""
+    import tomllib
+
+    import jsonschema
+
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    suites = sorted((Path(__file__).parents[1] / "suites").glob("*.toml"))
+    assert len(suites) >= 10
+    for path in suites:
+        errors = [e.message for e in validator.iter_errors(tomllib.loads(path.read_text()))]
+        assert errors == [], path.name
+    good = {"name": "x", "models": [{"name": "tinygpt-s"}], "workloads": [{"name": "forward"}]}
+    assert validator.is_valid(good)
+    for typo in ({"run": {"repeat": 3}}, {"models": [{"name": "tinygpt-s", "weigths": "random"}]},
+                 {"workloads": [{"name": "forwad"}]}):  # fmt: skip
+        assert not validator.is_valid({**good, **typo}), typo
 
 
 def test_llm_opt_bench_is_the_same_command():
