@@ -121,7 +121,13 @@ def test_run_prints_the_summary_on_stdout_and_progress_on_stderr_then_show(
     # show: by id under --results, or by folder; the same table, and the environment
     assert main(["show", run_dir.name, "--results", str(results)]) == 0
     out, err = capsys.readouterr()
-    assert f"run {run_dir.name}: complete" in out and "python " in out and "cpu: " in out
+    assert (
+        f"Run: {run_dir.name}, started" in out
+        and ", complete" in out
+        and "Python 3." in out
+        and "CPU: " in out
+    )
+    assert "Quiet: " in out and "Idle power: " in out
     assert "Summary" in out and case_id in out and err == ""
     assert main(["show", str(run_dir), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bench.analysis import report
+from bench.analysis import run_facts
 from bench.analysis.sides import load_side
 from bench.telemetry import disturbance
 from tests.test_compare import fake_run
@@ -95,11 +95,11 @@ def test_the_report_and_a_comparison_say_when_runs_were_disturbed(tmp_path):
     from bench.results import store
 
     run = busy_run(tmp_path, "busy", [False, True, False])
-    label, text = report.quiet_fact(store.run_results(run))
+    label, text = run_facts.quiet(store.run_results(run))
     assert label == "Quiet" and text.startswith("NO: 1 of 3 process runs disturbed")
     assert "m/w/baseline r1: others used 0.90 cores" in text
     quiet = busy_run(tmp_path, "quiet", [False, False])
-    assert report.quiet_fact(store.run_results(quiet))[1].startswith("yes: no process run of 2")
+    assert run_facts.quiet(store.run_results(quiet))[1].startswith("yes: no process run of 2")
     from bench.analysis.sides import disturbance_note
 
     note = disturbance_note("base", load_side([run]))

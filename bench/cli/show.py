@@ -37,11 +37,12 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         print_summary(run_dir, results, True, manifest=manifest)
         return 0
+    from bench.analysis import run_facts
+
     out = options.results()
-    out.print(f"run {manifest.get('run_id', run_dir.name)}: {manifest.get('status', '?')}",
-              highlight=False)  # fmt: skip
-    for key, value in overview(manifest).items():
-        out.print(f"  {key}: {value}", highlight=False, markup=False)
+    # the report's Environment section, word for word (its Run line has the status)
+    for label, text in run_facts.facts(manifest, results):
+        out.print(f"{label}: {text}", highlight=False, markup=False)
     print_summary(run_dir, results, False)
     return 0
 
@@ -57,31 +58,6 @@ def find_run(ref: str, results: Path) -> Path:
     close = difflib.get_close_matches(ref, known, n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
     raise UserError(f"no run folder or run id {ref!r} under {results}{hint}")
-
-
-def overview(manifest: dict[str, Any]) -> dict[str, str]:
-    """The lines a reader checks first: which suite, when, on what code and machine."""
-    env = manifest.get("environment", {})
-    git = env.get("git", {})
-    software = env.get("software", {})
-    gpu = env.get("gpu", {})
-    suite = manifest.get("suite", {})
-    commit = git.get("commit")
-    code = f"{commit[:12]}{' (dirty)' if git.get('dirty') else ''}" if commit else git.get("reason")
-    gpus = gpu.get("name") or ", ".join(g.get("name", "?") for g in gpu.get("devices", []))
-    return {
-        "suite": f"{suite.get('name', '?')} ({suite.get('path', '?')})",
-        "started": f"{manifest.get('started', '?')}, ended {manifest.get('ended', '—')}",
-        "code": f"{code}; bench {software.get('bench', '?')}",
-        "software": f"python {env.get('python', '?')}, "
-        + ", ".join(f"{k} {v}" for k, v in software.items() if k not in ("bench", "bench_source")),
-        "cuda": str(env.get("cuda") or "none"),
-        "gpu": gpus or gpu.get("reason", "none"),
-        "cpu": f"{env.get('cpu_model', '?')}, {env.get('cpu_count', '?')} cores, "
-        f"{env.get('torch_threads', '?')} torch threads",
-        "host": str(env.get("host", "?")),
-        **({"history": manifest["history"]} if manifest.get("history") else {}),
-    }
 
 
 def print_summary(
