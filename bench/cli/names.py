@@ -67,29 +67,16 @@ def describe(kind: str, name: str) -> dict[str, Any]:
 
 
 def text(entry: dict[str, Any]) -> list[str]:
+    from bench.spec.schema import in_words
+
     lines = [f"{entry['kind']} {entry['name']}"]
     lines += [f"  {line}".rstrip() for line in (entry["doc"] or "(no docs)").splitlines()]
     lines += [f"  {k}: {v}" for k, v in entry["meta"].items()]
     params = entry["parameters"]
     lines.append("  parameters:" if params else "  parameters: none")
     for key, prop in params.items():
-        kind = _type(prop)
+        kind = in_words(prop)
         default = "required" if key in entry["required"] else f"default {prop.get('default')!r}"
         about = f" — {prop['description']}" if prop.get("description") else ""
         lines.append(f"    {key}: {kind}, {default}{about}")
     return lines
-
-
-def _type(prop: dict[str, Any]) -> str:
-    """'integer', 'number | null', "one of 'a', 'b'": a schema property's type in words."""
-    if "enum" in prop:
-        return "one of " + ", ".join(map(repr, prop["enum"]))
-    if "const" in prop:
-        return repr(prop["const"])
-    if "anyOf" in prop:
-        return " | ".join(_type(p) for p in prop["anyOf"])
-    if prop.get("type") == "array" and "items" in prop:
-        return f"list of {_type(prop['items'])}"
-    if "$ref" in prop:
-        return prop["$ref"].rsplit("/", 1)[-1]
-    return str(prop.get("type", "any"))

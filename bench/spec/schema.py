@@ -5,6 +5,7 @@ editor completes names and keys and flags unknown ones (``bench schema``)."""
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 from bench.spec.registry import Registry
@@ -60,3 +61,36 @@ def _inline(prop: dict[str, Any], defs: dict[str, Any], name: str) -> dict[str, 
 
 def _first_line(doc: str) -> str:
     return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def in_words(prop: dict[str, Any], defs: dict[str, Any] | None = None) -> str:
+    """A schema property's type in words: 'integer', 'one of "a", "b"', 'list of ...',
+    'table'; ``defs``: the schema's definitions (a ``$ref`` to one is a table). One
+    wording for ``bench names`` and the docs' key reference."""
+    defs = defs or {}
+    if "enum" in prop:
+        return "one of " + ", ".join(json.dumps(v) for v in prop["enum"])
+    if "const" in prop:
+        return json.dumps(prop["const"])
+    if "anyOf" in prop:
+        # dict.fromkeys: one word per kind (a list of models is a union of many tables)
+        return " or ".join(dict.fromkeys(in_words(p, defs) for p in prop["anyOf"]))
+    if "$ref" in prop:
+        name = prop["$ref"].rsplit("/", 1)[-1]
+        return "table" if name in defs else name
+    kind = prop.get("type")
+    if kind == "array":
+        items = prop.get("items")
+        if isinstance(items, dict) and items:
+            return f"list of {in_words(items, defs)}"
+        if "prefixItems" in prop:
+            return "[" + ", ".join(in_words(p, defs) for p in prop["prefixItems"]) + "]"
+        return "list"
+    if kind == "object":
+        extra = prop.get("additionalProperties")
+        if isinstance(extra, dict) and extra:
+            return f"table of {in_words(extra, defs)}"
+        return "table"
+    if kind == "null":
+        return "unset"
+    return kind or "any"

@@ -23,6 +23,8 @@ import json
 import re
 from typing import Any
 
+from bench.spec.schema import in_words
+
 MARKER = re.compile(r"^<!-- generated: ([a-z-]+) -->$", re.MULTILINE)
 
 
@@ -70,38 +72,6 @@ def _suite_schema() -> dict[str, Any]:
     return suite.SuiteFile.model_json_schema()
 
 
-def _type(prop: dict[str, Any], defs: dict[str, Any]) -> str:
-    """A schema property's type in words: 'integer', 'one of "a", "b"', 'list of ...'."""
-    if "enum" in prop:
-        return "one of " + ", ".join(json.dumps(v) for v in prop["enum"])
-    if "const" in prop:
-        return json.dumps(prop["const"])
-    if "anyOf" in prop:
-        # dict.fromkeys: one word per kind (a list of models is a union of many tables)
-        return " or ".join(dict.fromkeys(_type(p, defs) for p in prop["anyOf"]))
-    if "$ref" in prop:
-        name = prop["$ref"].rsplit("/", 1)[-1]
-        return "table" if name in defs else name
-    kind = prop.get("type")
-    if kind == "array":
-        items = prop.get("items")
-        if isinstance(items, dict) and items:
-            return f"list of {_type(items, defs)}"
-        if "prefixItems" in prop:
-            return "[" + ", ".join(_type(p, defs) for p in prop["prefixItems"]) + "]"
-        return "list"
-    if kind == "object":
-        extra = prop.get("additionalProperties")
-        if isinstance(extra, dict) and extra:
-            return f"table of {_type(extra, defs)}"
-        return "table"
-    if kind == "null":
-        return "unset"
-    return {"integer": "integer", "number": "number", "string": "string", "boolean": "boolean"}.get(
-        kind or "", kind or "any"
-    )
-
-
 def _limits(prop: dict[str, Any]) -> str:
     words = {
         "minimum": "≥",
@@ -143,7 +113,7 @@ def _key_rows(schema: dict[str, Any], defs: dict[str, Any], prefix: str = "") ->
         rows.append(
             [
                 _code(prefix + key),
-                _type(prop, defs),
+                in_words(prop, defs),
                 _default(key, prop, required),
                 about + (f" ({limits})" if limits else ""),
             ]
