@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bench.errors import UserError
 from bench.results.metric_info import Tolerance
-from bench.spec import layering, matrix
+from bench.spec import layering, matrix, registry
 from bench.spec.cases import BASELINE, Case, Component, is_baseline
 from bench.spec.gates import gates, parse_gates
 from bench.spec.messages import user_error
@@ -244,8 +244,8 @@ def json_schema() -> dict[str, Any]:
             "description": "false: this workload's groups need no baseline case.",
         }
     }
-    props["models"]["items"] = entries_schema(layering.SECTIONS["models"])
-    props["workloads"]["items"] = entries_schema(layering.SECTIONS["workloads"], opt_out)
+    props["models"]["items"] = entries_schema(registry.models)
+    props["workloads"]["items"] = entries_schema(registry.workloads, opt_out)
     chain = {
         "type": "object",
         "properties": {"chain": {"type": "array", "minItems": 1, "description": (
@@ -253,7 +253,7 @@ def json_schema() -> dict[str, Any]:
         "required": ["chain"],
         "additionalProperties": False,
     }  # fmt: skip
-    techniques = entries_schema(layering.SECTIONS["techniques"])
+    techniques = entries_schema(registry.techniques)
     props["techniques"]["items"] = {"anyOf": [*techniques["anyOf"], chain]}
     return schema
 
@@ -311,12 +311,12 @@ def _validate(data: dict[str, Any], text: str, where: str, overrides: tuple[str,
     models = [
         (f"models[{i}]", m)
         for i, d in enumerate(spec.models)
-        for m in expander.entries(registry_of("models"), "models", i, d)
+        for m in expander.entries(registry.models, "models", i, d)
     ]
     workloads = [
         (f"workloads[{i}]", w)
         for i, d in enumerate(spec.workloads)
-        for w in expander.entries(registry_of("workloads"), "workloads", i, d)
+        for w in expander.entries(registry.workloads, "workloads", i, d)
     ]
     chains = [
         (f"techniques[{i}]", c)
@@ -364,10 +364,6 @@ def _validate(data: dict[str, Any], text: str, where: str, overrides: tuple[str,
         gates=suite_gates,
         overrides=overrides,
     )
-
-
-def registry_of(section: str):
-    return layering.SECTIONS[section]
 
 
 __all__ = ["BASELINE", "Case", "Component", "RunSettings", "Suite", "is_baseline",
