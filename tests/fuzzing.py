@@ -253,11 +253,11 @@ def _pytest_benchmark_save(root: Path) -> Path:
 def _perf_baseline(root: Path) -> Path:
     from types import SimpleNamespace
 
-    from bench.pytest_plugin import Measurement, _PerfSession
+    from bench.pytest_baseline import Measurement, PerfSession
 
     options = {"--perf-save": "base", "--perf-compare": None, "--perf-dir": str(root / ".perf"),
                "--perf-repeats": 3, "--perf-beyond-tolerance": False}  # fmt: skip
-    session = _PerfSession(SimpleNamespace(getoption=options.__getitem__))
+    session = PerfSession(SimpleNamespace(getoption=options.__getitem__))
     for name, values in (("t::a", [1.0, 1.1, 0.9]), ("t::b", [2.0, 2.2, 2.1])):
         session.measured[name] = Measurement("latency_median", "s", values, "perf_counter")
     return session.write()
@@ -377,13 +377,13 @@ def perf_baseline_outcome(folder: str, name: str) -> Outcome:
     from types import SimpleNamespace
 
     from bench.analysis import verdicts
-    from bench.pytest_plugin import Measurement, _PerfSession, sessions_of
+    from bench.pytest_baseline import Measurement, PerfSession, sessions_of
     from bench.results.metric_info import Tolerance
 
     options = {"--perf-save": None, "--perf-compare": name, "--perf-dir": folder,
                "--perf-repeats": 3, "--perf-beyond-tolerance": False}  # fmt: skip
     try:
-        session = _PerfSession(SimpleNamespace(getoption=options.__getitem__))
+        session = PerfSession(SimpleNamespace(getoption=options.__getitem__))
         tests, why = session.baseline()
         lines = []
         for key, entry in (tests or {}).items():
@@ -394,7 +394,7 @@ def perf_baseline_outcome(folder: str, name: str) -> Outcome:
             lines.append(f"{key}: {change.describe()}")
         # and ``pytest --perf-save NAME`` over it: this session's measurement added
         save = {**options, "--perf-save": name, "--perf-compare": None}
-        saving = _PerfSession(SimpleNamespace(getoption=save.__getitem__))
+        saving = PerfSession(SimpleNamespace(getoption=save.__getitem__))
         saving.measured["t::a"] = Measurement("latency_median", "s", [1.0, 1.1], "perf_counter")
         saving.write()
         if why:

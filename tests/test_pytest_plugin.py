@@ -263,16 +263,16 @@ def test_saving_over_an_older_baseline_adds_to_it(tmp_path):
     import json
     from types import SimpleNamespace
 
-    from bench.pytest_plugin import Measurement, _facts, _PerfSession
+    from bench.pytest_baseline import Measurement, PerfSession, setup_facts
 
     old = {
-        "environment": _facts(),
+        "environment": setup_facts(),
         "tests": {"t::old": {"metric": "latency_median", "values": [1.0]}},
     }
     (tmp_path / "base.json").write_text(json.dumps(old))
     options = {"--perf-save": "base", "--perf-compare": None, "--perf-dir": str(tmp_path),
                "--perf-repeats": 3, "--perf-beyond-tolerance": False}  # fmt: skip
-    session = _PerfSession(SimpleNamespace(getoption=options.__getitem__))
+    session = PerfSession(SimpleNamespace(getoption=options.__getitem__))
     for key in ("t::old", "t::new"):
         session.measured[key] = Measurement("latency_median", "s", [2.0, 2.1], "perf_counter")
     saved = json.loads(session.write().read_text())["tests"]
