@@ -89,7 +89,7 @@ def pinned_gates(args: argparse.Namespace):
 def report_comparison(comparison, args: argparse.Namespace) -> int:
     """The verdict table (or ``--json``) on stdout, the files where --reports says, a
     warning on stderr for INCONCLUSIVE verdicts, and the exit code it earns."""
-    from bench.analysis.compare import print_comparison, write_outputs
+    from bench.analysis.compare_output import print_comparison, write_outputs
 
     written = write_outputs(comparison, args.reports) if args.reports is not None else []
     if args.json:
